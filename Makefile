@@ -1,0 +1,46 @@
+# codespark: `make serve` sets everything up and starts the server; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CODESPARK := $(VENV)/bin/codespark
+SPARK := qwen2.5-coder-0.5b-instruct
+CODEX := qwen2.5-coder-1.5b-instruct
+
+.PHONY: setup models serve test check bench fim-eval clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# llama-cpp-python is built once per machine and flag set (no AMX; see README "Build").
+$(STAMP): $(PY) pyproject.toml scripts/build_llama.py
+	$(PY) -m pip install --quiet "$$($(PY) scripts/build_llama.py)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+models: setup
+	$(CODESPARK) models --pull $(SPARK) --pull $(CODEX)
+
+serve: models
+	$(CODESPARK) serve
+
+test: models
+	$(PY) -m pytest
+
+check: setup
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/mypy
+
+bench: models
+	$(CODESPARK) bench --runs 5 --json bench-out/bench.json
+
+fim-eval: models
+	$(PY) benchmarks/fim_quality.py --tasks 100
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench-out

@@ -1,0 +1,3 @@
+"""codespark: a self-hosted coding assistant engine (spark FIM + codex chat)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,226 @@
+"""The ``codespark`` command line.  One short function per command; the work is library code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from codespark import __version__
+from codespark.config import Settings, load_settings
+from codespark.errors import CodesparkError
+
+app = typer.Typer(
+    name="codespark",
+    help="Self-hosted coding assistant engine: keystroke FIM (spark) and deeper work (codex).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML config file (also CODESPARK_CONFIG).", show_default=False)
+]
+
+
+def _describe(field: str) -> str:
+    return Settings.model_fields[field].description or ""
+
+
+class _ProvisionBar:
+    """Adapts provisioning callbacks to a rich progress bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        label = {"download": "downloading parts", "assemble": "assembling", "verify": "verifying"}[stage]
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(label, total=total)
+        self._progress.update(self._tasks[stage], completed=done, total=total)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _fail(exc: CodesparkError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc.message}")
+    return typer.Exit(2)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help=_describe("host"), show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(help=_describe("port"), show_default=False)] = None,
+    spark_model: Annotated[str | None, typer.Option(help=_describe("spark_model"), show_default=False)] = None,
+    codex_model: Annotated[str | None, typer.Option(help=_describe("codex_model"), show_default=False)] = None,
+    n_ctx: Annotated[int | None, typer.Option(help=_describe("n_ctx"), show_default=False)] = None,
+    n_threads: Annotated[int | None, typer.Option(help=_describe("n_threads"), show_default=False)] = None,
+    log_level: Annotated[str | None, typer.Option(help=_describe("log_level"), show_default=False)] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Start the HTTP server (OpenAI /v1, llama-server /infill).  Provisions models first."""
+    import uvicorn
+
+    from codespark.engine.loader import load_engines
+    from codespark.server.app import create_app
+
+    try:
+        settings = load_settings(
+            config,
+            host=host,
+            port=port,
+            spark_model=spark_model,
+            codex_model=codex_model,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            log_level=log_level,
+        )
+        with _progress() as progress:
+            engines = load_engines(settings, _ProvisionBar(progress))
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    base = f"http://{settings.host}:{settings.port}"
+    for route, engine in engines.routes.items():
+        console.print(f"[green]{route}[/green]: {engine.backend.info.model_id} (n_ctx {engine.n_ctx})")
+    console.print(
+        f"codespark {__version__} on {base}. Try:\n"
+        f"  curl -s {base}/v1/completions -H 'Content-Type: application/json' "
+        '-d \'{"model": "spark", "prompt": "def add(a, b):\\n    return", '
+        '"suffix": "\\n", "max_tokens": 16, "temperature": 0}\''
+    )
+    uvicorn.run(
+        create_app(settings, engines), host=settings.host, port=settings.port, log_level=settings.log_level.lower()
+    )
+
+
+@app.command()
+def models(
+    pull: Annotated[
+        list[str] | None,
+        typer.Option("--pull", help="Provision this catalog model ('all' for every one). Repeatable."),
+    ] = None,
+    verify: Annotated[bool, typer.Option(help="Re-hash provisioned files against the catalog.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List the model catalog and its state; --pull provisions models."""
+    from codespark.models.catalog import CATALOG, find
+    from codespark.models.provision import ensure, status
+    from codespark.models.provision import verify as verify_file
+
+    try:
+        settings = load_settings(config)
+        wanted = [s.name for s in CATALOG] if pull and "all" in pull else (pull or [])
+        for name in wanted:
+            spec = find(name)
+            if spec is None:
+                raise typer.BadParameter(f"unknown model {name!r}", param_hint="--pull")
+            with _progress() as progress:
+                path = ensure(spec, settings.models_dir, _ProvisionBar(progress))
+            console.print(f"[green]ready[/green] {spec.name}: {path}")
+        table = Table(title=f"models in {settings.models_dir}")
+        for column in ("name", "role", "size", "state", "source", "description"):
+            table.add_column(column)
+        for spec in CATALOG:
+            st = status(spec, settings.models_dir)
+            state = st.state.value
+            if verify and st.path.exists():
+                with _progress() as progress:
+                    state = "ready" if verify_file(spec, st.path, _ProvisionBar(progress)) else "corrupt"
+            size = f"{spec.size / 1e6:,.0f} MB" if spec.size else "?"
+            source = f"{spec.source.packages[0]}..=={spec.source.version} ({len(spec.source.packages)} wheels)"
+            table.add_row(spec.name, spec.role, size, state, source, spec.description)
+        Console().print(table)
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def complete(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Source file.")],
+    line: Annotated[int, typer.Option(min=1, help="Cursor line (1-based).")],
+    col: Annotated[int | None, typer.Option(min=1, help="Cursor column (1-based; default: end of line).")] = None,
+    model: Annotated[str, typer.Option(help="Engine: spark or codex.")] = "spark",
+    max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens to generate.")] = 64,
+    config: ConfigOpt = None,
+) -> None:
+    """Fill in the middle at FILE:LINE:COL and print the completion."""
+    from codespark.engine.tasks import complete_at
+
+    try:
+        settings = load_settings(config)
+        text = complete_at(settings, file, line, col, model, max_tokens)
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+
+
+@app.command()
+def chat(
+    prompt: Annotated[str, typer.Argument(help="What to ask.  Use - to read standard input.")],
+    model: Annotated[str, typer.Option(help="Engine: codex or spark.")] = "codex",
+    max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens to generate.")] = 512,
+    config: ConfigOpt = None,
+) -> None:
+    """Ask a question and stream the answer to the terminal."""
+    from codespark.engine.tasks import chat_stream
+
+    text = sys.stdin.read() if prompt == "-" else prompt
+    try:
+        settings = load_settings(config)
+        for piece in chat_stream(settings, text, model, max_tokens):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    sys.stdout.write("\n")
+
+
+@app.command()
+def bench(
+    runs: Annotated[int, typer.Option(min=1, help="Repeats per measurement; medians are reported.")] = 5,
+    model: Annotated[list[str] | None, typer.Option(help="Engines to measure (default: spark and codex).")] = None,
+    fim_tokens: Annotated[int, typer.Option(help="Prompt size for the FIM TTFT measurement.")] = 1000,
+    output: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Measure cold prefill tok/s, FIM TTFT and decode tok/s per engine (medians)."""
+    from codespark.bench import render_table, run_bench
+
+    try:
+        settings = load_settings(config)
+        results = asyncio.run(run_bench(settings, tuple(model or ("spark", "codex")), runs, fim_tokens, console))
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    Console().print(render_table(results))
+    if output is not None:
+        output.write_text(json.dumps(results, indent=2) + "\n")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,95 @@
+"""Settings: the one source for environment variables, the config file and CLI flags.
+
+Precedence: CLI flags > ``CODESPARK_*`` environment variables > the TOML config
+file (``--config`` or ``CODESPARK_CONFIG``) > defaults.  Every field has a
+description; ``codespark serve --help`` and the README table come from it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from codespark.errors import ConfigError
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "codespark"
+
+
+class Settings(BaseSettings):
+    """codespark settings."""
+
+    model_config = SettingsConfigDict(env_prefix="CODESPARK_", extra="forbid", validate_default=True)
+
+    host: str = Field("127.0.0.1", description="Address the server binds to.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port the server listens on (0 picks a free one).")
+    spark_model: str = Field(
+        "qwen2.5-coder-0.5b-instruct",
+        description="Model for the spark engine (keystroke FIM): a catalog name or a path to a .gguf file.",
+    )
+    codex_model: str = Field(
+        "qwen2.5-coder-1.5b-instruct",
+        description="Model for the codex engine (chat, deeper work): a catalog name, a .gguf path, "
+        "or 'none' to serve spark only.",
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        description="Where provisioned models and caches live.",
+    )
+    auto_provision: bool = Field(True, description="Download and assemble catalog models on start if they are missing.")
+    n_ctx: int = Field(8192, ge=256, le=131072, description="Context window per engine, in tokens.")
+    n_batch: int = Field(512, ge=16, le=8192, description="Prompt tokens evaluated per llama.cpp batch.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads per engine (default: all cores).")
+    flash_attn: bool = Field(False, description="Use llama.cpp's flash attention kernels.")
+    max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
+    default_fim_max_tokens: int = Field(128, ge=1, description="max_tokens for FIM requests that do not set it.")
+    log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from flags (``overrides``), env and the config file.
+
+    ``None`` overrides are ignored, so unset CLI flags fall through.
+    """
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    path = config_file or (Path(p) if (p := os.environ.get("CODESPARK_CONFIG")) else None)
+    cls: type[Settings] = Settings
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"Config file {path} does not exist. Create it or drop --config/CODESPARK_CONFIG.")
+
+        class _FromFile(Settings):
+            model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})
+
+        cls = _FromFile
+    try:
+        return cls(**flags)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise ConfigError(f"Invalid settings: {problems}") from exc

@@ -1,0 +1,1 @@
+"""Inference engines: backends (llama.cpp, fake), prompts and the generation loop."""

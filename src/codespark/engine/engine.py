@@ -1,0 +1,269 @@
+"""An Engine runs generation requests on one backend, one at a time, off the event loop.
+
+The backend's blocking loop runs in the engine's single worker thread; tokens
+cross to the event loop through an ``asyncio.Queue``.  Text assembly (UTF-8,
+stop strings, suffix echo) and the ``t_max_predict_ms`` budget are applied in
+the worker, so a stop takes effect within one token.  Closing the async
+iterator early (client gone) cancels the generation, also within one token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from codespark.engine.backend import Backend, CancelToken, GenerationStats, SamplingParams
+from codespark.engine.prompt import Prompt, Special
+from codespark.engine.text import TextAssembler
+from codespark.errors import CodesparkError, ContextLengthExceededError, EngineError, InvalidRequestError
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation: a prompt, sampling, and when to stop."""
+
+    prompt: Prompt
+    params: SamplingParams
+    stops: tuple[str, ...] = ()
+    echo_line: str | None = None
+    at_line_start: bool = False
+    t_max_predict_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request whose prompt is tokenized and known to fit the context."""
+
+    request: GenerationRequest
+    tokens: list[int]
+
+
+@dataclass(frozen=True)
+class Timings:
+    """What one generation cost.  Times are milliseconds."""
+
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    prefill_ms: float
+    ttft_ms: float
+    decode_ms: float
+
+    @property
+    def prompt_per_second(self) -> float:
+        evaluated = self.prompt_tokens - self.cached_tokens
+        return evaluated / (self.prefill_ms / 1000) if self.prefill_ms > 0 else 0.0
+
+    @property
+    def decode_per_second(self) -> float:
+        # The first token comes with prefill; decode speed counts the rest.
+        n = self.completion_tokens - 1
+        return n / (self.decode_ms / 1000) if n > 0 and self.decode_ms > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "prompt_n": self.prompt_tokens,
+            "cache_n": self.cached_tokens,
+            "prompt_ms": round(self.prefill_ms, 3),
+            "prompt_per_second": round(self.prompt_per_second, 3),
+            "ttft_ms": round(self.ttft_ms, 3),
+            "predicted_n": self.completion_tokens,
+            "predicted_ms": round(self.decode_ms, 3),
+            "predicted_per_second": round(self.decode_per_second, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of generated text, safe to send."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The end of a generation."""
+
+    text: str
+    finish_reason: str  # "stop" | "length" | "cancelled"
+    timings: Timings
+
+
+Event = Delta | Finished
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+@dataclass
+class _Run:
+    """State shared between the event loop and the worker for one request."""
+
+    request: GenerationRequest
+    cancel: CancelToken
+    emit: Callable[[Event | _Failure], None]
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    arrived: float = field(default_factory=time.perf_counter)
+
+
+class Engine:
+    """A named engine (``spark``/``codex``) bound to one loaded backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._lock = asyncio.Lock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codespark-engine")
+        self._specials: dict[str, int] = {}
+
+    @property
+    def n_ctx(self) -> int:
+        return self.backend.info.n_ctx
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.backend.tokenize(text))
+
+    def tokenize_prompt(self, prompt: Prompt) -> list[int]:
+        """Tokens for a prompt: text as plain text, ``Special`` parts as control tokens."""
+        tokens: list[int] = []
+        for part in prompt:
+            if isinstance(part, Special):
+                tokens.append(self._special(part.name))
+            else:
+                tokens.extend(self.backend.tokenize(part))
+        return tokens
+
+    def _special(self, name: str) -> int:
+        if name not in self._specials:
+            token = self.backend.special_token(name)
+            if token is None:
+                raise InvalidRequestError(
+                    f"Model {self.backend.info.model_id} has no {name} token, so it cannot do this task. "
+                    "Use a Qwen2.5-Coder model for fill-in-the-middle."
+                )
+            self._specials[name] = token
+        return self._specials[name]
+
+    def check_fits(self, n_prompt: int, max_tokens: int) -> None:
+        if n_prompt + max_tokens > self.n_ctx:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {self.n_ctx} tokens, but the request needs "
+                f"{n_prompt + max_tokens} ({n_prompt} in the prompt, {max_tokens} to generate). "
+                "Shorten the prompt or lower max_tokens.",
+                param="max_tokens" if max_tokens else "prompt",
+            )
+
+    def prepare(self, request: GenerationRequest) -> Prepared:
+        """Tokenize and check the size, so bad input fails before any response starts."""
+        tokens = self.tokenize_prompt(request.prompt)
+        if not tokens:
+            raise InvalidRequestError("The prompt is empty.", param="prompt")
+        self.check_fits(len(tokens), request.params.max_tokens)
+        return Prepared(request, tokens)
+
+    async def stream(
+        self, job: GenerationRequest | Prepared, cancel: CancelToken | None = None
+    ) -> AsyncGenerator[Event, None]:
+        """Run a request; yield ``Delta`` pieces and then one ``Finished``.
+
+        Leaving the loop early (``aclose()``, task cancellation) cancels the
+        generation and waits, at most one token, for the worker to stop.
+        """
+        prepared = job if isinstance(job, Prepared) else self.prepare(job)
+        request, tokens = prepared.request, prepared.tokens
+        cancel = cancel or CancelToken()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event | _Failure] = asyncio.Queue()
+
+        def emit(item: Event | _Failure) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        run = _Run(request, cancel, emit)
+        async with self._lock:
+            if cancel.cancelled:
+                return
+            future = loop.run_in_executor(self._worker, self._generate, run, tokens)
+            try:
+                while True:
+                    item = await queue.get()
+                    if isinstance(item, _Failure):
+                        if isinstance(item.error, CodesparkError):
+                            raise item.error
+                        raise EngineError(f"Generation failed: {item.error}") from item.error
+                    yield item
+                    if isinstance(item, Finished):
+                        break
+            finally:
+                cancel.cancel("client gone")
+                await asyncio.shield(future)
+
+    async def run(self, job: GenerationRequest | Prepared, cancel: CancelToken | None = None) -> Finished:
+        """Run a request to the end and return the result."""
+        async for event in self.stream(job, cancel):
+            if isinstance(event, Finished):
+                return event
+        raise EngineError("Generation ended without a result.")
+
+    def _generate(self, run: _Run, tokens: list[int]) -> None:
+        """Worker thread: the whole generation loop."""
+        try:
+            run.emit(self._generate_inner(run, tokens))
+        except BaseException as exc:  # delivered to the awaiting request
+            run.emit(_Failure(exc))
+
+    def _generate_inner(self, run: _Run, tokens: list[int]) -> Finished:
+        req, stats, cancel = run.request, run.stats, run.cancel
+        stats.started = time.perf_counter()
+        text = TextAssembler(req.stops, req.echo_line, req.at_line_start)
+        backend = self.backend
+        n_out = 0
+        first: float | None = None
+        reason = "length"
+        for token in backend.generate(tokens, req.params, cancel, stats):
+            now = time.perf_counter()
+            first = first or now
+            n_out += 1
+            if backend.is_stop_token(token):
+                reason = "stop"
+                break
+            piece = text.push(backend.token_bytes(token))
+            if piece:
+                run.emit(Delta(piece))
+            if text.stopped:
+                reason = "stop"
+                cancel.cancel("stop string")
+                break
+            if (
+                req.t_max_predict_ms is not None
+                and "\n" in text.text
+                and (now - (stats.prefill_done or now)) * 1000 > req.t_max_predict_ms
+            ):
+                cancel.cancel("time budget")
+                break
+        if cancel.cancelled and cancel.reason not in ("stop string", "time budget"):
+            reason = "cancelled"
+        tail = text.finish()
+        if tail:
+            run.emit(Delta(tail))
+        end = time.perf_counter()
+        prefill_done = stats.prefill_done or end
+        timings = Timings(
+            prompt_tokens=stats.prompt_tokens,
+            cached_tokens=stats.cached_tokens,
+            completion_tokens=n_out,
+            prefill_ms=(prefill_done - stats.started) * 1000,
+            ttft_ms=((first or end) - run.arrived) * 1000,  # includes waiting for the engine
+            decode_ms=(end - (first or end)) * 1000,
+        )
+        return Finished(text.text, reason, timings)

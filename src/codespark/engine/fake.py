@@ -1,0 +1,93 @@
+"""FakeBackend: a scripted, deterministic backend for fast tests.  Ships with the interface.
+
+Text is tokenized one byte per token (ids 0-255); control tokens get ids from
+1000.  ``generate`` replays a script: the reply whose trigger is found in the
+decoded prompt (the first one matching), else the default reply, one byte per
+token, then an end token.  A per-token delay makes cancellation observable.
+The KV "cache" is the previous prompt, so cached-token counts behave like the
+real backend's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, SamplingParams
+from codespark.engine.fim import FIM_STOP_TOKENS
+
+_CONTROL = (*FIM_STOP_TOKENS, "<|im_start|>")
+_FIRST_CONTROL = 1000
+END = _FIRST_CONTROL  # "<|endoftext|>"
+
+
+@dataclass
+class FakeBackend:
+    """A backend that answers from a script."""
+
+    replies: dict[str, str] = field(default_factory=dict)
+    default: str = "ok"
+    token_delay: float = 0.0
+    n_ctx: int = 2048
+    model_id: str = "fake"
+    prompts: list[str] = field(default_factory=list)
+    generated_tokens: int = 0
+    _cache: list[int] = field(default_factory=list)
+
+    @property
+    def info(self) -> BackendInfo:
+        return BackendInfo(
+            model_id=self.model_id,
+            path="<fake>",
+            n_ctx=self.n_ctx,
+            n_ctx_train=self.n_ctx,
+            chat_template=None,
+            bos_token="",
+            eos_token="<|endoftext|>",
+        )
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(text.encode())
+
+    def special_token(self, name: str) -> int | None:
+        return _FIRST_CONTROL + _CONTROL.index(name) if name in _CONTROL else None
+
+    def token_bytes(self, token: int) -> bytes:
+        return bytes([token]) if token < 256 else b""
+
+    def is_stop_token(self, token: int) -> bool:
+        return token >= _FIRST_CONTROL and token != self.special_token("<|im_start|>")
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return "".join(
+            _CONTROL[t - _FIRST_CONTROL] if t >= _FIRST_CONTROL else bytes([t]).decode("latin-1") for t in tokens
+        )
+
+    def generate(
+        self,
+        tokens: Sequence[int],
+        params: SamplingParams,
+        cancel: CancelToken,
+        stats: GenerationStats,
+    ) -> Iterator[int]:
+        tokens = list(tokens)
+        cached = 0
+        for a, b in zip(self._cache, tokens, strict=False):
+            if a != b:
+                break
+            cached += 1
+        stats.prompt_tokens, stats.cached_tokens = len(tokens), min(cached, len(tokens) - 1)
+        self._cache = tokens
+        prompt = self.decode(tokens)
+        self.prompts.append(prompt)
+        stats.prefill_done = time.perf_counter()
+        reply = next((r for trigger, r in self.replies.items() if trigger in prompt), self.default)
+        script = [*reply.encode(), END]
+        for produced, token in enumerate(script):
+            if cancel.cancelled or produced >= params.max_tokens:
+                return
+            if self.token_delay:
+                time.sleep(self.token_delay)
+            self.generated_tokens += 1
+            yield token

@@ -1,0 +1,189 @@
+"""The llama.cpp backend (llama-cpp-python).  The only module that imports llama_cpp.
+
+We use ``Llama`` to load the model, tokenize and evaluate batches, and run our
+own sampling loop so that prefill can be cancelled between batches, decode
+between tokens, and the reused prefix of the KV cache is reported.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+from llama_cpp import _internals
+
+from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, SamplingParams
+from codespark.errors import EngineError
+
+_RANDOM_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
+
+
+@dataclass(frozen=True)
+class LlamaOptions:
+    """Load-time options (all from ``Settings``)."""
+
+    n_ctx: int = 8192
+    n_batch: int = 512
+    n_threads: int | None = None
+    flash_attn: bool = False
+
+
+def system_info() -> str:
+    """llama.cpp's feature line (``AVX512 = 1 | AMX_INT8 = 0 | ...``)."""
+    raw: bytes = llama_cpp.llama_print_system_info()
+    return raw.decode(errors="replace")
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LlamaBackend:
+    """A GGUF model loaded in-process with one KV-cache sequence."""
+
+    def __init__(self, path: Path, model_id: str, options: LlamaOptions) -> None:
+        if not path.is_file():
+            raise EngineError(f"Model file {path} does not exist. Run `codespark models --pull` first.")
+        threads = options.n_threads or os.cpu_count() or 1
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=options.n_ctx,
+                n_batch=options.n_batch,
+                n_ubatch=options.n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                flash_attn=options.flash_attn,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise EngineError(f"llama.cpp could not load {path}: {exc}. Is it a valid GGUF file?") from exc
+        self._n_batch = options.n_batch
+        model = self._llm._model
+        self._control: dict[int, bool] = {}
+        self._pieces: dict[int, bytes] = {}
+        self._piece_buf = ctypes.create_string_buffer(256)
+        meta: dict[str, Any] = dict(self._llm.metadata)
+        self._info = BackendInfo(
+            model_id=model_id,
+            path=str(path),
+            n_ctx=self._llm.n_ctx(),
+            n_ctx_train=int(model.n_ctx_train()),
+            chat_template=meta.get("tokenizer.chat_template"),
+            bos_token=self._text_of(model.token_bos()),
+            eos_token=self._text_of(model.token_eos()),
+        )
+
+    def _text_of(self, token: int) -> str:
+        if token < 0:
+            return ""
+        text: str = self._llm._model.token_get_text(token)
+        return text
+
+    @property
+    def info(self) -> BackendInfo:
+        return self._info
+
+    def tokenize(self, text: str) -> list[int]:
+        if not text:
+            return []
+        tokens: list[int] = self._llm.tokenize(text.encode(), add_bos=False, special=False)
+        return tokens
+
+    def special_token(self, name: str) -> int | None:
+        ids: list[int] = self._llm.tokenize(name.encode(), add_bos=False, special=True)
+        if len(ids) == 1 and self._is_control(ids[0]):
+            return ids[0]
+        return None
+
+    def token_bytes(self, token: int) -> bytes:
+        if token not in self._pieces:
+            vocab = self._llm._model.vocab
+            n = llama_cpp.llama_token_to_piece(vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
+            if n < 0:  # buffer too small: -n is the size needed
+                self._piece_buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(vocab, token, self._piece_buf, -n, 0, False)
+            self._pieces[token] = self._piece_buf.raw[:n]
+        return self._pieces[token]
+
+    def _is_control(self, token: int) -> bool:
+        if token not in self._control:
+            attr = self._llm._model.token_get_attr(token)
+            self._control[token] = bool(attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL)
+        return self._control[token]
+
+    def is_stop_token(self, token: int) -> bool:
+        vocab = self._llm._model.vocab
+        return bool(llama_cpp.llama_vocab_is_eog(vocab, token)) or self._is_control(token)
+
+    def _sampler(self, params: SamplingParams) -> _internals.LlamaSampler:
+        sampler = _internals.LlamaSampler()
+        if params.repeat_penalty != 1.0:
+            sampler.add_penalties(
+                n_vocab=self._llm.n_vocab(),
+                penalty_last_n=64,
+                penalty_repeat=params.repeat_penalty,
+                penalty_freq=0.0,
+                penalty_present=0.0,
+            )
+        if params.temperature <= 0.0:
+            sampler.add_greedy()
+            return sampler
+        if params.top_k > 0:
+            sampler.add_top_k(params.top_k)
+        if params.top_p < 1.0:
+            sampler.add_top_p(params.top_p, 1)
+        if params.min_p > 0.0:
+            sampler.add_min_p(params.min_p, 1)
+        sampler.add_temp(params.temperature)
+        sampler.add_dist(_RANDOM_SEED if params.seed is None else params.seed & 0xFFFFFFFF)
+        return sampler
+
+    def generate(
+        self,
+        tokens: Sequence[int],
+        params: SamplingParams,
+        cancel: CancelToken,
+        stats: GenerationStats,
+    ) -> Iterator[int]:
+        llm = self._llm
+        tokens = list(tokens)
+        if not tokens:
+            raise EngineError("Empty prompt: nothing to evaluate.")
+        cached = common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        if cached == len(tokens) and params.max_tokens > 0:
+            cached -= 1  # re-evaluate the last token to get fresh logits
+        stats.prompt_tokens = len(tokens)
+        stats.cached_tokens = cached
+        llm.n_tokens = cached  # eval() drops the KV cache past this point
+        todo = tokens[cached:]
+        for i in range(0, len(todo), self._n_batch):
+            if cancel.cancelled:
+                return
+            llm.eval(todo[i : i + self._n_batch])
+        stats.prefill_done = time.perf_counter()
+        if params.max_tokens <= 0:
+            return
+        sampler = self._sampler(params)
+        try:
+            for produced in range(params.max_tokens):
+                if cancel.cancelled or llm.n_tokens >= llm.n_ctx():
+                    return
+                token = sampler.sample(llm._ctx, -1)
+                yield token
+                if self.is_stop_token(token) or produced + 1 == params.max_tokens:
+                    return
+                llm.eval([token])
+        finally:
+            sampler.close()

@@ -1,0 +1,70 @@
+"""Load the engines named in the settings: one backend per distinct model file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codespark.config import Settings
+from codespark.engine.engine import Engine
+from codespark.models.catalog import find
+from codespark.models.provision import Progress, resolve
+
+ROUTES = ("spark", "codex")
+
+
+@dataclass
+class Engines:
+    """The engines a server or CLI command uses, by route name, plus aliases."""
+
+    routes: dict[str, Engine]
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        return list(self.routes)
+
+    def lookup(self, model: str | None) -> tuple[str, Engine] | None:
+        """The ``(route, engine)`` a request's ``model`` field names, or None."""
+        key = (model or "spark").strip().lower()
+        route = key if key in self.routes else self.aliases.get(key)
+        if route is None:
+            return None
+        return route, self.routes[route]
+
+    def close(self) -> None:
+        for engine in {id(e): e for e in self.routes.values()}.values():
+            engine.close()
+
+
+def _aliases_for(route: str, model_id: str) -> list[str]:
+    names = [model_id.lower()]
+    spec = find(model_id)
+    if spec is not None:
+        names += [a.lower() for a in spec.aliases]
+    return names
+
+
+def load_engines(settings: Settings, progress: Progress | None = None, only: tuple[str, ...] = ROUTES) -> Engines:
+    """Resolve, provision and load the engines in ``only`` (default: spark and codex)."""
+    from codespark.engine.llama import LlamaBackend, LlamaOptions
+
+    options = LlamaOptions(
+        n_ctx=settings.n_ctx,
+        n_batch=settings.n_batch,
+        n_threads=settings.n_threads,
+        flash_attn=settings.flash_attn,
+    )
+    refs = {"spark": settings.spark_model, "codex": settings.codex_model}
+    by_path: dict[Path, Engine] = {}
+    engines = Engines(routes={})
+    for route in only:
+        ref = refs[route]
+        if ref.strip().lower() in ("", "none"):
+            continue
+        model_id, path = resolve(ref, settings.models_dir, settings.auto_provision, progress)
+        if path not in by_path:
+            by_path[path] = Engine(LlamaBackend(path, model_id, options))
+        engines.routes[route] = by_path[path]
+        for alias in _aliases_for(route, model_id):
+            engines.aliases.setdefault(alias, route)
+    return engines

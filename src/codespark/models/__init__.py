@@ -1,0 +1,1 @@
+"""Model catalog and provisioning from PyPI-shipped GGUF parts."""

@@ -1,0 +1,228 @@
+"""OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/models."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from codespark.engine import chat
+from codespark.engine.backend import SamplingParams
+from codespark.engine.engine import Engine, Finished, GenerationRequest, Timings
+from codespark.engine.fim import FimRequest, generation
+from codespark.engine.loader import Engines
+from codespark.errors import InvalidRequestError
+from codespark.server.generation import run_to_end, sse, timing_headers
+from codespark.server.protocol import ChatCompletionRequest, CompletionRequest
+from codespark.server.routing import (
+    check_max_tokens,
+    note_unknown_fields,
+    pick_engine,
+    settings_of,
+)
+from codespark.server.sse import DONE
+
+router = APIRouter()
+
+
+def _stops(stop: str | list[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    stops = (stop,) if isinstance(stop, str) else tuple(stop)
+    if len(stops) > 16:
+        raise InvalidRequestError("At most 16 stop sequences are allowed.", param="stop")
+    return stops
+
+
+def usage(t: Timings) -> dict[str, object]:
+    """OpenAI ``usage`` plus our ``timings`` extension."""
+    return {
+        "prompt_tokens": t.prompt_tokens,
+        "completion_tokens": t.completion_tokens,
+        "total_tokens": t.prompt_tokens + t.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": t.cached_tokens},
+        "timings": t.as_dict(),
+    }
+
+
+def _finish_reason(result: Finished) -> str:
+    return "stop" if result.finish_reason in ("stop", "cancelled") else "length"
+
+
+def _completion_job(body: CompletionRequest, request: Request, engine: Engine) -> GenerationRequest:
+    settings = settings_of(request)
+    if isinstance(body.prompt, list):
+        if len(body.prompt) != 1:
+            raise InvalidRequestError("Send exactly one prompt per request (n=1).", param="prompt")
+        text = body.prompt[0]
+    else:
+        text = body.prompt
+    stops = _stops(body.stop)
+    if body.max_tokens is None:
+        max_tokens = min(settings.max_tokens_limit, engine.n_ctx - engine.count_tokens(text + (body.suffix or "")))
+    else:
+        max_tokens = check_max_tokens(settings, body.max_tokens)
+    params = SamplingParams(
+        max_tokens=max(0, max_tokens),
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        min_p=body.min_p,
+        repeat_penalty=body.repeat_penalty,
+        seed=body.seed,
+    )
+    if body.suffix is None:
+        return GenerationRequest(prompt=[text], params=params, stops=stops)
+    return generation(engine, FimRequest(prefix=text, suffix=body.suffix), params, stops)
+
+
+@router.post("/v1/completions", response_model=None)
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    note_unknown_fields(body, "/v1/completions")
+    route, engine = pick_engine(request, body.model)
+    job = engine.prepare(_completion_job(body, request, engine))
+    ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    echo = body.prompt if body.echo and isinstance(body.prompt, str) else ""
+
+    def chunk(text: str, finish: str | None) -> dict[str, object]:
+        return {
+            "id": ident,
+            "object": "text_completion",
+            "created": created,
+            "model": route,
+            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+        }
+
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+        def finish(result: Finished) -> list[object]:
+            out: list[object] = [chunk("", _finish_reason(result))]
+            if include_usage:
+                out.append({**chunk("", None), "choices": [], "usage": usage(result.timings)})
+            return out
+
+        if echo:
+            first = [True]
+
+            def delta(text: str) -> object:
+                if first[0]:
+                    first[0] = False
+                    return chunk(echo + text, None)
+                return chunk(text, None)
+        else:
+
+            def delta(text: str) -> object:
+                return chunk(text, None)
+
+        return StreamingResponse(
+            sse(engine, job, delta, finish, DONE),
+            media_type="text/event-stream",
+            headers={"X-Codespark-Engine": route, "Cache-Control": "no-cache"},
+        )
+    result = await run_to_end(request, engine, job)
+    payload = chunk(echo + result.text, _finish_reason(result))
+    payload["usage"] = usage(result.timings)
+    return JSONResponse(payload, headers=timing_headers(route, result))
+
+
+def _chat_job(body: ChatCompletionRequest, request: Request, engine: Engine) -> GenerationRequest:
+    settings = settings_of(request)
+    if body.tools:
+        raise InvalidRequestError("Tool calling is not supported by this server.", param="tools")
+    if body.logprobs:
+        raise InvalidRequestError("logprobs are not supported by this server.", param="logprobs")
+    messages = [chat.Message(m.role if m.role != "developer" else "system", m.text()) for m in body.messages]
+    prompt = chat.build_prompt(engine.backend.info, messages)
+    requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    if requested is None:
+        n_prompt = len(engine.tokenize_prompt(prompt))
+        max_tokens = max(0, min(settings.max_tokens_limit, engine.n_ctx - n_prompt))
+    else:
+        param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
+        max_tokens = check_max_tokens(settings, requested, param)
+    params = SamplingParams(
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        min_p=body.min_p,
+        repeat_penalty=body.repeat_penalty,
+        seed=body.seed,
+    )
+    return GenerationRequest(prompt=prompt, params=params, stops=_stops(body.stop))
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    note_unknown_fields(body, "/v1/chat/completions")
+    route, engine = pick_engine(request, body.model or "codex")
+    job = engine.prepare(_chat_job(body, request, engine))
+    ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+    def chunk(delta: dict[str, str], finish: str | None) -> dict[str, object]:
+        return {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": route,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+        def finish(result: Finished) -> list[object]:
+            out: list[object] = [chunk({}, _finish_reason(result))]
+            if include_usage:
+                out.append({**chunk({}, None), "choices": [], "usage": usage(result.timings)})
+            return out
+
+        opening = chunk({"role": "assistant", "content": ""}, None)
+        return StreamingResponse(
+            sse(engine, job, lambda text: chunk({"content": text}, None), finish, DONE, opening=opening),
+            media_type="text/event-stream",
+            headers={"X-Codespark-Engine": route, "Cache-Control": "no-cache"},
+        )
+    result = await run_to_end(request, engine, job)
+    payload = {
+        "id": ident,
+        "object": "chat.completion",
+        "created": created,
+        "model": route,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "logprobs": None,
+                "finish_reason": _finish_reason(result),
+            }
+        ],
+        "usage": usage(result.timings),
+    }
+    return JSONResponse(payload, headers=timing_headers(route, result))
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, object]:
+    engines: Engines = request.app.state.engines
+    created = int(request.app.state.started)
+    data = []
+    for route, engine in engines.routes.items():
+        info = engine.backend.info
+        data.append(
+            {
+                "id": route,
+                "object": "model",
+                "created": created,
+                "owned_by": "codespark",
+                "codespark": {
+                    "model": info.model_id,
+                    "n_ctx": info.n_ctx,
+                    "aliases": sorted(a for a, r in engines.aliases.items() if r == route),
+                },
+            }
+        )
+    return {"object": "list", "data": data}

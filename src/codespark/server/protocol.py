@@ -1,0 +1,131 @@
+"""Wire types.  Each request type mirrors its spec, in the spec's order, with our
+extensions after it, each described.  Unknown fields are accepted and logged.
+
+- OpenAI: ``POST /v1/completions``, ``POST /v1/chat/completions``, ``GET /v1/models``.
+- llama-server: ``POST /infill``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    def unknown_fields(self) -> list[str]:
+        return sorted((self.model_extra or {}).keys())
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+# --------------------------------------------------------------------------- OpenAI completions
+
+
+class CompletionRequest(_Request):
+    """OpenAI ``POST /v1/completions``.  A ``suffix`` makes it a FIM request."""
+
+    model: str | None = None
+    prompt: str | list[str]
+    best_of: int | None = Field(None, ge=1, le=1)
+    echo: bool = False
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    logprobs: int | None = Field(None, ge=0, le=0)
+    max_tokens: int | None = Field(16, ge=0)
+    n: int = Field(1, ge=1, le=1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    suffix: str | None = None
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    user: str | None = None
+    # extensions
+    top_k: int = Field(40, ge=0, description="codespark: top-k sampling (0 disables).")
+    min_p: float = Field(0.0, ge=0, le=1, description="codespark: min-p sampling.")
+    repeat_penalty: float = Field(1.0, gt=0, description="codespark: llama.cpp repeat penalty.")
+
+
+# --------------------------------------------------------------------------- OpenAI chat
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text or "" for p in self.content if p.type == "text")
+
+
+class ChatCompletionRequest(_Request):
+    """OpenAI ``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    max_completion_tokens: int | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=0)
+    n: int = Field(1, ge=1, le=1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float = Field(1.0, ge=0, le=2)
+    tools: list[dict[str, Any]] | None = None
+    top_p: float = Field(1.0, gt=0, le=1)
+    user: str | None = None
+    # extensions
+    top_k: int = Field(40, ge=0, description="codespark: top-k sampling (0 disables).")
+    min_p: float = Field(0.0, ge=0, le=1, description="codespark: min-p sampling.")
+    repeat_penalty: float = Field(1.0, gt=0, description="codespark: llama.cpp repeat penalty.")
+
+
+# --------------------------------------------------------------------------- llama-server infill
+
+
+class InputExtra(BaseModel):
+    filename: str = "tmp"
+    text: str
+
+
+class InfillRequest(_Request):
+    """llama-server ``POST /infill`` (the fields llama.vim and llama.vscode send)."""
+
+    input_prefix: str = ""
+    input_suffix: str = ""
+    input_extra: list[InputExtra] = Field(default_factory=list)
+    prompt: str = Field("", description="Text typed after input_prefix on the cursor line.")
+    n_predict: int | None = Field(None, ge=-1)
+    stream: bool = False
+    t_max_predict_ms: float | None = Field(None, ge=0)
+    temperature: float = Field(0.0, ge=0, le=2)
+    top_k: int = Field(40, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    min_p: float = Field(0.0, ge=0, le=1)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    # extensions
+    model: str | None = Field(None, description="codespark: engine or alias (default spark).")
+    filename: str | None = Field(None, description="codespark: path of the file being edited.")
