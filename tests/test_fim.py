@@ -8,8 +8,13 @@ def count(text: str) -> int:
 
 def test_psm_prompt_order() -> None:
     prompt = build_prompt(FimRequest("def f():\n    ", "\n"))
-    assert prompt == [Special("<|fim_prefix|>"), "def f():\n    ", Special("<|fim_suffix|>"), "\n",
-                      Special("<|fim_middle|>")]
+    assert prompt == [
+        Special("<|fim_prefix|>"),
+        "def f():\n    ",
+        Special("<|fim_suffix|>"),
+        "\n",
+        Special("<|fim_middle|>"),
+    ]
 
 
 def test_repo_level_prompt_puts_extra_files_first() -> None:

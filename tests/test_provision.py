@@ -16,7 +16,12 @@ DATA = b"".join(PARTS)
 
 def spec(sha: str = hashlib.sha256(DATA).hexdigest(), size: int | None = len(DATA)) -> ModelSpec:
     return ModelSpec(
-        name="tiny", role="test", description="", filename="tiny.gguf", size=size, sha256=sha,
+        name="tiny",
+        role="test",
+        description="",
+        filename="tiny.gguf",
+        size=size,
+        sha256=sha,
         source=WheelSource(("tiny-part1", "tiny-part2", "tiny-part3"), "1.0", ".bin"),
     )
 

