@@ -1,5 +1,6 @@
 from codespark.engine.fim import ExtraFile, FimRequest, build_prompt, echo_target, fit
 from codespark.engine.prompt import Special, render
+from codespark.engine.text import Echo
 
 
 def count(text: str) -> int:
@@ -31,7 +32,8 @@ def test_user_text_stays_text() -> None:
 
 
 def test_echo_target_is_first_nonblank_suffix_line() -> None:
-    assert echo_target("\n\n    return total\n") == "return total"
+    assert echo_target("\n\n    return total\n") == Echo("return total", 2)
+    assert echo_target("        for x in y:\n") == Echo("for x in y:", 0)
     assert echo_target("\n}\n") is None
     assert echo_target("") is None
 

@@ -217,6 +217,21 @@ def bench(
 
 
 @app.command()
+def config(config: ConfigOpt = None) -> None:
+    """Show every setting: its effective value, environment variable and description."""
+    try:
+        settings = load_settings(config)
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    table = Table(title="codespark settings (flags > CODESPARK_* env > config file > defaults)")
+    for column in ("setting", "value", "env", "description"):
+        table.add_column(column)
+    for name, field in Settings.model_fields.items():
+        table.add_row(name, str(getattr(settings, name)), f"CODESPARK_{name.upper()}", field.description or "")
+    Console().print(table)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     print(__version__)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Engine, GenerationRequest
 from codespark.engine.prompt import Prompt, Special
+from codespark.engine.text import Echo
 from codespark.errors import InvalidRequestError
 
 FIM_PREFIX = Special("<|fim_prefix|>")
@@ -70,16 +71,22 @@ def build_prompt(req: FimRequest) -> Prompt:
     return head + body
 
 
-def echo_target(suffix: str) -> str | None:
-    """The suffix line whose reappearance means the model is echoing the suffix.
+def echo_target(suffix: str) -> Echo | None:
+    """How to recognise the model echoing ``suffix`` back.
 
-    That is the first non-blank line of the suffix, stripped; lines of fewer
-    than two visible characters (``}``, ``)``) are too common to judge by.
+    The target is the first non-blank line of the suffix, stripped; lines of
+    fewer than two visible characters (``}``, ``)``) are too common to judge by.
+    ``lead_newlines`` counts the newlines the suffix has before that line: the
+    same newlines generated just before an echoed line belong to the suffix
+    and are dropped too, while a newline the suffix lacks (the hole ends a
+    line) is kept.
     """
-    for line in suffix.splitlines():
+    lead = 0
+    for line in suffix.splitlines(keepends=True):
         stripped = line.strip()
         if stripped:
-            return stripped if len(stripped) >= 2 else None
+            return Echo(stripped, lead) if len(stripped) >= 2 else None
+        lead += line.count("\n")
     return None
 
 
@@ -161,7 +168,7 @@ def generation(
         prompt=build_prompt(req),
         params=params,
         stops=stops,
-        echo_line=echo_target(req.suffix),
+        echo=echo_target(req.suffix),
         at_line_start=req.prefix.rsplit("\n", 1)[-1].strip() == "",
         t_max_predict_ms=t_max_predict_ms,
     )

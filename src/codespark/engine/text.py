@@ -11,6 +11,19 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Echo:
+    """A suffix line whose generation means the model is echoing the suffix.
+
+    ``line`` is stripped; ``lead_newlines`` newlines generated right before it
+    belong to the suffix too and are dropped with it.
+    """
+
+    line: str
+    lead_newlines: int = 0
 
 
 def _partial_overlap(text: str, needle: str) -> int:
@@ -27,18 +40,18 @@ class TextAssembler:
     def __init__(
         self,
         stops: Sequence[str] = (),
-        echo_line: str | None = None,
+        echo: Echo | None = None,
         at_line_start: bool = False,
     ) -> None:
         """
         Args:
             stops: stop strings; the text ends before the first one found.
-            echo_line: a stripped line; generation stops before a generated
-                line equal to it (the suffix being echoed).
+            echo: generation stops before a generated line equal to
+                ``echo.line`` (the suffix being echoed).
             at_line_start: whether position 0 of the output starts a line.
         """
         self._stops = [s for s in stops if s]
-        self._echo = echo_line
+        self._echo = echo
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._text = ""
         self._sent = 0
@@ -94,9 +107,9 @@ class TextAssembler:
             start = self._current_line_start()
             if start is not None:
                 line = self._text[start:].lstrip()
-                if self._echo.startswith(line) or line == "":
-                    # Hold the newline before it too: it goes if the line is an echo.
-                    end = min(end, start - 1 if start > 0 else start)
+                if self._echo.line.startswith(line) or line == "":
+                    # Hold the newlines before it too: they go if the line is an echo.
+                    end = min(end, self._drop_lead(start))
         return max(end, self._sent)
 
     def _current_line_start(self) -> int | None:
@@ -116,7 +129,17 @@ class TextAssembler:
             if nl < 0 and not final:
                 continue  # the line is still being written
             line = self._text[start : nl if nl >= 0 else len(self._text)]
-            if line.strip() == self._echo:
-                # Drop the newline that led into the echoed line too.
-                return start - 1 if start > 0 else 0
+            if line.strip() == self._echo.line:
+                return self._drop_lead(start)
         return None
+
+    def _drop_lead(self, start: int) -> int:
+        """``start`` moved back over up to ``lead_newlines`` newlines (and their blanks)."""
+        assert self._echo is not None
+        cut = start
+        for _ in range(self._echo.lead_newlines):
+            nl = self._text.rfind("\n", 0, cut)
+            if nl < 0 or self._text[nl + 1 : cut].strip():
+                break
+            cut = nl
+        return cut

@@ -1,0 +1,118 @@
+"""FIM quality: HumanEval single-line infilling through ``/infill``, executed for real.
+
+Takes ``--tasks`` evenly spaced tasks from the shared set, asks each engine for
+the missing line (greedy), and runs ``prompt + middle + suffix + test`` in a
+subprocess.  Reports the pass rate and the median TTFT per engine.
+
+    python benchmarks/fim_quality.py --tasks 100 --engines spark codex
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.harness import codespark_server
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval-infilling"
+
+
+def load_tasks(path: Path, n: int) -> list[dict[str, Any]]:
+    """``n`` tasks evenly spaced over the file (all of them if n >= the total)."""
+    with gzip.open(path, "rt") as fh:
+        rows = [json.loads(line) for line in fh]
+    if n >= len(rows):
+        return rows
+    return [rows[i * len(rows) // n] for i in range(n)]
+
+
+def passes(task: dict[str, Any], middle: str, timeout_s: float = 15) -> bool:
+    program = task["prompt"] + middle + task["suffix"] + "\n" + task["test"] + f"\ncheck({task['entry_point']})\n"
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
+        fh.write(program)
+    try:
+        proc = subprocess.run([sys.executable, fh.name], capture_output=True, timeout=timeout_s, check=False)
+        return proc.returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+    finally:
+        Path(fh.name).unlink(missing_ok=True)
+
+
+def evaluate(base: str, engine: str, tasks: list[dict[str, Any]], n_predict: int) -> dict[str, Any]:
+    results = []
+    with httpx.Client(timeout=600) as http:
+        for i, task in enumerate(tasks):
+            r = http.post(
+                base + "/infill",
+                json={
+                    "model": engine,
+                    "input_prefix": task["prompt"],
+                    "input_suffix": task["suffix"],
+                    "n_predict": n_predict,
+                    "temperature": 0,
+                },
+            )
+            r.raise_for_status()
+            body = r.json()
+            ok = passes(task, body["content"])
+            results.append(
+                {
+                    "task_id": task["task_id"],
+                    "pass": ok,
+                    "middle": body["content"],
+                    "ttft_ms": body["timings"]["ttft_ms"],
+                    "prompt_n": body["timings"]["prompt_n"],
+                }
+            )
+            done = sum(x["pass"] for x in results)
+            print(f"\r{engine}: {i + 1}/{len(tasks)} pass {done}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return {
+        "engine": engine,
+        "tasks": len(results),
+        "pass_rate": sum(x["pass"] for x in results) / len(results),
+        "median_ttft_ms": statistics.median(x["ttft_ms"] for x in results),
+        "results": results,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=100, help="evenly spaced tasks to run (default 100)")
+    parser.add_argument("--engines", nargs="+", default=["spark", "codex"], help="engines to score")
+    parser.add_argument("--n-predict", type=int, default=64, help="most tokens per answer")
+    parser.add_argument("--data", type=Path, default=DATA / "HumanEval-SingleLineInfilling.jsonl.gz")
+    parser.add_argument("--url", help="use a running server instead of starting one")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/fim_quality.json"))
+    args = parser.parse_args()
+    tasks = load_tasks(args.data, args.tasks)
+    started = time.time()
+    if args.url:
+        reports = [evaluate(args.url, e, tasks, args.n_predict) for e in args.engines]
+    else:
+        with codespark_server(args.out.parent / "fim_quality_server.log") as base:
+            reports = [evaluate(base, e, tasks, args.n_predict) for e in args.engines]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"data": args.data.name, "reports": reports}, indent=1) + "\n")
+    for rep in reports:
+        print(
+            f"{rep['engine']}: pass rate {rep['pass_rate']:.2f} over {rep['tasks']} tasks, "
+            f"median TTFT {rep['median_ttft_ms']:.0f} ms"
+        )
+    print(f"({time.time() - started:.0f} s; details in {args.out})")
+
+
+if __name__ == "__main__":
+    main()
