@@ -1,6 +1,6 @@
-from codespark.engine.fim import ExtraFile, FimRequest, build_prompt, echo_target, fit
+from codespark.engine.fim import Echo, ExtraFile, FimRequest, FimStops, build_prompt, echo_target, fit
 from codespark.engine.prompt import Special, render
-from codespark.engine.text import Echo
+from codespark.engine.text import TextAssembler
 
 
 def count(text: str) -> int:
@@ -58,3 +58,56 @@ def test_fit_drops_extra_files_first() -> None:
 def test_fit_keeps_the_end_of_one_huge_line() -> None:
     req = fit(FimRequest("z" * 1000, ""), count, budget=100)
     assert req.prefix == "z" * 100
+
+
+def answer(prefix: str, suffix: str, pieces: list[str], block: bool = True) -> str:
+    asm = TextAssembler(policy=FimStops(prefix, suffix, block))
+    streamed = "".join(asm.push(p.encode()) for p in pieces) + asm.finish()
+    assert streamed == asm.text
+    return streamed
+
+
+def test_echo_of_the_suffix_is_cut_with_its_leading_newline() -> None:
+    prefix, suffix = "def f(xs):\n    total = 0\n    ", "\n    return total\n"
+    out = answer(
+        prefix, suffix, ["for x in xs:\n", "        total += x\n", "    return", " total\n", "extra"], block=False
+    )
+    assert out == "for x in xs:\n        total += x"
+
+
+def test_echo_keeps_the_newline_a_whole_line_hole_needs() -> None:
+    prefix, suffix = "def f(xs):\n", "    return total\n"
+    out = answer(prefix, suffix, ["    total = sum(xs)\n", "    return total\n"], block=False)
+    assert out == "    total = sum(xs)\n"
+
+
+def test_single_line_when_code_follows_in_the_same_block() -> None:
+    prefix = "def count(s):\n    ans = 0\n"
+    suffix = "        ans += (c == '7')\n    return ans\n"
+    out = answer(prefix, suffix, ["    for c in s:\n", "        if c == '7':\n", "            ans += 1\n"])
+    assert out == "    for c in s:\n"
+
+
+def test_multi_line_at_an_empty_block_ends_at_the_dedent() -> None:
+    prefix = "def is_prime(n):\n    if n < 2:\n"
+    suffix = "    for k in range(2, n - 1):\n        if n % k == 0:\n            return False\n    return True\n"
+    out = answer(prefix, suffix, ["        return False\n", "    for k in range(2, int(n ** 0.5)):\n"])
+    assert out == "        return False\n"
+
+
+def test_end_of_file_answer_stops_when_the_function_ends() -> None:
+    prefix = "def parse(s):\n    result = []\n    for c in s:\n        result.append(c)\n\n"
+    out = answer(prefix, "", ["    return result\n", "\n\n", "# Check\n", "def check():\n"])
+    assert out == "    return result\n"
+
+
+def test_mid_line_completion_is_one_line() -> None:
+    prefix, suffix = "def add(a, b):\n    return a", "\n\nprint(add(1, 2))\n"
+    assert answer(prefix, suffix, [" + b\n", "\n", "def sub(a, b):\n"]) == " + b"
+
+
+def test_block_rules_can_be_turned_off() -> None:
+    prefix = "def count(s):\n    ans = 0\n"
+    suffix = "        ans += (c == '7')\n    return ans\n"
+    out = answer(prefix, suffix, ["    for c in s:\n", "        if c:\n"], block=False)
+    assert out == "    for c in s:\n        if c:\n"

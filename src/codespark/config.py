@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     flash_attn: bool = Field(False, description="Use llama.cpp's flash attention kernels.")
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
     default_fim_max_tokens: int = Field(128, ge=1, description="max_tokens for FIM requests that do not set it.")
+    fim_block_stops: bool = Field(
+        True,
+        description="End FIM answers like an editor: one line when code follows in the same block, "
+        "and at the end of the block otherwise (see engine/fim.py FimStops).",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
     @classmethod

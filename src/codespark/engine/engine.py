@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from codespark.engine.backend import Backend, CancelToken, GenerationStats, SamplingParams
 from codespark.engine.prompt import Prompt, Special
-from codespark.engine.text import Echo, TextAssembler
+from codespark.engine.text import StopPolicy, TextAssembler
 from codespark.errors import CodesparkError, ContextLengthExceededError, EngineError, InvalidRequestError
 
 
@@ -28,8 +28,7 @@ class GenerationRequest:
     prompt: Prompt
     params: SamplingParams
     stops: tuple[str, ...] = ()
-    echo: Echo | None = None
-    at_line_start: bool = False
+    policy: StopPolicy | None = None
     t_max_predict_ms: float | None = None
 
 
@@ -225,7 +224,7 @@ class Engine:
     def _generate_inner(self, run: _Run, tokens: list[int]) -> Finished:
         req, stats, cancel = run.request, run.stats, run.cancel
         stats.started = time.perf_counter()
-        text = TextAssembler(req.stops, req.echo, req.at_line_start)
+        text = TextAssembler(req.stops, req.policy)
         backend = self.backend
         n_out = 0
         first: float | None = None

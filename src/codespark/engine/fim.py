@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Engine, GenerationRequest
 from codespark.engine.prompt import Prompt, Special
-from codespark.engine.text import Echo
 from codespark.errors import InvalidRequestError
 
 FIM_PREFIX = Special("<|fim_prefix|>")
@@ -71,16 +70,27 @@ def build_prompt(req: FimRequest) -> Prompt:
     return head + body
 
 
-def echo_target(suffix: str) -> Echo | None:
-    """How to recognise the model echoing ``suffix`` back.
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
 
-    The target is the first non-blank line of the suffix, stripped; lines of
-    fewer than two visible characters (``}``, ``)``) are too common to judge by.
-    ``lead_newlines`` counts the newlines the suffix has before that line: the
-    same newlines generated just before an echoed line belong to the suffix
-    and are dropped too, while a newline the suffix lacks (the hole ends a
-    line) is kept.
+
+@dataclass(frozen=True)
+class Echo:
+    """A suffix line whose generation means the model is echoing the suffix.
+
+    ``line`` is stripped; ``lead_newlines`` counts the newlines the suffix has
+    before it, which, generated just before an echoed line, belong to the
+    suffix and go with it.  A newline the suffix lacks (the hole ends a line)
+    is kept.
     """
+
+    line: str
+    lead_newlines: int = 0
+
+
+def echo_target(suffix: str) -> Echo | None:
+    """The first non-blank line of ``suffix``; lines under two visible characters
+    (``}``, ``)``) are too common to judge by."""
     lead = 0
     for line in suffix.splitlines(keepends=True):
         stripped = line.strip()
@@ -88,6 +98,92 @@ def echo_target(suffix: str) -> Echo | None:
             return Echo(stripped, lead) if len(stripped) >= 2 else None
         lead += line.count("\n")
     return None
+
+
+class FimStops:
+    """Where a FIM answer ends, decided line by line (a ``text.StopPolicy``).
+
+    Three rules, all about not writing code the suffix already has:
+
+    - **Echo.** A generated line equal to the suffix's first non-blank line
+      means the model has started copying the suffix: cut before it.
+    - **Single line inside a block** (``block=True``). If the code after the
+      cursor goes on at the cursor line's indentation or deeper, the user is
+      inserting into existing code: the answer is the cursor line only.
+    - **Block end** (``block=True``). Otherwise the answer may span lines, but
+      ends before the first line indented less than the cursor line: the
+      block the user is writing is closed.
+
+    The last two are the usual editor policy (single-line inside code,
+    multi-line at an empty block); ``block=False`` turns them off.
+    """
+
+    def __init__(self, prefix: str, suffix: str, block: bool = True) -> None:
+        self._head = prefix.rsplit("\n", 1)[-1]  # the cursor line, before the cursor
+        self._echo = echo_target(suffix)
+        self._lead = self._echo.lead_newlines if self._echo else 0
+        self._block = block
+        rest = suffix if self._head.strip() == "" else suffix.split("\n", 1)[1] if "\n" in suffix else ""
+        self._next_indent = next((_indent(x) for x in rest.splitlines() if x.strip()), None)
+
+    def _lines(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, line) for each line of the answer; the first starts on the cursor line."""
+        out = []
+        start = 0
+        while True:
+            nl = text.find("\n", start)
+            end = len(text) if nl < 0 else nl
+            out.append((start, end, text[start:end]))
+            if nl < 0:
+                return out
+            start = nl + 1
+
+    def _drop_lead(self, text: str, start: int) -> int:
+        """``start`` moved back over the newlines (and blank lines) that belong to the suffix."""
+        cut = start
+        for _ in range(self._lead):
+            nl = text.rfind("\n", 0, cut)
+            if nl < 0 or text[nl + 1 : cut].strip():
+                break
+            cut = nl
+        return cut
+
+    def _end_before(self, text: str, start: int) -> int:
+        """Cut before the line at ``start``: drop trailing blank lines, keep one newline."""
+        body = text[:start].rstrip()
+        keep = len(body) + 1 if "\n" in text[len(body) : start] else start
+        return self._drop_lead(text, keep)
+
+    def cut(self, text: str, final: bool) -> int | None:
+        lines = self._lines(text)
+        first_indent: int | None = None
+        for i, (start, end, line) in enumerate(lines):
+            complete = end < len(text) or final
+            full = self._head + line if i == 0 else line
+            if not full.strip():
+                continue
+            if i > 0 and self._echo is not None and complete and line.strip() == self._echo.line:
+                return self._drop_lead(text, start)
+            if not self._block:
+                continue
+            indent = _indent(full)
+            if first_indent is None:
+                first_indent = indent
+                if complete and end < len(text) and self._next_indent is not None and self._next_indent >= indent:
+                    return self._drop_lead(text, end + 1)
+            elif indent < first_indent:
+                return self._end_before(text, start)
+        return None
+
+    def hold_from(self, text: str) -> int:
+        start = text.rfind("\n") + 1
+        line = text[start:].strip()
+        if start == 0:
+            undecided = self._block and not (self._head + line).strip()
+        else:
+            undecided = not line or (self._echo is not None and self._echo.line.startswith(line))
+        # An undecided line may be cut, and with it the blank lines before it.
+        return len(text[:start].rstrip()) if undecided else len(text)
 
 
 def _keep_tail_lines(text: str, count: Callable[[str], int], budget: int) -> str:
@@ -155,6 +251,7 @@ def generation(
     params: SamplingParams,
     stops: tuple[str, ...] = (),
     t_max_predict_ms: float | None = None,
+    block_stops: bool = True,
 ) -> GenerationRequest:
     """A FIM generation fitted to ``engine``'s context, stopping at suffix echoes."""
     budget = engine.n_ctx - params.max_tokens - FIM_HEADROOM
@@ -168,7 +265,6 @@ def generation(
         prompt=build_prompt(req),
         params=params,
         stops=stops,
-        echo=echo_target(req.suffix),
-        at_line_start=req.prefix.rsplit("\n", 1)[-1].strip() == "",
+        policy=FimStops(req.prefix, req.suffix, block_stops),
         t_max_predict_ms=t_max_predict_ms,
     )

@@ -41,7 +41,12 @@ def complete_at(settings: Settings, file: Path, line: int, col: int | None, rout
     prefix, suffix = split_at(file.read_text(), line, col)
     engines, engine = _load(settings, route)
     try:
-        job = fim.generation(engine, FimRequest(prefix, suffix), SamplingParams(max_tokens=max_tokens))
+        job = fim.generation(
+            engine,
+            FimRequest(prefix, suffix),
+            SamplingParams(max_tokens=max_tokens),
+            block_stops=settings.fim_block_stops,
+        )
         return asyncio.run(engine.run(job)).text
     finally:
         engines.close()

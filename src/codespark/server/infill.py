@@ -40,7 +40,7 @@ def _job(body: InfillRequest, request: Request, engine: Engine) -> GenerationReq
         min_p=body.min_p,
         seed=body.seed,
     )
-    return generation(engine, fim, params, tuple(body.stop), body.t_max_predict_ms)
+    return generation(engine, fim, params, tuple(body.stop), body.t_max_predict_ms, settings.fim_block_stops)
 
 
 def _final(route: str, result: Finished, content: str) -> dict[str, object]:

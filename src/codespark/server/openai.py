@@ -75,7 +75,8 @@ def _completion_job(body: CompletionRequest, request: Request, engine: Engine) -
     )
     if body.suffix is None:
         return GenerationRequest(prompt=[text], params=params, stops=stops)
-    return generation(engine, FimRequest(prefix=text, suffix=body.suffix), params, stops)
+    fim = FimRequest(prefix=text, suffix=body.suffix)
+    return generation(engine, fim, params, stops, block_stops=settings.fim_block_stops)
 
 
 @router.post("/v1/completions", response_model=None)
