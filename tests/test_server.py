@@ -42,9 +42,11 @@ def test_max_tokens_limits_output(client: TestClient) -> None:
     assert r.json()["choices"][0]["finish_reason"] == "length"
 
 
-def test_suffix_means_fim(client: TestClient, fake: FakeBackend) -> None:
+def test_suffix_means_fim_with_the_cursor_line_in_the_middle(client: TestClient, fake: FakeBackend) -> None:
     client.post("/v1/completions", json={"prompt": "def add(a, b):\n    return ", "suffix": "\n", "max_tokens": 8})
-    assert fake.prompts[-1] == "<|fim_prefix|>def add(a, b):\n    return <|fim_suffix|>\n<|fim_middle|>"
+    # Anchored PSM: the prefix ends at the cursor line's indentation; what is typed on it starts the
+    # middle, less its trailing space (the model writes that itself).
+    assert fake.prompts[-1] == "<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n<|fim_middle|>return"
 
 
 def test_stop_strings(client: TestClient) -> None:

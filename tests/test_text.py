@@ -34,3 +34,13 @@ def test_partial_stop_is_held_then_released() -> None:
 def test_stop_split_over_many_tokens() -> None:
     asm = TextAssembler(stops=["###"])
     assert feed(asm, [b"ok#", b"#", b"# more"]) == "ok"
+
+
+def test_heal_drops_the_held_back_spaces_the_model_rewrites() -> None:
+    asm = TextAssembler(heal="    ")
+    assert feed(asm, [b"  ", b"  result = 1"]) == "result = 1"
+
+
+def test_heal_keeps_what_differs() -> None:
+    assert feed(TextAssembler(heal="    "), [b"  x"]) == "x"
+    assert feed(TextAssembler(heal=" "), [b"1"]) == "1"

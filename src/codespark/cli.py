@@ -27,6 +27,13 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
+
+def _stdout() -> Console:
+    """Standard output; wide when piped, so tables are not folded into unreadable cells."""
+    out = Console()
+    return out if out.is_terminal else Console(width=200)
+
+
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML config file (also CODESPARK_CONFIG).", show_default=False)
 ]
@@ -149,7 +156,7 @@ def models(
             size = f"{spec.size / 1e6:,.0f} MB" if spec.size else "?"
             source = f"{spec.source.packages[0]}..=={spec.source.version} ({len(spec.source.packages)} wheels)"
             table.add_row(spec.name, spec.role, size, state, source, spec.description)
-        Console().print(table)
+        _stdout().print(table)
     except CodesparkError as exc:
         raise _fail(exc) from exc
 
@@ -211,7 +218,7 @@ def bench(
         results = asyncio.run(run_bench(settings, tuple(model or ("spark", "codex")), runs, fim_tokens, console))
     except CodesparkError as exc:
         raise _fail(exc) from exc
-    Console().print(render_table(results))
+    _stdout().print(render_table(results))
     if output is not None:
         output.write_text(json.dumps(results, indent=2) + "\n")
 
@@ -228,7 +235,7 @@ def config(config: ConfigOpt = None) -> None:
         table.add_column(column)
     for name, field in Settings.model_fields.items():
         table.add_row(name, str(getattr(settings, name)), f"CODESPARK_{name.upper()}", field.description or "")
-    Console().print(table)
+    _stdout().print(table)
 
 
 @app.command()

@@ -59,6 +59,18 @@ class Settings(BaseSettings):
         description="End FIM answers like an editor: one line when code follows in the same block, "
         "and at the end of the block otherwise (see engine/fim.py FimStops).",
     )
+    router_fim: str = Field(
+        "auto",
+        pattern="^(auto|spark|codex)$",
+        description="Who answers inline FIM: 'auto' (codex when its estimated time to first token fits the "
+        "latency budget, else spark), 'spark' or 'codex'.",
+    )
+    fim_latency_budget_ms: float = Field(
+        250.0, ge=0, description="Latency budget for FIM routing when the client sends none."
+    )
+    session_cache_mb: int = Field(
+        512, ge=0, description="RAM for parked KV caches of idle editing sessions, per engine (LRU)."
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
     @classmethod

@@ -59,6 +59,15 @@ class GenerationStats:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """A parked copy of the live KV sequence: its tokens and the backend's bytes."""
+
+    tokens: list[int]
+    data: object
+    nbytes: int
+
+
+@dataclass(frozen=True)
 class BackendInfo:
     """What a loaded model is."""
 
@@ -91,6 +100,14 @@ class Backend(Protocol):
 
     def is_stop_token(self, token: int) -> bool:
         """True for end-of-generation tokens (EOS, EOT, FIM and file separators)."""
+        ...
+
+    def snapshot(self) -> Snapshot:
+        """Copy the live KV sequence out (to park a session)."""
+        ...
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Replace the live KV sequence with a parked one."""
         ...
 
     def generate(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from codespark.engine.backend import Backend, CancelToken, GenerationStats, SamplingParams
 from codespark.engine.prompt import Prompt, Special
+from codespark.engine.session import SessionCache
 from codespark.engine.text import StopPolicy, TextAssembler
 from codespark.errors import CodesparkError, ContextLengthExceededError, EngineError, InvalidRequestError
 
@@ -29,6 +30,7 @@ class GenerationRequest:
     params: SamplingParams
     stops: tuple[str, ...] = ()
     policy: StopPolicy | None = None
+    heal: str = ""
     t_max_predict_ms: float | None = None
 
 
@@ -50,6 +52,8 @@ class Timings:
     prefill_ms: float
     ttft_ms: float
     decode_ms: float
+    swap_ms: float = 0.0
+    typed_ahead: bool = False
 
     @property
     def prompt_per_second(self) -> float:
@@ -72,6 +76,8 @@ class Timings:
             "predicted_n": self.completion_tokens,
             "predicted_ms": round(self.decode_ms, 3),
             "predicted_per_second": round(self.decode_per_second, 3),
+            "session_swap_ms": round(self.swap_ms, 3),
+            "typed_ahead": self.typed_ahead,
         }
 
 
@@ -105,6 +111,7 @@ class _Run:
 
     request: GenerationRequest
     cancel: CancelToken
+    session: str | None
     emit: Callable[[Event | _Failure], None]
     stats: GenerationStats = field(default_factory=GenerationStats)
     arrived: float = field(default_factory=time.perf_counter)
@@ -113,8 +120,9 @@ class _Run:
 class Engine:
     """A named engine (``spark``/``codex``) bound to one loaded backend."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, session_budget_bytes: int = 256 * 2**20) -> None:
         self.backend = backend
+        self.sessions = SessionCache(backend, session_budget_bytes)
         self._lock = asyncio.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codespark-engine")
         self._specials: dict[str, int] = {}
@@ -172,7 +180,7 @@ class Engine:
         return Prepared(request, tokens)
 
     async def stream(
-        self, job: GenerationRequest | Prepared, cancel: CancelToken | None = None
+        self, job: GenerationRequest | Prepared, cancel: CancelToken | None = None, session: str | None = None
     ) -> AsyncGenerator[Event, None]:
         """Run a request; yield ``Delta`` pieces and then one ``Finished``.
 
@@ -188,7 +196,7 @@ class Engine:
         def emit(item: Event | _Failure) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        run = _Run(request, cancel, emit)
+        run = _Run(request, cancel, session, emit)
         async with self._lock:
             if cancel.cancelled:
                 return
@@ -207,9 +215,11 @@ class Engine:
                 cancel.cancel("client gone")
                 await asyncio.shield(future)
 
-    async def run(self, job: GenerationRequest | Prepared, cancel: CancelToken | None = None) -> Finished:
+    async def run(
+        self, job: GenerationRequest | Prepared, cancel: CancelToken | None = None, session: str | None = None
+    ) -> Finished:
         """Run a request to the end and return the result."""
-        async for event in self.stream(job, cancel):
+        async for event in self.stream(job, cancel, session):
             if isinstance(event, Finished):
                 return event
         raise EngineError("Generation ended without a result.")
@@ -223,8 +233,9 @@ class Engine:
 
     def _generate_inner(self, run: _Run, tokens: list[int]) -> Finished:
         req, stats, cancel = run.request, run.stats, run.cancel
+        swap_ms = self.sessions.activate(run.session)
         stats.started = time.perf_counter()
-        text = TextAssembler(req.stops, req.policy)
+        text = TextAssembler(req.stops, req.policy, req.heal)
         backend = self.backend
         n_out = 0
         first: float | None = None
@@ -264,5 +275,6 @@ class Engine:
             prefill_ms=(prefill_done - stats.started) * 1000,
             ttft_ms=((first or end) - run.arrived) * 1000,  # includes waiting for the engine
             decode_ms=(end - (first or end)) * 1000,
+            swap_ms=swap_ms,
         )
         return Finished(text.text, reason, timings)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, SamplingParams
+from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, SamplingParams, Snapshot
 from codespark.engine.fim import FIM_STOP_TOKENS
 
 _CONTROL = (*FIM_STOP_TOKENS, "<|im_start|>")
@@ -63,6 +63,12 @@ class FakeBackend:
         return "".join(
             _CONTROL[t - _FIRST_CONTROL] if t >= _FIRST_CONTROL else bytes([t]).decode("latin-1") for t in tokens
         )
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(list(self._cache), None, len(self._cache))
+
+    def restore(self, snapshot: Snapshot) -> None:
+        self._cache = list(snapshot.tokens)
 
     def generate(
         self,

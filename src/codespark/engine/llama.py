@@ -18,7 +18,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp import _internals
 
-from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, SamplingParams
+from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, SamplingParams, Snapshot
 from codespark.errors import EngineError
 
 _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
@@ -149,6 +149,29 @@ class LlamaBackend:
         sampler.add_temp(params.temperature)
         sampler.add_dist(_RANDOM_SEED if params.seed is None else params.seed & 0xFFFFFFFF)
         return sampler
+
+    def snapshot(self) -> Snapshot:
+        llm = self._llm
+        ctx = llm._ctx.ctx
+        tokens: list[int] = llm.input_ids[: llm.n_tokens].tolist()
+        if not tokens:
+            return Snapshot([], None, 0)
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        n = int(llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0))
+        return Snapshot(tokens, buf, n)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        llm = self._llm
+        memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
+        llama_cpp.llama_memory_seq_rm(memory, 0, -1, -1)
+        llm.n_tokens = 0
+        if not snapshot.tokens:
+            return
+        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, snapshot.data, snapshot.nbytes, 0) == 0:
+            return  # could not restore: start from an empty sequence
+        llm.input_ids[: len(snapshot.tokens)] = snapshot.tokens
+        llm.n_tokens = len(snapshot.tokens)
 
     def generate(
         self,

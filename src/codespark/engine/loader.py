@@ -63,7 +63,7 @@ def load_engines(settings: Settings, progress: Progress | None = None, only: tup
             continue
         model_id, path = resolve(ref, settings.models_dir, settings.auto_provision, progress)
         if path not in by_path:
-            by_path[path] = Engine(LlamaBackend(path, model_id, options))
+            by_path[path] = Engine(LlamaBackend(path, model_id, options), settings.session_cache_mb * 2**20)
         engines.routes[route] = by_path[path]
         for alias in _aliases_for(route, model_id):
             engines.aliases.setdefault(alias, route)

@@ -7,11 +7,15 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from codespark import __version__
 from codespark.config import Settings
 from codespark.engine.loader import Engines
+from codespark.engine.spark import FimSessions
+from codespark.metrics import Metrics
+from codespark.router import Router
 from codespark.server import errors, infill, openai
 
 log = logging.getLogger("codespark.server")
@@ -34,6 +38,9 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
     app.state.settings = settings
     app.state.engines = engines
     app.state.started = time.time()
+    app.state.metrics = Metrics()
+    app.state.router = Router(engines, settings.router_fim, settings.fim_latency_budget_ms)
+    app.state.fim = FimSessions(app.state.metrics)
     errors.install(app)
     app.include_router(openai.router)
     app.include_router(infill.router)
@@ -49,5 +56,9 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
                 for route, e in current.routes.items()
             },
         }
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,21 +1,24 @@
-"""Run a prepared generation for an HTTP request: to the end, or as an SSE stream.
+"""Run generation events for an HTTP request: to the end, or as an SSE stream.
 
-Both paths cancel the engine when the client goes away: streaming through the
-response task being cancelled, non-streaming by watching for ``http.disconnect``.
+Both paths stop the engine when the client goes away: a stream because its
+response task is cancelled, a plain request because we watch for
+``http.disconnect`` and cancel the task consuming the events.  Cancelling that
+task cancels the engine within one token (see ``Engine.stream``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 
 from fastapi import Request
 
-from codespark.engine.backend import CancelToken
-from codespark.engine.engine import Delta, Engine, Finished, Prepared
-from codespark.errors import CodesparkError
+from codespark.engine.engine import Delta, Event, Finished
+from codespark.errors import CodesparkError, EngineError
+from codespark.metrics import Metrics
+from codespark.router import Decision, Router
 from codespark.server.sse import event
 
 log = logging.getLogger("codespark.server")
@@ -28,52 +31,93 @@ async def _wait_disconnect(request: Request) -> None:
             return
 
 
-async def run_to_end(request: Request, engine: Engine, job: Prepared) -> Finished:
-    """Generate the whole answer; cancel the engine if the client disconnects first."""
-    cancel = CancelToken()
-    work = asyncio.create_task(engine.run(job, cancel))
+async def _last(events: AsyncGenerator[Event, None]) -> Finished:
+    async with aclosing(events) as stream:
+        async for item in stream:
+            if isinstance(item, Finished):
+                return item
+    raise EngineError("Generation ended without a result.")
+
+
+async def run_to_end(request: Request, events: AsyncGenerator[Event, None]) -> Finished | None:
+    """Consume ``events`` to the end; None if the client disconnected first (generation cancelled)."""
+    work = asyncio.create_task(_last(events))
     gone = asyncio.create_task(_wait_disconnect(request))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
         if not work.done():
             log.info("client disconnected; cancelling generation")
-            cancel.cancel("client gone")
-        return await work
+            work.cancel()
+            try:
+                await work
+            except asyncio.CancelledError:
+                return None
+        return work.result()
     finally:
         gone.cancel()
 
 
-def timing_headers(route: str, result: Finished) -> dict[str, str]:
+def recorded(
+    decision: Decision, events: AsyncGenerator[Event, None], metrics: Metrics, router: Router
+) -> AsyncGenerator[Event, None]:
+    """Pass ``events`` through, recording the finished generation's numbers."""
+
+    async def gen() -> AsyncGenerator[Event, None]:
+        async with aclosing(events) as stream:
+            async for item in stream:
+                if isinstance(item, Finished):
+                    observe(decision.route, item, metrics, router)
+                yield item
+
+    return gen()
+
+
+def observe(route: str, result: Finished, metrics: Metrics, router: Router) -> None:
+    t = result.timings
+    metrics.requests.labels(route, result.finish_reason).inc()
+    metrics.prompt_tokens.labels(route).inc(t.prompt_tokens)
+    metrics.cached_tokens.labels(route).inc(t.cached_tokens)
+    metrics.completion_tokens.labels(route).inc(t.completion_tokens)
+    if t.completion_tokens or t.typed_ahead:
+        metrics.ttft.labels(route).observe(t.ttft_ms / 1000)
+    if t.decode_per_second > 0:
+        metrics.decode.labels(route).observe(t.decode_per_second)
+    router.observe(route, t)
+
+
+def route_headers(decision: Decision) -> dict[str, str]:
+    return {"X-Codespark-Engine": decision.route, "X-Codespark-Route-Reason": decision.reason}
+
+
+def timing_headers(decision: Decision, result: Finished) -> dict[str, str]:
     t = result.timings
     return {
-        "X-Codespark-Engine": route,
+        **route_headers(decision),
         "X-Codespark-Prompt-Tokens": str(t.prompt_tokens),
         "X-Codespark-Cached-Tokens": str(t.cached_tokens),
         "X-Codespark-TTFT-Ms": f"{t.ttft_ms:.1f}",
         "X-Codespark-Decode-Tps": f"{t.decode_per_second:.2f}",
+        "X-Codespark-Typed-Ahead": "1" if t.typed_ahead else "0",
     }
 
 
 async def sse(
-    engine: Engine,
-    job: Prepared,
+    events: AsyncGenerator[Event, None],
     on_delta: Callable[[str], object | None],
     on_finish: Callable[[Finished], list[object]],
     done_marker: bytes | None,
     opening: object | None = None,
 ) -> AsyncIterator[bytes]:
-    """Stream a generation as SSE events built by the two formatters.
+    """Stream events as SSE payloads built by the two formatters.
 
-    ``on_delta`` returns the payload for a piece of text (or None to skip);
-    ``on_finish`` returns the final payloads.  An engine error after the
-    stream started is sent as an OpenAI error event.  ``opening`` is sent
-    first (the chat role chunk).
+    ``opening`` is sent first (the chat role chunk).  An engine error after the
+    stream started is sent as an OpenAI error event.
     """
     if opening is not None:
         yield event(opening)
     try:
-        async with aclosing(engine.stream(job)) as events:
-            async for item in events:
+        async with aclosing(events) as stream:
+            async for item in stream:
                 if isinstance(item, Delta):
                     payload = on_delta(item.text)
                     if payload is not None:

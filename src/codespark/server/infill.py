@@ -6,21 +6,34 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from codespark.engine.backend import SamplingParams
-from codespark.engine.engine import Engine, Finished, GenerationRequest
-from codespark.engine.fim import ExtraFile, FimRequest, generation
-from codespark.server.generation import run_to_end, sse, timing_headers
+from codespark.engine.engine import Finished
+from codespark.engine.fim import ExtraFile, FimRequest
+from codespark.server.generation import route_headers, run_to_end, sse, timing_headers
 from codespark.server.protocol import InfillRequest
-from codespark.server.routing import (
-    check_max_tokens,
-    note_unknown_fields,
-    pick_engine,
-    settings_of,
-)
+from codespark.server.routing import check_max_tokens, note_unknown_fields, plan_fim, settings_of
 
 router = APIRouter()
 
 
-def _job(body: InfillRequest, request: Request, engine: Engine) -> GenerationRequest:
+def _final(route: str, result: Finished, content: str) -> dict[str, object]:
+    t = result.timings
+    return {
+        "content": content,
+        "model": route,
+        "stop": True,
+        "stop_type": "eos" if result.finish_reason == "stop" else "limit",
+        "finish_reason": result.finish_reason,
+        "tokens_predicted": t.completion_tokens,
+        "tokens_evaluated": t.prompt_tokens,
+        "tokens_cached": t.cached_tokens,
+        "truncated": False,
+        "timings": t.as_dict(),
+    }
+
+
+@router.post("/infill", response_model=None)
+async def infill(body: InfillRequest, request: Request) -> Response:
+    note_unknown_fields(body, "/infill")
     settings = settings_of(request)
     if body.n_predict is None or body.n_predict < 0:
         n_predict = settings.default_fim_max_tokens
@@ -40,40 +53,22 @@ def _job(body: InfillRequest, request: Request, engine: Engine) -> GenerationReq
         min_p=body.min_p,
         seed=body.seed,
     )
-    return generation(engine, fim, params, tuple(body.stop), body.t_max_predict_ms, settings.fim_block_stops)
-
-
-def _final(route: str, result: Finished, content: str) -> dict[str, object]:
-    t = result.timings
-    return {
-        "content": content,
-        "model": route,
-        "stop": True,
-        "stop_type": "eos" if result.finish_reason == "stop" else "limit",
-        "tokens_predicted": t.completion_tokens,
-        "tokens_evaluated": t.prompt_tokens,
-        "tokens_cached": t.cached_tokens,
-        "truncated": False,
-        "timings": t.as_dict(),
-    }
-
-
-@router.post("/infill", response_model=None)
-async def infill(body: InfillRequest, request: Request) -> Response:
-    note_unknown_fields(body, "/infill")
-    route, engine = pick_engine(request, body.model)
-    job = engine.prepare(_job(body, request, engine))
+    budget = body.max_latency_ms if body.max_latency_ms is not None else body.t_max_predict_ms
+    decision, events = await plan_fim(
+        request, body.model, body.session, fim, params, tuple(body.stop), body.t_max_predict_ms, budget
+    )
     if body.stream:
         return StreamingResponse(
             sse(
-                engine,
-                job,
+                events,
                 lambda text: {"content": text, "stop": False},
-                lambda result: [_final(route, result, "")],
+                lambda result: [_final(decision.route, result, "")],
                 None,
             ),
             media_type="text/event-stream",
-            headers={"X-Codespark-Engine": route, "Cache-Control": "no-cache"},
+            headers={**route_headers(decision), "Cache-Control": "no-cache"},
         )
-    result = await run_to_end(request, engine, job)
-    return JSONResponse(_final(route, result, result.text), headers=timing_headers(route, result))
+    result = await run_to_end(request, events)
+    if result is None:
+        return Response(status_code=499)
+    return JSONResponse(_final(decision.route, result, result.text), headers=timing_headers(decision, result))

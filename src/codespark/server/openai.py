@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncGenerator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from codespark.engine import chat
 from codespark.engine.backend import SamplingParams
-from codespark.engine.engine import Engine, Finished, GenerationRequest, Timings
-from codespark.engine.fim import FimRequest, generation
+from codespark.engine.engine import Engine, Event, Finished, GenerationRequest, Timings
+from codespark.engine.fim import FimRequest
 from codespark.engine.loader import Engines
 from codespark.errors import InvalidRequestError
-from codespark.server.generation import run_to_end, sse, timing_headers
+from codespark.router import Decision
+from codespark.server.generation import route_headers, run_to_end, sse, timing_headers
 from codespark.server.protocol import ChatCompletionRequest, CompletionRequest
 from codespark.server.routing import (
     check_max_tokens,
     note_unknown_fields,
-    pick_engine,
+    observed,
+    plan_fim,
+    router_of,
     settings_of,
 )
 from codespark.server.sse import DONE
@@ -51,20 +55,16 @@ def _finish_reason(result: Finished) -> str:
     return "stop" if result.finish_reason in ("stop", "cancelled") else "length"
 
 
-def _completion_job(body: CompletionRequest, request: Request, engine: Engine) -> GenerationRequest:
-    settings = settings_of(request)
+def _prompt_text(body: CompletionRequest) -> str:
     if isinstance(body.prompt, list):
         if len(body.prompt) != 1:
             raise InvalidRequestError("Send exactly one prompt per request (n=1).", param="prompt")
-        text = body.prompt[0]
-    else:
-        text = body.prompt
-    stops = _stops(body.stop)
-    if body.max_tokens is None:
-        max_tokens = min(settings.max_tokens_limit, engine.n_ctx - engine.count_tokens(text + (body.suffix or "")))
-    else:
-        max_tokens = check_max_tokens(settings, body.max_tokens)
-    params = SamplingParams(
+        return body.prompt[0]
+    return body.prompt
+
+
+def _params(body: CompletionRequest | ChatCompletionRequest, max_tokens: int) -> SamplingParams:
+    return SamplingParams(
         max_tokens=max(0, max_tokens),
         temperature=body.temperature,
         top_p=body.top_p,
@@ -73,19 +73,46 @@ def _completion_job(body: CompletionRequest, request: Request, engine: Engine) -
         repeat_penalty=body.repeat_penalty,
         seed=body.seed,
     )
+
+
+async def _completion_events(body: CompletionRequest, request: Request) -> tuple[Decision, AsyncGenerator[Event, None]]:
+    settings = settings_of(request)
+    router = router_of(request)
+    text = _prompt_text(body)
+    stops = _stops(body.stop)
     if body.suffix is None:
-        return GenerationRequest(prompt=[text], params=params, stops=stops)
-    fim = FimRequest(prefix=text, suffix=body.suffix)
-    return generation(engine, fim, params, stops, block_stops=settings.fim_block_stops)
+        decision = router.pinned(body.model) or Decision(
+            "spark" if "spark" in router.engines.routes else "codex",
+            router.engines.routes.get("spark") or router.engines.routes["codex"],
+            "task: plain completion goes to spark",
+        )
+        engine = decision.engine
+        if body.max_tokens is None:
+            max_tokens = min(settings.max_tokens_limit, engine.n_ctx - engine.count_tokens(text))
+        else:
+            max_tokens = check_max_tokens(settings, body.max_tokens)
+        job = engine.prepare(GenerationRequest(prompt=[text], params=_params(body, max_tokens), stops=stops))
+        return decision, observed(request, decision, engine.stream(job))
+    max_tokens = check_max_tokens(settings, body.max_tokens if body.max_tokens is not None else 256)
+    return await plan_fim(
+        request,
+        body.model,
+        body.user,
+        FimRequest(prefix=text, suffix=body.suffix),
+        _params(body, max_tokens),
+        stops,
+        None,
+        body.max_latency_ms,
+    )
 
 
 @router.post("/v1/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request) -> Response:
     note_unknown_fields(body, "/v1/completions")
-    route, engine = pick_engine(request, body.model)
-    job = engine.prepare(_completion_job(body, request, engine))
+    decision, events = await _completion_events(body, request)
+    route = decision.route
     ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-    echo = body.prompt if body.echo and isinstance(body.prompt, str) else ""
+    echo = _prompt_text(body) if body.echo else ""
 
     def chunk(text: str, finish: str | None) -> dict[str, object]:
         return {
@@ -105,28 +132,17 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
                 out.append({**chunk("", None), "choices": [], "usage": usage(result.timings)})
             return out
 
-        if echo:
-            first = [True]
-
-            def delta(text: str) -> object:
-                if first[0]:
-                    first[0] = False
-                    return chunk(echo + text, None)
-                return chunk(text, None)
-        else:
-
-            def delta(text: str) -> object:
-                return chunk(text, None)
-
         return StreamingResponse(
-            sse(engine, job, delta, finish, DONE),
+            sse(events, lambda text: chunk(text, None), finish, DONE, opening=chunk(echo, None) if echo else None),
             media_type="text/event-stream",
-            headers={"X-Codespark-Engine": route, "Cache-Control": "no-cache"},
+            headers={**route_headers(decision), "Cache-Control": "no-cache"},
         )
-    result = await run_to_end(request, engine, job)
+    result = await run_to_end(request, events)
+    if result is None:
+        return Response(status_code=499)
     payload = chunk(echo + result.text, _finish_reason(result))
     payload["usage"] = usage(result.timings)
-    return JSONResponse(payload, headers=timing_headers(route, result))
+    return JSONResponse(payload, headers=timing_headers(decision, result))
 
 
 def _chat_job(body: ChatCompletionRequest, request: Request, engine: Engine) -> GenerationRequest:
@@ -144,23 +160,16 @@ def _chat_job(body: ChatCompletionRequest, request: Request, engine: Engine) -> 
     else:
         param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         max_tokens = check_max_tokens(settings, requested, param)
-    params = SamplingParams(
-        max_tokens=max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        top_k=body.top_k,
-        min_p=body.min_p,
-        repeat_penalty=body.repeat_penalty,
-        seed=body.seed,
-    )
-    return GenerationRequest(prompt=prompt, params=params, stops=_stops(body.stop))
+    return GenerationRequest(prompt=prompt, params=_params(body, max_tokens), stops=_stops(body.stop))
 
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     note_unknown_fields(body, "/v1/chat/completions")
-    route, engine = pick_engine(request, body.model or "codex")
+    decision = router_of(request).deep(body.model)
+    route, engine = decision.route, decision.engine
     job = engine.prepare(_chat_job(body, request, engine))
+    events = observed(request, decision, engine.stream(job))
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: dict[str, str], finish: str | None) -> dict[str, object]:
@@ -183,11 +192,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
 
         opening = chunk({"role": "assistant", "content": ""}, None)
         return StreamingResponse(
-            sse(engine, job, lambda text: chunk({"content": text}, None), finish, DONE, opening=opening),
+            sse(events, lambda text: chunk({"content": text}, None), finish, DONE, opening=opening),
             media_type="text/event-stream",
-            headers={"X-Codespark-Engine": route, "Cache-Control": "no-cache"},
+            headers={**route_headers(decision), "Cache-Control": "no-cache"},
         )
-    result = await run_to_end(request, engine, job)
+    result = await run_to_end(request, events)
+    if result is None:
+        return Response(status_code=499)
     payload = {
         "id": ident,
         "object": "chat.completion",
@@ -203,7 +214,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         ],
         "usage": usage(result.timings),
     }
-    return JSONResponse(payload, headers=timing_headers(route, result))
+    return JSONResponse(payload, headers=timing_headers(decision, result))
 
 
 @router.get("/v1/models")

@@ -51,6 +51,7 @@ class CompletionRequest(_Request):
     top_k: int = Field(40, ge=0, description="codespark: top-k sampling (0 disables).")
     min_p: float = Field(0.0, ge=0, le=1, description="codespark: min-p sampling.")
     repeat_penalty: float = Field(1.0, gt=0, description="codespark: llama.cpp repeat penalty.")
+    max_latency_ms: float | None = Field(None, ge=0, description="codespark: latency budget for the router.")
 
 
 # --------------------------------------------------------------------------- OpenAI chat
@@ -127,5 +128,9 @@ class InfillRequest(_Request):
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
     # extensions
-    model: str | None = Field(None, description="codespark: engine or alias (default spark).")
+    model: str | None = Field(None, description="codespark: engine or alias; unset or 'auto' lets the router pick.")
     filename: str | None = Field(None, description="codespark: path of the file being edited.")
+    session: str | None = Field(None, description="codespark: editing session id (or the X-Session header).")
+    max_latency_ms: float | None = Field(
+        None, ge=0, description="codespark: latency budget for the router (default: t_max_predict_ms)."
+    )

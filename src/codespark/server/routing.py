@@ -1,18 +1,26 @@
-"""Shared request plumbing for the route modules: engine lookup, limits, logging."""
+"""Shared request plumbing for the route modules: routing, sessions, limits, logging."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncGenerator
 
 from fastapi import Request
 
 from codespark.config import Settings
-from codespark.engine.engine import Engine
-from codespark.engine.loader import Engines
-from codespark.errors import InvalidRequestError, ModelNotFoundError
+from codespark.engine.backend import SamplingParams
+from codespark.engine.engine import Event
+from codespark.engine.fim import FimRequest
+from codespark.engine.spark import FimSessions
+from codespark.errors import InvalidRequestError
+from codespark.metrics import Metrics
+from codespark.router import Decision, Router
+from codespark.server.generation import recorded
 from codespark.server.protocol import _Request
 
 log = logging.getLogger("codespark.server")
+
+SESSION_HEADER = "X-Session"
 
 
 def settings_of(request: Request) -> Settings:
@@ -20,13 +28,14 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
-def pick_engine(request: Request, model: str | None) -> tuple[str, Engine]:
-    engines: Engines = request.app.state.engines
-    found = engines.lookup(model)
-    if found is None:
-        names = ", ".join(engines.names() + sorted(engines.aliases))
-        raise ModelNotFoundError(f"The model {model!r} does not exist here. Use one of: {names}.", param="model")
-    return found
+def router_of(request: Request) -> Router:
+    router: Router = request.app.state.router
+    return router
+
+
+def metrics_of(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
 
 
 def note_unknown_fields(body: _Request, endpoint: str) -> None:
@@ -43,3 +52,49 @@ def check_max_tokens(settings: Settings, value: int, param: str = "max_tokens") 
             param=param,
         )
     return value
+
+
+def session_of(request: Request, hint: str | None, filename: str | None) -> str:
+    """The editing session: the ``X-Session`` header, a body field, or client address + file."""
+    header = request.headers.get(SESSION_HEADER)
+    if header:
+        return header[:200]
+    if hint:
+        return hint[:200]
+    host = request.client.host if request.client else "local"
+    return f"{host}:{filename or ''}"
+
+
+def observed(request: Request, decision: Decision, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+    state = request.app.state
+    metrics: Metrics = state.metrics
+    metrics.routes.labels(decision.route, decision.reason.split(":")[0]).inc()
+    return recorded(decision, events, metrics, state.router)
+
+
+async def plan_fim(
+    request: Request,
+    model: str | None,
+    session_hint: str | None,
+    req: FimRequest,
+    params: SamplingParams,
+    stops: tuple[str, ...],
+    t_max_predict_ms: float | None,
+    budget_ms: float | None,
+) -> tuple[Decision, AsyncGenerator[Event, None]]:
+    """Route a FIM request and plan it on its session; return the decision and the events."""
+    settings = settings_of(request)
+    router = router_of(request)
+    sessions: FimSessions = request.app.state.fim
+    session = session_of(request, session_hint, req.filename)
+    to_evaluate: dict[str, int] = {}
+    for route, engine in router.engines.routes.items():
+        if sessions.anchor_reusable(route, session, req):
+            to_evaluate[route] = 1 + engine.count_tokens(req.prefix.rsplit("\n", 1)[-1][-200:])
+        else:
+            to_evaluate[route] = min(engine.n_ctx, engine.count_tokens(req.prefix) + engine.count_tokens(req.suffix))
+    decision = router.fim(model, budget_ms, to_evaluate)
+    job = await sessions.plan(
+        decision.route, decision.engine, session, req, params, stops, t_max_predict_ms, settings.fim_block_stops
+    )
+    return decision, observed(request, decision, sessions.events(job, decision.engine, session))

@@ -1,0 +1,54 @@
+"""KV-cache sessions: which editing session the live sequence belongs to, and parked copies of the others.
+
+An engine has one live KV sequence.  When a request for another session comes
+in, the live sequence is copied out ("parked") and the requested session's
+parked copy, if any, is copied back in, so every session keeps its own prefix
+cache.  Parked copies are kept on an LRU bounded in bytes.  All of this runs in
+the engine's worker thread, between generations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from codespark.engine.backend import Backend, Snapshot
+
+
+class SessionCache:
+    """The live session of one backend and an LRU of parked ones."""
+
+    def __init__(self, backend: Backend, budget_bytes: int) -> None:
+        self._backend = backend
+        self._budget = budget_bytes
+        self._parked: OrderedDict[str, Snapshot] = OrderedDict()
+        self.live: str | None = None
+
+    @property
+    def parked_bytes(self) -> int:
+        return sum(s.nbytes for s in self._parked.values())
+
+    def sessions(self) -> list[str]:
+        return list(self._parked) + ([self.live] if self.live else [])
+
+    def activate(self, session: str | None) -> float:
+        """Make ``session``'s KV live; return the milliseconds spent swapping."""
+        if session is None or session == self.live:
+            return 0.0
+        started = time.perf_counter()
+        if self.live is not None and self._budget > 0:
+            snap = self._backend.snapshot()
+            if snap.tokens:
+                self._parked[self.live] = snap
+                self._parked.move_to_end(self.live)
+                self._evict()
+        parked = self._parked.pop(session, None)
+        if parked is not None:
+            self._backend.restore(parked)
+        # With nothing parked, the live sequence stays: its common prefix may still serve.
+        self.live = session
+        return (time.perf_counter() - started) * 1000
+
+    def _evict(self) -> None:
+        while self._parked and self.parked_bytes > self._budget:
+            self._parked.popitem(last=False)

@@ -1,0 +1,200 @@
+"""Keystroke FIM sessions: an anchored prompt layout, typed-ahead reuse and supersede.
+
+**Anchored layout.** Qwen was trained on ``<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>M``.
+In that order every keystroke changes the end of P, so everything after it, the
+whole suffix included, must be evaluated again.  We instead fix P at the start
+of the cursor line's text (after its indentation: the *anchor*) and put what
+the user has typed since then at the start of the middle::
+
+    <|fim_prefix|>P_anchor<|fim_suffix|>S<|fim_middle|>typed…
+
+That is still a PSM example the model was trained on (a middle that starts
+with some known text), so quality holds, but while the user types, the cached
+``P_anchor + S`` stays valid and only the newly typed tokens are evaluated.  The
+anchor moves to the start of the cursor line when the suffix changes, the
+prefix no longer extends it, or more than ``MAX_TYPED_LINES`` lines were typed.
+Trailing spaces of the typed text are left for the model to write (and removed
+from its answer), because a prompt ending in a lone space token is one the
+model rarely saw.
+
+**Typed-ahead.** When the new prefix is the old one plus text the last
+completion predicted, the rest of that completion is the answer: no forward
+pass at all.  A request that arrives while a completion is still being
+generated waits for it if the user typed what it has produced so far, and
+otherwise supersedes (cancels) it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+from codespark.engine.backend import CancelToken, SamplingParams
+from codespark.engine.engine import Delta, Engine, Event, Finished, GenerationRequest, Prepared, Timings
+from codespark.engine.fim import FIM_HEADROOM, FimRequest, FimStops, build_prompt, fit
+from codespark.errors import InvalidRequestError
+from codespark.metrics import Metrics
+
+MAX_TYPED_LINES = 8
+MAX_TYPED_CHARS = 600
+
+
+@dataclass
+class _Inflight:
+    prefix: str
+    suffix: str
+    cancel: CancelToken = field(default_factory=CancelToken)
+    text: str = ""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Doc:
+    """What we remember about one session's document on one engine."""
+
+    anchor: str | None = None
+    suffix: str | None = None
+    extra: tuple[object, ...] = ()
+    last_prefix: str | None = None
+    last_suffix: str | None = None
+    last_text: str = ""
+    inflight: _Inflight | None = None
+
+
+@dataclass
+class FimJob:
+    """A planned FIM request: an immediate typed-ahead answer, or a generation to run."""
+
+    text: str | None = None
+    prepared: Prepared | None = None
+    doc: _Doc | None = None
+    prefix: str = ""
+    suffix: str = ""
+    started: float = field(default_factory=time.perf_counter)
+
+
+def typed_since(old_prefix: str | None, old_suffix: str | None, req: FimRequest) -> str | None:
+    """What was typed between an earlier request and ``req``, if ``req`` only extends it."""
+    if old_prefix is None or old_suffix != req.suffix or not req.prefix.startswith(old_prefix):
+        return None
+    return req.prefix[len(old_prefix) :]
+
+
+class FimSessions:
+    """Per-session FIM state for every engine.  Lives on ``app.state``."""
+
+    def __init__(self, metrics: Metrics | None = None, max_sessions: int = 512) -> None:
+        self._docs: OrderedDict[tuple[str, str], _Doc] = OrderedDict()
+        self._metrics = metrics
+        self._max = max_sessions
+
+    def _doc(self, route: str, session: str) -> _Doc:
+        key = (route, session)
+        doc = self._docs.pop(key, None) or _Doc()
+        self._docs[key] = doc
+        while len(self._docs) > self._max:
+            self._docs.popitem(last=False)
+        return doc
+
+    def anchor_reusable(self, route: str, session: str, req: FimRequest) -> bool:
+        """Whether ``req`` would reuse the session's anchored cache on ``route``."""
+        doc = self._docs.get((route, session))
+        return doc is not None and self._keeps_anchor(doc, req)
+
+    @staticmethod
+    def _keeps_anchor(doc: _Doc, req: FimRequest) -> bool:
+        if doc.anchor is None or doc.suffix != req.suffix or doc.extra != req.extra:
+            return False
+        if not req.prefix.startswith(doc.anchor):
+            return False
+        typed = req.prefix[len(doc.anchor) :]
+        return typed.count("\n") <= MAX_TYPED_LINES and len(typed) <= MAX_TYPED_CHARS
+
+    async def plan(
+        self,
+        route: str,
+        engine: Engine,
+        session: str,
+        req: FimRequest,
+        params: SamplingParams,
+        stops: tuple[str, ...] = (),
+        t_max_predict_ms: float | None = None,
+        block_stops: bool = True,
+    ) -> FimJob:
+        """Decide how to answer: typed-ahead, or a prepared anchored generation."""
+        doc = self._doc(route, session)
+        inflight = doc.inflight
+        if inflight is not None and not inflight.done.is_set():
+            typed = typed_since(inflight.prefix, inflight.suffix, req)
+            if typed is not None and params.max_tokens > 0 and inflight.text.startswith(typed):
+                await inflight.done.wait()  # it is producing what the user types: answer from it
+            else:
+                inflight.cancel.cancel("superseded")
+                if self._metrics:
+                    self._metrics.supersedes.labels(route).inc()
+        if params.max_tokens > 0:
+            typed = typed_since(doc.last_prefix, doc.last_suffix, req)
+            if typed is not None and len(doc.last_text) > len(typed) and doc.last_text.startswith(typed):
+                rest = doc.last_text[len(typed) :]
+                doc.last_prefix, doc.last_text = req.prefix, rest
+                if self._metrics:
+                    self._metrics.typed_ahead.labels(route).inc()
+                return FimJob(text=rest)
+        if not self._keeps_anchor(doc, req):
+            line_start = req.prefix.rfind("\n") + 1
+            line = req.prefix[line_start:]
+            indent = len(line) - len(line.lstrip(" \t"))
+            doc.anchor, doc.suffix, doc.extra = req.prefix[: line_start + indent], req.suffix, req.extra
+        assert doc.anchor is not None
+        typed = req.prefix[len(doc.anchor) :]
+        # Trailing spaces split tokens unnaturally: leave them to the model and drop them from its answer.
+        shown = typed.rstrip(" \t")
+        heal = typed[len(shown) :]
+        budget = engine.n_ctx - params.max_tokens - FIM_HEADROOM - engine.count_tokens(typed)
+        if budget <= 0:
+            raise InvalidRequestError(
+                f"max_tokens={params.max_tokens} leaves no room for the prompt in a {engine.n_ctx}-token context.",
+                param="max_tokens",
+            )
+        # Fitting the anchor (not the whole prefix) keeps the prompt stable while the user types.
+        fitted = fit(
+            FimRequest(doc.anchor, req.suffix, req.extra, req.filename, req.repo_name), engine.count_tokens, budget
+        )
+        prompt = build_prompt(fitted)
+        if shown:
+            prompt.append(shown)
+        generation = GenerationRequest(
+            prompt=prompt,
+            params=params,
+            stops=stops,
+            policy=FimStops(fitted.prefix + typed, fitted.suffix, block_stops),
+            t_max_predict_ms=t_max_predict_ms,
+            heal=heal,
+        )
+        return FimJob(prepared=engine.prepare(generation), doc=doc, prefix=req.prefix, suffix=req.suffix)
+
+    async def events(self, job: FimJob, engine: Engine, session: str) -> AsyncGenerator[Event, None]:
+        """Run a planned job; remember its answer for typed-ahead."""
+        if job.text is not None:
+            yield Delta(job.text)
+            elapsed = (time.perf_counter() - job.started) * 1000
+            yield Finished(job.text, "stop", Timings(0, 0, 0, 0.0, elapsed, 0.0, typed_ahead=True))
+            return
+        assert job.prepared is not None and job.doc is not None
+        doc = job.doc
+        inflight = _Inflight(job.prefix, job.suffix)
+        doc.inflight = inflight
+        try:
+            async for event in engine.stream(job.prepared, inflight.cancel, session):
+                if isinstance(event, Delta):
+                    inflight.text += event.text
+                elif event.finish_reason != "cancelled":
+                    doc.last_prefix, doc.last_suffix, doc.last_text = job.prefix, job.suffix, event.text
+                yield event
+        finally:
+            inflight.done.set()
+            if doc.inflight is inflight:
+                doc.inflight = None

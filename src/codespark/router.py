@@ -1,0 +1,104 @@
+"""The router: which engine answers a request, and why.
+
+Inputs: the task (inline FIM, or chat and other deep work), a pinned model if
+the request names one, the client's latency budget (``t_max_predict_ms`` or
+``max_latency_ms``), how much of the prompt each engine still has to evaluate,
+and whether an engine is busy.  Policy, from the settings:
+
+- a request that names ``spark``, ``codex`` or an alias is pinned to it;
+- chat and other deep work go to codex (spark if codex is not configured);
+- inline FIM goes to the *quality* engine (codex) when its estimated time to
+  first token fits the latency budget, and to spark otherwise.  ``router_fim``
+  = ``spark`` or ``codex`` fixes the choice instead.
+
+Time estimates come from each engine's measured speeds (moving averages of
+prefill and decode milliseconds per token), so the policy adapts to the machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codespark.engine.engine import Engine, Timings
+from codespark.engine.loader import Engines
+from codespark.errors import ModelNotFoundError
+
+# Starting points for the estimates (2 cores, measured; see docs/BENCHMARKS.md), in ms per token.
+_DEFAULT_SPEED = {"spark": (10.0, 37.0), "codex": (12.0, 85.0)}
+_BUSY_PENALTY_MS = 1000.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    route: str
+    engine: Engine
+    reason: str
+
+
+class EngineSpeed:
+    """Exponential moving averages of one engine's prefill and decode cost per token."""
+
+    def __init__(self, prefill_ms: float, decode_ms: float, alpha: float = 0.2) -> None:
+        self.prefill_ms = prefill_ms
+        self.decode_ms = decode_ms
+        self._alpha = alpha
+
+    def observe(self, t: Timings) -> None:
+        evaluated = t.prompt_tokens - t.cached_tokens
+        if evaluated >= 8 and t.prefill_ms > 0:
+            self.prefill_ms += self._alpha * (t.prefill_ms / evaluated - self.prefill_ms)
+        if t.completion_tokens > 2 and t.decode_ms > 0:
+            self.decode_ms += self._alpha * (t.decode_ms / (t.completion_tokens - 1) - self.decode_ms)
+
+    def ttft_ms(self, tokens_to_evaluate: int) -> float:
+        return max(1, tokens_to_evaluate) * self.prefill_ms + self.decode_ms
+
+
+class Router:
+    """Chooses an engine per request; keeps per-engine speed estimates."""
+
+    def __init__(self, engines: Engines, fim_policy: str, default_budget_ms: float) -> None:
+        self.engines = engines
+        self.fim_policy = fim_policy
+        self.default_budget_ms = default_budget_ms
+        self.speed = {r: EngineSpeed(*_DEFAULT_SPEED.get(r, (10.0, 40.0))) for r in engines.routes}
+
+    def observe(self, route: str, timings: Timings) -> None:
+        if route in self.speed and not timings.typed_ahead:
+            self.speed[route].observe(timings)
+
+    def pinned(self, model: str | None) -> Decision | None:
+        if model is None or model.strip().lower() in ("", "auto"):
+            return None
+        found = self.engines.lookup(model)
+        if found is None:
+            names = ", ".join(["auto", *self.engines.names(), *sorted(self.engines.aliases)])
+            raise ModelNotFoundError(f"The model {model!r} does not exist here. Use one of: {names}.", param="model")
+        return Decision(found[0], found[1], "pinned by the request")
+
+    def deep(self, model: str | None) -> Decision:
+        """Chat, edit, SQL, repair: codex unless pinned."""
+        pinned = self.pinned(model)
+        if pinned:
+            return pinned
+        route = "codex" if "codex" in self.engines.routes else "spark"
+        return Decision(route, self.engines.routes[route], "task: deep work goes to codex")
+
+    def fim(self, model: str | None, budget_ms: float | None, tokens_to_evaluate: dict[str, int]) -> Decision:
+        """Inline FIM: the quality engine if it fits the latency budget, else spark."""
+        pinned = self.pinned(model)
+        if pinned:
+            return pinned
+        routes = self.engines.routes
+        if self.fim_policy in routes:
+            return Decision(self.fim_policy, routes[self.fim_policy], f"policy: router_fim={self.fim_policy}")
+        if "codex" not in routes or "spark" not in routes:
+            only = next(iter(routes))
+            return Decision(only, routes[only], "only one engine is configured")
+        budget = budget_ms if budget_ms is not None else self.default_budget_ms
+        estimate = self.speed["codex"].ttft_ms(tokens_to_evaluate.get("codex", 1))
+        if routes["codex"].busy:
+            estimate += _BUSY_PENALTY_MS
+        if estimate <= budget:
+            return Decision("codex", routes["codex"], f"fim: codex fits the budget ({estimate:.0f} <= {budget:.0f} ms)")
+        return Decision("spark", routes["spark"], f"fim: codex would take ~{estimate:.0f} ms > {budget:.0f} ms budget")

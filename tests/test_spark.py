@@ -1,0 +1,163 @@
+"""Keystroke sessions on the fake backend: anchored cache reuse, typed-ahead, supersede, routing, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from codespark.config import Settings
+from codespark.engine.engine import Engine
+from codespark.engine.fake import FakeBackend
+from codespark.engine.loader import Engines
+from codespark.server.app import create_app
+
+PREFIX = "import os\n\n\ndef list_files(root):\n"
+SUFFIX = "\n\nprint(list_files('.'))\n"
+
+
+def infill(client: TestClient, prefix: str, session: str = "s1", **extra: object) -> dict[str, object]:
+    r = client.post(
+        "/infill",
+        json={"input_prefix": prefix, "input_suffix": SUFFIX, "n_predict": 64, **extra},
+        headers={"X-Session": session},
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, object] = r.json()
+    return body
+
+
+def test_typing_on_a_line_reuses_the_anchored_cache(client: TestClient) -> None:
+    infill(client, PREFIX + "    fil")
+    second = infill(client, PREFIX + "    files = [")
+    timings = second["timings"]
+    assert isinstance(timings, dict)
+    # Only the newly typed text is new: everything up to <|fim_middle|> and "    fil" is cached.
+    assert timings["prompt_n"] - timings["cache_n"] <= len("es = [")
+
+
+def test_typed_ahead_is_answered_without_a_forward_pass(fake: FakeBackend) -> None:
+    fake.replies = {"root": "    return sorted(os.listdir(root))"}
+    engine = Engine(fake)
+    app = create_app(Settings(), Engines(routes={"spark": engine}))
+    with TestClient(app) as client:
+        first = infill(client, PREFIX)
+        assert first["content"] == "    return sorted(os.listdir(root))"
+        generated = fake.generated_tokens
+        hit = infill(client, PREFIX + "    return sor")
+        assert hit["content"] == "ted(os.listdir(root))"
+        assert fake.generated_tokens == generated  # no forward pass at all
+        timings = hit["timings"]
+        assert isinstance(timings, dict) and timings["typed_ahead"] is True and timings["prompt_n"] == 0
+        # Typing past the prediction (a divergence) goes back to the model.
+        miss = infill(client, PREFIX + "    return list")
+        assert miss["timings"]["typed_ahead"] is False  # type: ignore[index]
+        metrics = client.get("/metrics").text
+        assert 'codespark_typed_ahead_hits_total{engine="spark"} 1.0' in metrics
+
+
+def test_sessions_do_not_share_typed_ahead(client: TestClient) -> None:
+    infill(client, PREFIX, session="alice")
+    other = infill(client, PREFIX + "he", session="bob")
+    assert other["timings"]["typed_ahead"] is False  # type: ignore[index]
+
+
+@pytest.fixture
+def live_server() -> Iterator[tuple[str, FakeBackend]]:
+    """A real uvicorn server on loopback (streams need a real socket to be superseded)."""
+    import uvicorn
+
+    from tests.integration.conftest import free_port
+
+    fake = FakeBackend(default="x" * 400, token_delay=0.01)
+    app = create_app(Settings(), Engines(routes={"spark": Engine(fake)}))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}", fake
+    server.should_exit = True
+    thread.join(5)
+
+
+def test_a_new_keystroke_supersedes_the_inflight_request(live_server: tuple[str, FakeBackend]) -> None:
+    base, fake = live_server
+
+    async def main() -> tuple[dict[str, object], dict[str, object]]:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            body = {"input_prefix": PREFIX + "    a", "input_suffix": SUFFIX, "n_predict": 300}
+            first = asyncio.create_task(http.post("/infill", json=body, headers={"X-Session": "s"}))
+            await asyncio.sleep(0.3)
+            body2 = {**body, "input_prefix": PREFIX + "    ab"}
+            second = await http.post("/infill", json=body2, headers={"X-Session": "s"})
+            return (await first).json(), second.json()
+
+    started = time.perf_counter()
+    first, second = asyncio.run(main())
+    assert first["finish_reason"] == "cancelled"
+    assert 0 < first["tokens_predicted"] < 300  # type: ignore[operator]
+    assert second["tokens_predicted"] == 300
+    assert time.perf_counter() - started < 300 * 0.01 * 1.8  # the first did not run to the end
+    metrics = httpx.get(base + "/metrics").text
+    assert 'codespark_supersedes_total{engine="spark"} 1.0' in metrics
+
+
+def test_router_follows_the_policy() -> None:
+    spark, codex = Engine(FakeBackend(model_id="small")), Engine(FakeBackend(model_id="big"))
+    app = create_app(Settings(fim_latency_budget_ms=250), Engines(routes={"spark": spark, "codex": codex}))
+    with TestClient(app) as client:
+
+        def route(prefix: str, **extra: object) -> tuple[str, str]:
+            r = client.post(
+                "/infill",
+                json={"input_prefix": prefix, "input_suffix": "", "n_predict": 4, **extra},
+                headers={"X-Session": "r"},
+            )
+            return r.headers["x-codespark-engine"], r.headers["x-codespark-route-reason"]
+
+        # A cold 1,000-token prompt would take codex ~12 s: spark answers.
+        assert route("y" * 1000)[0] == "spark"
+        # A tiny prompt fits codex's estimate within the budget: the quality engine answers.
+        engine, reason = route("x")
+        assert engine == "codex" and "fits the budget" in reason
+        # A tight client budget sends it to spark; a pinned model wins over the policy.
+        assert route("x", t_max_predict_ms=10)[0] == "spark"
+        assert route("x", model="codex", t_max_predict_ms=10) == ("codex", "pinned by the request")
+        chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert chat.headers["x-codespark-engine"] == "codex"
+        metrics = client.get("/metrics").text
+        assert 'codespark_route_decisions_total{engine="codex",reason="pinned by the request"}' in metrics
+
+
+def test_metrics_parse_as_prometheus_text(client: TestClient) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    infill(client, PREFIX)
+    families = {f.name for f in text_string_to_metric_families(client.get("/metrics").text)}
+    assert {
+        "codespark_ttft_seconds",
+        "codespark_cached_tokens",
+        "codespark_supersedes",
+        "codespark_typed_ahead_hits",
+        "codespark_route_decisions",
+    } <= families
+
+
+def test_idle_sessions_are_parked_and_restored(fake: FakeBackend) -> None:
+    engine = Engine(fake)
+    app = create_app(Settings(), Engines(routes={"spark": engine}))
+    with TestClient(app) as client:
+        infill(client, PREFIX + "    a", session="one")
+        infill(client, "other file\n" + "    b", session="two")
+        back = infill(client, PREFIX + "    ab", session="one")
+        timings = back["timings"]
+        assert isinstance(timings, dict)
+        assert timings["prompt_n"] - timings["cache_n"] <= 2  # session one's KV came back
+        assert set(engine.sessions.sessions()) == {"one", "two"}
