@@ -88,7 +88,7 @@ def live_server() -> Iterator[tuple[str, FakeBackend]]:
 
 
 def test_a_new_keystroke_supersedes_the_inflight_request(live_server: tuple[str, FakeBackend]) -> None:
-    base, fake = live_server
+    base, _ = live_server
 
     async def main() -> tuple[dict[str, object], dict[str, object]]:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
