@@ -1,0 +1,213 @@
+"""Editing replay: keystroke latency of FIM servers on real typing, with quality beside it.
+
+For each of several real stdlib files, at evenly spaced code lines, the line is
+removed and typed back character by character (after its indentation, which an
+editor inserts), with an ``/infill`` request every ``--step`` characters, the
+way llama.vim calls llama-server.  The context is 128 lines before and 32
+after the cursor.  Before typing a line the client sends one warm-up request
+(``n_predict: 0``) when the cursor lands, and waits for it; typing requests are
+sent one after another, each streamed, and timed on the client: time to first
+content (TTFT) and to the end.
+
+Servers, in the same run: codespark in its default configuration (the router
+decides), codespark pinned to spark and to codex, and llama.cpp's llama-server
+(PSM with ``--cache-reuse``, and ``--spm-infill``), built by ``benchmarks/peers.py``.
+
+    python benchmarks/latency.py --configs codespark llama-psm --points 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.fim_quality import DATA, evaluate, load_tasks
+from benchmarks.harness import codespark_server
+from benchmarks.peers import llama_server
+from codespark.config import Settings
+from codespark.models.catalog import find
+
+STDLIB_FILES = ("textwrap.py", "csv.py", "shlex.py", "fnmatch.py", "tokenize.py")
+N_PREFIX_LINES, N_SUFFIX_LINES = 128, 32
+
+
+@dataclass(frozen=True)
+class Point:
+    file: str
+    lines: list[str]
+    index: int
+
+    @property
+    def indent(self) -> str:
+        line = self.lines[self.index]
+        return line[: len(line) - len(line.lstrip())]
+
+    @property
+    def text(self) -> str:
+        return self.lines[self.index].strip()
+
+
+def stdlib_file(name: str) -> Path:
+    import sysconfig
+
+    return Path(sysconfig.get_paths()["stdlib"]) / name
+
+
+def pick_points(per_file: int) -> list[Point]:
+    """Evenly spaced code lines (20-70 characters, not comments or docstrings) in each file."""
+    points = []
+    for name in STDLIB_FILES:
+        lines = stdlib_file(name).read_text().splitlines(keepends=True)
+        ok = [
+            i
+            for i, line in enumerate(lines)
+            if N_PREFIX_LINES // 2 <= i < len(lines) - 4
+            and 20 <= len(line.strip()) <= 70
+            and not line.strip().startswith(("#", '"', "'", "@"))
+            and line.startswith("    ")
+        ]
+        step = len(ok) // per_file
+        points += [Point(name, lines, ok[step // 2 + k * step]) for k in range(per_file)]
+    return points
+
+
+def stream_infill(http: httpx.Client, base: str, body: dict[str, Any], session: str) -> tuple[float, float, str]:
+    """(ttft_ms, total_ms, content) for one streamed /infill request."""
+    started = time.perf_counter()
+    first: float | None = None
+    content = []
+    with http.stream("POST", base + "/infill", json={**body, "stream": True}, headers={"X-Session": session}) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = json.loads(line[6:])
+            piece = data.get("content", "")
+            if piece and first is None:
+                first = time.perf_counter()
+            content.append(piece)
+            if data.get("stop"):
+                break
+    end = time.perf_counter()
+    return ((first or end) - started) * 1000, (end - started) * 1000, "".join(content)
+
+
+def replay(base: str, points: list[Point], step: int, n_predict: int, model: str | None) -> dict[str, Any]:
+    records: list[dict[str, Any]] = []
+    warmups: list[float] = []
+    with httpx.Client(timeout=600) as http:
+        for p in points:
+            before = "".join(p.lines[max(0, p.index - N_PREFIX_LINES) : p.index])
+            after = "\n" + "".join(p.lines[p.index + 1 : p.index + 1 + N_SUFFIX_LINES])
+            common = {
+                "input_suffix": after,
+                "n_predict": n_predict,
+                "t_max_predict_ms": 1000,
+                "temperature": 0,
+                **({"model": model} if model else {}),
+            }
+            session = p.file
+            started = time.perf_counter()
+            http.post(
+                base + "/infill",
+                json={**common, "input_prefix": before + p.indent, "n_predict": 0},
+                headers={"X-Session": session},
+            ).raise_for_status()
+            warmups.append((time.perf_counter() - started) * 1000)
+            for typed in range(step, len(p.text) + 1, step):
+                ttft, total, content = stream_infill(
+                    http, base, {**common, "input_prefix": before + p.indent + p.text[:typed]}, session
+                )
+                rest = p.text[typed:]
+                records.append(
+                    {
+                        "file": p.file,
+                        "line": p.index + 1,
+                        "typed": typed,
+                        "ttft_ms": ttft,
+                        "total_ms": total,
+                        "predicted_rest": bool(rest) and content.startswith(rest),
+                    }
+                )
+                print(f"\r  {len(records)} requests, last TTFT {ttft:7.0f} ms", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    ttfts = sorted(r["ttft_ms"] for r in records)
+    return {
+        "requests": len(records),
+        "ttft_p50_ms": statistics.median(ttfts),
+        "ttft_p95_ms": ttfts[int(0.95 * (len(ttfts) - 1))],
+        "total_p50_ms": statistics.median(r["total_ms"] for r in records),
+        "warmup_p50_ms": statistics.median(warmups),
+        "rest_of_line_predicted": sum(r["predicted_rest"] for r in records) / len(records),
+        "records": records,
+    }
+
+
+def model_path(name: str) -> Path:
+    spec = find(name)
+    assert spec is not None
+    return Settings().models_dir / spec.filename
+
+
+def configs(out: Path) -> dict[str, tuple[Callable[[], AbstractContextManager[str]], str | None]]:
+    """name -> (server factory, model field to send)."""
+    spark, codex = model_path("spark"), model_path("codex")
+    return {
+        "codespark": (lambda: codespark_server(out / "codespark.log"), None),
+        "codespark-spark": (lambda: codespark_server(out / "codespark.log"), "spark"),
+        "codespark-codex": (lambda: codespark_server(out / "codespark.log"), "codex"),
+        "llama-psm-0.5b": (lambda: llama_server(spark, ["--cache-reuse", "16"], out / "llama.log"), None),
+        "llama-spm-0.5b": (
+            lambda: llama_server(spark, ["--cache-reuse", "16", "--spm-infill"], out / "llama.log"),
+            None,
+        ),
+        "llama-psm-1.5b": (lambda: llama_server(codex, ["--cache-reuse", "16"], out / "llama.log"), None),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["codespark", "llama-psm-0.5b", "llama-spm-0.5b"])
+    parser.add_argument("--points", type=int, default=3, help="lines typed per file (5 files)")
+    parser.add_argument("--step", type=int, default=3, help="characters typed between requests")
+    parser.add_argument("--n-predict", type=int, default=64)
+    parser.add_argument("--quality-tasks", type=int, default=100, help="HumanEval FIM tasks per config (0: skip)")
+    parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    args = parser.parse_args()
+    points = pick_points(args.points)
+    tasks = (
+        load_tasks(DATA / "HumanEval-SingleLineInfilling.jsonl.gz", args.quality_tasks) if args.quality_tasks else []
+    )
+    table = configs(args.out)
+    results: dict[str, Any] = {}
+    for name in args.configs:
+        factory, model = table[name]
+        print(f"{name}: replaying {len(points)} lines", file=sys.stderr)
+        with factory() as base:
+            result = replay(base, points, args.step, args.n_predict, model)
+            if tasks:
+                quality = evaluate(base, model or "auto", tasks, 64)
+                result["fim_pass_rate"] = quality["pass_rate"]
+        results[name] = result
+        print(
+            f"{name}: TTFT p50 {result['ttft_p50_ms']:.0f} ms, p95 {result['ttft_p95_ms']:.0f} ms, "
+            f"pass rate {result.get('fim_pass_rate', float('nan')):.2f}",
+            flush=True,
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "latency.json").write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Peers for side-by-side benchmarks: llama.cpp's own ``llama-server``, built here.
+
+The server is built from the llama.cpp sources vendored in the llama-cpp-python
+sdist we pin, with the same no-AMX flags as our wheel (``scripts/build_llama.py``),
+into ``~/.cache/codespark/peers/<key>/``.  Benchmarks build it on first use;
+CI never does.
+
+    python benchmarks/peers.py   # build (or find) llama-server and print its path
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.build_llama import VERSION, cache_dir, cmake_args, cpu_flags
+
+from benchmarks.harness import free_port
+
+
+def llama_server_binary() -> Path:
+    """Path to a built ``llama-server`` (building it the first time, ~5 min on 2 cores)."""
+    args = [a for a in cmake_args(cpu_flags()) if not a.startswith("-DLLAVA")]
+    key = hashlib.sha256(" ".join([VERSION, *args]).encode()).hexdigest()[:16]
+    out = cache_dir().parent / "peers" / key
+    binary = out / "build" / "bin" / "llama-server"
+    if binary.exists():
+        return binary
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-d",
+                tmp,
+                f"llama-cpp-python=={VERSION}",
+            ],
+            check=True,
+        )
+        sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        with tarfile.open(sdist) as tar:
+            tar.extractall(out / "src", filter="data")
+    source = next((out / "src").glob("llama_cpp_python-*")) / "vendor" / "llama.cpp"
+    build = out / "build"
+    subprocess.run(
+        [
+            "cmake",
+            "-S",
+            str(source),
+            "-B",
+            str(build),
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DLLAMA_CURL=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DBUILD_SHARED_LIBS=OFF",
+            *args,
+        ],
+        check=True,
+    )
+    subprocess.run(
+        ["cmake", "--build", str(build), "--target", "llama-server", "-j", str(os.cpu_count() or 2)], check=True
+    )
+    return binary
+
+
+@contextmanager
+def llama_server(model: Path, extra: list[str], log: Path, n_ctx: int = 8192) -> Iterator[str]:
+    """Run llama-server on ``model`` with ``extra`` flags; yield its base URL."""
+    port = free_port()
+    cmd = [
+        str(llama_server_binary()),
+        "-m",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-c",
+        str(n_ctx),
+        "-t",
+        str(os.cpu_count() or 2),
+        "-np",
+        "1",
+        *extra,
+    ]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {proc.returncode}; see {log}")
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"llama-server did not become healthy; see {log}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+if __name__ == "__main__":
+    print(llama_server_binary())
