@@ -75,6 +75,7 @@ def pick_points(per_file: int) -> list[Point]:
             if N_PREFIX_LINES // 2 <= i < len(lines) - 4
             and 20 <= len(line.strip()) <= 70
             and not line.strip().startswith(("#", '"', "'", "@"))
+            and any(c in line for c in "=(")
             and line.startswith("    ")
         ]
         step = len(ok) // per_file

@@ -62,10 +62,14 @@ def cpu_flags() -> set[str]:
 
 
 def cmake_args(flags: set[str]) -> list[str]:
-    """CMake arguments for this CPU: explicit SIMD options, never AMX."""
+    """CMake arguments for this CPU: explicit SIMD options, never AMX.
+
+    ``CODESPARK_CMAKE_EXTRA`` (space-separated) adds options, for experiments.
+    """
     args = list(_FIXED_ARGS)
     for flag, option in _FLAG_OPTIONS:
         args.append(f"-D{option}={'ON' if flag in flags else 'OFF'}")
+    args += os.environ.get("CODESPARK_CMAKE_EXTRA", "").split()
     return args
 
 

@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         description="End FIM answers like an editor: one line when code follows in the same block, "
         "and at the end of the block otherwise (see engine/fim.py FimStops).",
     )
+    spec_ngram: bool = Field(
+        True, description="Speculative decoding by prompt lookup (n-gram drafts) for greedy requests; lossless."
+    )
+    codex_draft_model: str = Field(
+        "none",
+        description="Draft model for codex's speculative decoding (a catalog name or .gguf sharing its tokenizer, "
+        "e.g. the spark model); 'none' uses n-gram drafting only.",
+    )
     router_fim: str = Field(
         "auto",
         pattern="^(auto|spark|codex)$",

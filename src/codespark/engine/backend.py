@@ -56,6 +56,9 @@ class GenerationStats:
     cached_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
     prefill_done: float | None = None
+    drafter: str | None = None
+    drafted: int = 0
+    accepted: int = 0
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,9 @@ class Timings:
     decode_ms: float
     swap_ms: float = 0.0
     typed_ahead: bool = False
+    drafter: str | None = None
+    drafted: int = 0
+    accepted: int = 0
 
     @property
     def prompt_per_second(self) -> float:
@@ -66,7 +69,7 @@ class Timings:
         n = self.completion_tokens - 1
         return n / (self.decode_ms / 1000) if n > 0 and self.decode_ms > 0 else 0.0
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | str | None]:
         return {
             "prompt_n": self.prompt_tokens,
             "cache_n": self.cached_tokens,
@@ -78,6 +81,9 @@ class Timings:
             "predicted_per_second": round(self.decode_per_second, 3),
             "session_swap_ms": round(self.swap_ms, 3),
             "typed_ahead": self.typed_ahead,
+            "draft_n": self.drafted,
+            "draft_n_accepted": self.accepted,
+            "drafter": self.drafter,
         }
 
 
@@ -276,5 +282,8 @@ class Engine:
             ttft_ms=((first or end) - run.arrived) * 1000,  # includes waiting for the engine
             decode_ms=(end - (first or end)) * 1000,
             swap_ms=swap_ms,
+            drafter=stats.drafter,
+            drafted=stats.drafted,
+            accepted=stats.accepted,
         )
         return Finished(text.text, reason, timings)

@@ -19,6 +19,7 @@ import llama_cpp
 from llama_cpp import _internals
 
 from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, SamplingParams, Snapshot
+from codespark.engine.speculative import DraftBudget, Drafter
 from codespark.errors import EngineError
 
 _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
@@ -52,7 +53,7 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class LlamaBackend:
     """A GGUF model loaded in-process with one KV-cache sequence."""
 
-    def __init__(self, path: Path, model_id: str, options: LlamaOptions) -> None:
+    def __init__(self, path: Path, model_id: str, options: LlamaOptions, drafter: Drafter | None = None) -> None:
         if not path.is_file():
             raise EngineError(f"Model file {path} does not exist. Run `codespark models --pull` first.")
         threads = options.n_threads or os.cpu_count() or 1
@@ -70,6 +71,7 @@ class LlamaBackend:
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"llama.cpp could not load {path}: {exc}. Is it a valid GGUF file?") from exc
         self._n_batch = options.n_batch
+        self.drafter = drafter
         model = self._llm._model
         self._control: dict[int, bool] = {}
         self._pieces: dict[int, bytes] = {}
@@ -199,7 +201,12 @@ class LlamaBackend:
         if params.max_tokens <= 0:
             return
         sampler = self._sampler(params)
+        speculate = self.drafter is not None and params.temperature <= 0.0 and params.repeat_penalty == 1.0
         try:
+            if speculate:
+                assert self.drafter is not None
+                yield from self._speculative(sampler, params, cancel, stats, self.drafter)
+                return
             for produced in range(params.max_tokens):
                 if cancel.cancelled or llm.n_tokens >= llm.n_ctx():
                     return
@@ -210,3 +217,47 @@ class LlamaBackend:
                 llm.eval([token])
         finally:
             sampler.close()
+
+    def _speculative(
+        self,
+        sampler: _internals.LlamaSampler,
+        params: SamplingParams,
+        cancel: CancelToken,
+        stats: GenerationStats,
+        drafter: Drafter,
+    ) -> Iterator[int]:
+        """Greedy decoding with drafts verified in one batch: token-identical to plain greedy."""
+        llm = self._llm
+        budget = DraftBudget()
+        stats.drafter = drafter.name
+        token = sampler.sample(llm._ctx, -1)
+        produced = 1
+        yield token
+        while not self.is_stop_token(token) and produced < params.max_tokens and not cancel.cancelled:
+            n_past = llm.n_tokens
+            room = min(params.max_tokens - produced - 1, llm.n_ctx() - n_past - 2, self._n_batch - 1)
+            drafts: list[int] = []
+            if budget.enabled and room > 0:
+                context = [*llm.input_ids[:n_past].tolist(), token]
+                drafts = drafter.draft(context, min(room, budget.length()))[:room]
+            batch = [token, *drafts]
+            llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            llm.input_ids[n_past : n_past + len(batch)] = batch
+            accepted = 0
+            for i in range(len(batch)):
+                token = sampler.sample(llm._ctx, i)
+                produced += 1
+                if i < len(drafts) and token == drafts[i] and not self.is_stop_token(token):
+                    accepted += 1
+                    yield token
+                    if produced >= params.max_tokens or cancel.cancelled:
+                        break
+                    continue
+                yield token  # the model's own token after the accepted drafts
+                break
+            budget.record(len(drafts), accepted)
+            stats.drafted, stats.accepted = budget.drafted, budget.accepted
+            # Keep the evaluated token and the accepted drafts; drop the rejected rest.
+            llm.n_tokens = n_past + 1 + accepted
+            llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)

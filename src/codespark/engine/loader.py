@@ -47,6 +47,7 @@ def _aliases_for(route: str, model_id: str) -> list[str]:
 def load_engines(settings: Settings, progress: Progress | None = None, only: tuple[str, ...] = ROUTES) -> Engines:
     """Resolve, provision and load the engines in ``only`` (default: spark and codex)."""
     from codespark.engine.llama import LlamaBackend, LlamaOptions
+    from codespark.engine.speculative import Drafter, ModelDrafter, NgramDrafter
 
     options = LlamaOptions(
         n_ctx=settings.n_ctx,
@@ -63,7 +64,13 @@ def load_engines(settings: Settings, progress: Progress | None = None, only: tup
             continue
         model_id, path = resolve(ref, settings.models_dir, settings.auto_provision, progress)
         if path not in by_path:
-            by_path[path] = Engine(LlamaBackend(path, model_id, options), settings.session_cache_mb * 2**20)
+            drafter: Drafter | None = NgramDrafter() if settings.spec_ngram else None
+            draft_ref = settings.codex_draft_model.strip()
+            if route == "codex" and draft_ref.lower() not in ("", "none"):
+                draft_id, draft_path = resolve(draft_ref, settings.models_dir, settings.auto_provision, progress)
+                drafter = ModelDrafter(LlamaBackend(draft_path, draft_id, options))
+            backend = LlamaBackend(path, model_id, options, drafter)
+            by_path[path] = Engine(backend, settings.session_cache_mb * 2**20)
         engines.routes[route] = by_path[path]
         for alias in _aliases_for(route, model_id):
             engines.aliases.setdefault(alias, route)

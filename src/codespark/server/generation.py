@@ -82,6 +82,9 @@ def observe(route: str, result: Finished, metrics: Metrics, router: Router) -> N
         metrics.ttft.labels(route).observe(t.ttft_ms / 1000)
     if t.decode_per_second > 0:
         metrics.decode.labels(route).observe(t.decode_per_second)
+    if t.drafter:
+        metrics.drafted.labels(route, t.drafter).inc(t.drafted)
+        metrics.accepted.labels(route, t.drafter).inc(t.accepted)
     router.observe(route, t)
 
 
