@@ -69,10 +69,16 @@ def measure(role: str, drafters: dict[str, Drafter | None], runs: int, max_token
             speeds.append(tps)
             accept.append(stats.accepted / stats.drafted if stats.drafted else 0.0)
             rows["identical"] = rows["identical"] and out == reference
-        rows[name] = {"decode_tok_s": statistics.median(speeds), "acceptance": statistics.median(accept),
-                      "tokens": len(reference or [])}
-        print(f"{role} {name}: {rows[name]['decode_tok_s']:.1f} tok/s, acceptance {rows[name]['acceptance']:.2f}",
-              file=sys.stderr, flush=True)
+        rows[name] = {
+            "decode_tok_s": statistics.median(speeds),
+            "acceptance": statistics.median(accept),
+            "tokens": len(reference or []),
+        }
+        print(
+            f"{role} {name}: {rows[name]['decode_tok_s']:.1f} tok/s, acceptance {rows[name]['acceptance']:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
     plain = rows["plain"]["decode_tok_s"]
     for name in drafters:
         rows[name]["speedup"] = rows[name]["decode_tok_s"] / plain if plain else 0.0
@@ -89,9 +95,13 @@ def main() -> None:
         "spark": measure("spark", {"plain": None, "ngram": NgramDrafter()}, args.runs, args.max_tokens),
         "codex": measure(
             "codex",
-            {"plain": None, "ngram": NgramDrafter(),
-             "draft-0.5b": ModelDrafter(LlamaBackend(model("spark"), "draft", LlamaOptions(n_ctx=4096)))},
-            args.runs, args.max_tokens,
+            {
+                "plain": None,
+                "ngram": NgramDrafter(),
+                "draft-0.5b": ModelDrafter(LlamaBackend(model("spark"), "draft", LlamaOptions(n_ctx=4096))),
+            },
+            args.runs,
+            args.max_tokens,
         ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
