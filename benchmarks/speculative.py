@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codespark.config import Settings
 from codespark.engine import chat
-from codespark.engine.backend import CancelToken, GenerationStats, SamplingParams
+from codespark.engine.backend import CancelToken, GenerationStats, SamplingParams, Snapshot
 from codespark.engine.engine import Engine
 from codespark.engine.llama import LlamaBackend, LlamaOptions
 from codespark.engine.speculative import Drafter, ModelDrafter, NgramDrafter
