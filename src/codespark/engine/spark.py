@@ -44,6 +44,7 @@ MAX_TYPED_CHARS = 600
 
 @dataclass
 class _Inflight:
+    route: str
     prefix: str
     suffix: str
     cancel: CancelToken = field(default_factory=CancelToken)
@@ -52,15 +53,23 @@ class _Inflight:
 
 
 @dataclass
-class _Doc:
-    """What we remember about one session's document on one engine."""
+class _Anchor:
+    """Where one engine's cached prompt for a session is anchored."""
 
-    anchor: str | None = None
-    suffix: str | None = None
-    extra: tuple[object, ...] = ()
+    prefix: str
+    suffix: str
+    extra: tuple[object, ...]
+
+
+@dataclass
+class _Session:
+    """What we remember about one editing session."""
+
+    anchors: dict[str, _Anchor] = field(default_factory=dict)
     last_prefix: str | None = None
     last_suffix: str | None = None
     last_text: str = ""
+    last_route: str = ""
     inflight: _Inflight | None = None
 
 
@@ -68,9 +77,9 @@ class _Doc:
 class FimJob:
     """A planned FIM request: an immediate typed-ahead answer, or a generation to run."""
 
+    route: str
     text: str | None = None
     prepared: Prepared | None = None
-    doc: _Doc | None = None
     prefix: str = ""
     suffix: str = ""
     started: float = field(default_factory=time.perf_counter)
@@ -83,37 +92,64 @@ def typed_since(old_prefix: str | None, old_suffix: str | None, req: FimRequest)
     return req.prefix[len(old_prefix) :]
 
 
+def _keeps_anchor(anchor: _Anchor | None, req: FimRequest) -> bool:
+    if anchor is None or anchor.suffix != req.suffix or anchor.extra != req.extra:
+        return False
+    if not req.prefix.startswith(anchor.prefix):
+        return False
+    typed = req.prefix[len(anchor.prefix) :]
+    return typed.count("\n") <= MAX_TYPED_LINES and len(typed) <= MAX_TYPED_CHARS
+
+
 class FimSessions:
     """Per-session FIM state for every engine.  Lives on ``app.state``."""
 
     def __init__(self, metrics: Metrics | None = None, max_sessions: int = 512) -> None:
-        self._docs: OrderedDict[tuple[str, str], _Doc] = OrderedDict()
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._metrics = metrics
         self._max = max_sessions
 
-    def _doc(self, route: str, session: str) -> _Doc:
-        key = (route, session)
-        doc = self._docs.pop(key, None) or _Doc()
-        self._docs[key] = doc
-        while len(self._docs) > self._max:
-            self._docs.popitem(last=False)
-        return doc
+    def _session(self, session: str) -> _Session:
+        state = self._sessions.pop(session, None) or _Session()
+        self._sessions[session] = state
+        while len(self._sessions) > self._max:
+            self._sessions.popitem(last=False)
+        return state
 
-    def anchor_reusable(self, route: str, session: str, req: FimRequest) -> bool:
-        """Whether ``req`` would reuse the session's anchored cache on ``route``."""
-        doc = self._docs.get((route, session))
-        return doc is not None and self._keeps_anchor(doc, req)
+    def uncached_text(self, route: str, session: str, req: FimRequest) -> str | None:
+        """The text of ``req`` that ``route`` has not evaluated for this session yet, or None
+        when the anchored cache does not apply (a full evaluation)."""
+        state = self._sessions.get(session)
+        anchor = state.anchors.get(route) if state else None
+        if state is None or anchor is None or not _keeps_anchor(anchor, req):
+            return None
+        since = typed_since(state.last_prefix, state.last_suffix, req) if state.last_route == route else None
+        return since if since is not None else req.prefix[len(anchor.prefix) :]
 
-    @staticmethod
-    def _keeps_anchor(doc: _Doc, req: FimRequest) -> bool:
-        if doc.anchor is None or doc.suffix != req.suffix or doc.extra != req.extra:
-            return False
-        if not req.prefix.startswith(doc.anchor):
-            return False
-        typed = req.prefix[len(doc.anchor) :]
-        return typed.count("\n") <= MAX_TYPED_LINES and len(typed) <= MAX_TYPED_CHARS
+    async def answer_early(self, session: str, req: FimRequest, params: SamplingParams) -> FimJob | None:
+        """Settle the in-flight request (wait for it or supersede it); answer typed-ahead if possible."""
+        state = self._session(session)
+        inflight = state.inflight
+        if inflight is not None and not inflight.done.is_set():
+            typed = typed_since(inflight.prefix, inflight.suffix, req)
+            if typed is not None and params.max_tokens > 0 and inflight.text.startswith(typed):
+                await inflight.done.wait()  # it is producing what the user types: answer from it
+            else:
+                inflight.cancel.cancel("superseded")
+                if self._metrics:
+                    self._metrics.supersedes.labels(inflight.route).inc()
+        if params.max_tokens <= 0:
+            return None
+        typed = typed_since(state.last_prefix, state.last_suffix, req)
+        if typed is None or len(state.last_text) <= len(typed) or not state.last_text.startswith(typed):
+            return None
+        rest = state.last_text[len(typed) :]
+        state.last_prefix, state.last_text = req.prefix, rest
+        if self._metrics:
+            self._metrics.typed_ahead.labels(state.last_route).inc()
+        return FimJob(route=state.last_route, text=rest)
 
-    async def plan(
+    def plan(
         self,
         route: str,
         engine: Engine,
@@ -124,32 +160,16 @@ class FimSessions:
         t_max_predict_ms: float | None = None,
         block_stops: bool = True,
     ) -> FimJob:
-        """Decide how to answer: typed-ahead, or a prepared anchored generation."""
-        doc = self._doc(route, session)
-        inflight = doc.inflight
-        if inflight is not None and not inflight.done.is_set():
-            typed = typed_since(inflight.prefix, inflight.suffix, req)
-            if typed is not None and params.max_tokens > 0 and inflight.text.startswith(typed):
-                await inflight.done.wait()  # it is producing what the user types: answer from it
-            else:
-                inflight.cancel.cancel("superseded")
-                if self._metrics:
-                    self._metrics.supersedes.labels(route).inc()
-        if params.max_tokens > 0:
-            typed = typed_since(doc.last_prefix, doc.last_suffix, req)
-            if typed is not None and len(doc.last_text) > len(typed) and doc.last_text.startswith(typed):
-                rest = doc.last_text[len(typed) :]
-                doc.last_prefix, doc.last_text = req.prefix, rest
-                if self._metrics:
-                    self._metrics.typed_ahead.labels(route).inc()
-                return FimJob(text=rest)
-        if not self._keeps_anchor(doc, req):
+        """Prepare an anchored generation of ``req`` on ``engine``."""
+        state = self._session(session)
+        anchor = state.anchors.get(route)
+        if anchor is None or not _keeps_anchor(anchor, req):
             line_start = req.prefix.rfind("\n") + 1
             line = req.prefix[line_start:]
             indent = len(line) - len(line.lstrip(" \t"))
-            doc.anchor, doc.suffix, doc.extra = req.prefix[: line_start + indent], req.suffix, req.extra
-        assert doc.anchor is not None
-        typed = req.prefix[len(doc.anchor) :]
+            anchor = _Anchor(req.prefix[: line_start + indent], req.suffix, req.extra)
+            state.anchors[route] = anchor
+        typed = req.prefix[len(anchor.prefix) :]
         # Trailing spaces split tokens unnaturally: leave them to the model and drop them from its answer.
         shown = typed.rstrip(" \t")
         heal = typed[len(shown) :]
@@ -161,7 +181,7 @@ class FimSessions:
             )
         # Fitting the anchor (not the whole prefix) keeps the prompt stable while the user types.
         fitted = fit(
-            FimRequest(doc.anchor, req.suffix, req.extra, req.filename, req.repo_name), engine.count_tokens, budget
+            FimRequest(anchor.prefix, req.suffix, req.extra, req.filename, req.repo_name), engine.count_tokens, budget
         )
         prompt = build_prompt(fitted)
         if shown:
@@ -174,7 +194,7 @@ class FimSessions:
             t_max_predict_ms=t_max_predict_ms,
             heal=heal,
         )
-        return FimJob(prepared=engine.prepare(generation), doc=doc, prefix=req.prefix, suffix=req.suffix)
+        return FimJob(route=route, prepared=engine.prepare(generation), prefix=req.prefix, suffix=req.suffix)
 
     async def events(self, job: FimJob, engine: Engine, session: str) -> AsyncGenerator[Event, None]:
         """Run a planned job; remember its answer for typed-ahead."""
@@ -183,18 +203,19 @@ class FimSessions:
             elapsed = (time.perf_counter() - job.started) * 1000
             yield Finished(job.text, "stop", Timings(0, 0, 0, 0.0, elapsed, 0.0, typed_ahead=True))
             return
-        assert job.prepared is not None and job.doc is not None
-        doc = job.doc
-        inflight = _Inflight(job.prefix, job.suffix)
-        doc.inflight = inflight
+        assert job.prepared is not None
+        state = self._session(session)
+        inflight = _Inflight(job.route, job.prefix, job.suffix)
+        state.inflight = inflight
         try:
             async for event in engine.stream(job.prepared, inflight.cancel, session):
                 if isinstance(event, Delta):
                     inflight.text += event.text
                 elif event.finish_reason != "cancelled":
-                    doc.last_prefix, doc.last_suffix, doc.last_text = job.prefix, job.suffix, event.text
+                    state.last_prefix, state.last_suffix = job.prefix, job.suffix
+                    state.last_text, state.last_route = event.text, job.route
                 yield event
         finally:
             inflight.done.set()
-            if doc.inflight is inflight:
-                doc.inflight = None
+            if state.inflight is inflight:
+                state.inflight = None

@@ -87,14 +87,20 @@ async def plan_fim(
     router = router_of(request)
     sessions: FimSessions = request.app.state.fim
     session = session_of(request, session_hint, req.filename)
+    early = await sessions.answer_early(session, req, params)
+    if early is not None:
+        route = early.route if early.route in router.engines.routes else next(iter(router.engines.routes))
+        decision = Decision(route, router.engines.routes[route], "typed-ahead: the last completion predicted this")
+        return decision, observed(request, decision, sessions.events(early, decision.engine, session))
     to_evaluate: dict[str, int] = {}
     for route, engine in router.engines.routes.items():
-        if sessions.anchor_reusable(route, session, req):
-            to_evaluate[route] = 1 + engine.count_tokens(req.prefix.rsplit("\n", 1)[-1][-200:])
+        uncached = sessions.uncached_text(route, session, req)
+        if uncached is not None:
+            to_evaluate[route] = 1 + engine.count_tokens(uncached)
         else:
             to_evaluate[route] = min(engine.n_ctx, engine.count_tokens(req.prefix) + engine.count_tokens(req.suffix))
     decision = router.fim(model, budget_ms, to_evaluate)
-    job = await sessions.plan(
+    job = sessions.plan(
         decision.route, decision.engine, session, req, params, stops, t_max_predict_ms, settings.fim_block_stops
     )
     return decision, observed(request, decision, sessions.events(job, decision.engine, session))
