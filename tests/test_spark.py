@@ -128,8 +128,10 @@ def test_router_follows_the_policy() -> None:
         engine, reason = route("x")
         assert engine == "codex" and "fits the budget" in reason
         # A tight client budget sends it to spark; a pinned model wins over the policy.
-        assert route("x", t_max_predict_ms=10)[0] == "spark"
-        assert route("x", model="codex", t_max_predict_ms=10) == ("codex", "pinned by the request")
+        assert route("z", t_max_predict_ms=10)[0] == "spark"
+        assert route("w", model="codex", t_max_predict_ms=10) == ("codex", "pinned by the request")
+        # Typing what the last completion predicted is answered from it, whichever engine made it.
+        assert route("w" + "ok"[:1]) == ("codex", "typed-ahead: the last completion predicted this")
         chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
         assert chat.headers["x-codespark-engine"] == "codex"
         metrics = client.get("/metrics").text

@@ -126,8 +126,13 @@ class FimSessions:
         since = typed_since(state.last_prefix, state.last_suffix, req) if state.last_route == route else None
         return since if since is not None else req.prefix[len(anchor.prefix) :]
 
-    async def answer_early(self, session: str, req: FimRequest, params: SamplingParams) -> FimJob | None:
-        """Settle the in-flight request (wait for it or supersede it); answer typed-ahead if possible."""
+    async def answer_early(
+        self, session: str, req: FimRequest, params: SamplingParams, only_route: str | None = None
+    ) -> FimJob | None:
+        """Settle the in-flight request (wait for it or supersede it); answer typed-ahead if possible.
+
+        ``only_route``: the request is pinned to this engine; answers of others are not reused.
+        """
         state = self._session(session)
         inflight = state.inflight
         if inflight is not None and not inflight.done.is_set():
@@ -138,7 +143,7 @@ class FimSessions:
                 inflight.cancel.cancel("superseded")
                 if self._metrics:
                     self._metrics.supersedes.labels(inflight.route).inc()
-        if params.max_tokens <= 0:
+        if params.max_tokens <= 0 or (only_route is not None and only_route != state.last_route):
             return None
         typed = typed_since(state.last_prefix, state.last_suffix, req)
         if typed is None or len(state.last_text) <= len(typed) or not state.last_text.startswith(typed):

@@ -87,7 +87,8 @@ async def plan_fim(
     router = router_of(request)
     sessions: FimSessions = request.app.state.fim
     session = session_of(request, session_hint, req.filename)
-    early = await sessions.answer_early(session, req, params)
+    pinned = router.pinned(model)
+    early = await sessions.answer_early(session, req, params, pinned.route if pinned else None)
     if early is not None:
         route = early.route if early.route in router.engines.routes else next(iter(router.engines.routes))
         decision = Decision(route, router.engines.routes[route], "typed-ahead: the last completion predicted this")
