@@ -7,9 +7,11 @@ and whether an engine is busy.  Policy, from the settings:
 
 - a request that names ``spark``, ``codex`` or an alias is pinned to it;
 - chat and other deep work go to codex (spark if codex is not configured);
-- inline FIM goes to the *quality* engine (codex) when its estimated time to
-  first token fits the latency budget, and to spark otherwise.  ``router_fim``
-  = ``spark`` or ``codex`` fixes the choice instead.
+- inline FIM goes to the *quality* engine (codex) unless its estimated time
+  to first token misses the latency budget while spark's fits it.  When
+  neither fits (a cold prompt costs seconds on either), quality wins: spark is
+  not enough faster to be worth its lower pass rate.  ``router_fim`` = ``spark``
+  or ``codex`` fixes the choice instead.
 
 Time estimates come from each engine's measured speeds (moving averages of
 prefill and decode milliseconds per token), so the policy adapts to the machine.
@@ -96,9 +98,17 @@ class Router:
             only = next(iter(routes))
             return Decision(only, routes[only], "only one engine is configured")
         budget = budget_ms if budget_ms is not None else self.default_budget_ms
-        estimate = self.speed["codex"].ttft_ms(tokens_to_evaluate.get("codex", 1))
-        if routes["codex"].busy:
+        codex, spark = (self._estimate(r, tokens_to_evaluate.get(r, 1)) for r in ("codex", "spark"))
+        if codex <= budget:
+            return Decision("codex", routes["codex"], f"fim: codex fits the budget ({codex:.0f} <= {budget:.0f} ms)")
+        if spark <= budget:
+            return Decision(
+                "spark", routes["spark"], f"fim: codex ~{codex:.0f} ms misses the {budget:.0f} ms budget, spark fits"
+            )
+        return Decision("codex", routes["codex"], f"fim: neither fits {budget:.0f} ms (codex ~{codex:.0f}); quality")
+
+    def _estimate(self, route: str, tokens: int) -> float:
+        estimate = self.speed[route].ttft_ms(tokens)
+        if self.engines.routes[route].busy:
             estimate += _BUSY_PENALTY_MS
-        if estimate <= budget:
-            return Decision("codex", routes["codex"], f"fim: codex fits the budget ({estimate:.0f} <= {budget:.0f} ms)")
-        return Decision("spark", routes["spark"], f"fim: codex would take ~{estimate:.0f} ms > {budget:.0f} ms budget")
+        return estimate
