@@ -111,3 +111,14 @@ def test_block_rules_can_be_turned_off() -> None:
     suffix = "        ans += (c == '7')\n    return ans\n"
     out = answer(prefix, suffix, ["    for c in s:\n", "        if c:\n"], block=False)
     assert out == "    for c in s:\n        if c:\n"
+
+
+def test_mid_line_answer_never_breaks_the_rest_of_the_line() -> None:
+    prefix, suffix = "def f(a, b):\n    return max(", ")\n\nprint(f(1, 2))\n"
+    assert answer(prefix, suffix, ["a, b\n", "    pass\n"]) == "a, b"
+
+
+def test_single_line_for_a_short_suffix_line_drops_the_suffix_newline() -> None:
+    # The suffix starts with a newline and a one-character line: echo cannot judge "}", the newline rule still does.
+    prefix, suffix = "if (x) {\n    ", "\n    y();\n}\n"
+    assert answer(prefix, suffix, ["z();\n", "    w();\n"]) == "z();"

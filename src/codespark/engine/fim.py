@@ -108,8 +108,9 @@ class FimStops:
     - **Echo.** A generated line equal to the suffix's first non-blank line
       means the model has started copying the suffix: cut before it.
     - **Single line inside a block** (``block=True``). If the code after the
-      cursor goes on at the cursor line's indentation or deeper, the user is
-      inserting into existing code: the answer is the cursor line only.
+      cursor goes on at the cursor line's indentation or deeper, or the cursor
+      is mid-line with text after it, the user is inserting into existing
+      code: the answer is the cursor line only.
     - **Block end** (``block=True``). Otherwise the answer may span lines, but
       ends before the first line indented less than the cursor line: the
       block the user is writing is closed.
@@ -121,9 +122,12 @@ class FimStops:
     def __init__(self, prefix: str, suffix: str, block: bool = True) -> None:
         self._head = prefix.rsplit("\n", 1)[-1]  # the cursor line, before the cursor
         self._echo = echo_target(suffix)
-        self._lead = self._echo.lead_newlines if self._echo else 0
+        blank = suffix[: len(suffix) - len(suffix.lstrip())]
+        self._lead = blank.count("\n")  # newlines the suffix has before its first non-blank line
         self._block = block
         rest = suffix if self._head.strip() == "" else suffix.split("\n", 1)[1] if "\n" in suffix else ""
+        # Mid-line with text after the cursor: the answer must stay on this line.
+        self._inside_line = bool(self._head.strip()) and bool(suffix.split("\n", 1)[0].strip())
         self._next_indent = next((_indent(x) for x in rest.splitlines() if x.strip()), None)
 
     def _lines(self, text: str) -> list[tuple[int, int, str]]:
@@ -169,8 +173,10 @@ class FimStops:
             indent = _indent(full)
             if first_indent is None:
                 first_indent = indent
-                if complete and end < len(text) and self._next_indent is not None and self._next_indent >= indent:
-                    return self._drop_lead(text, end + 1)
+                same_block = self._next_indent is not None and self._next_indent >= indent
+                if complete and end < len(text) and (self._inside_line or same_block):
+                    # Mid-line, the rest of the line follows in the suffix: no newline of ours.
+                    return end if self._head.strip() else self._drop_lead(text, end + 1)
             elif indent < first_indent:
                 return self._end_before(text, start)
         return None
