@@ -11,6 +11,7 @@ import ctypes
 import os
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,39 @@ class LlamaOptions:
     n_batch: int = 512
     n_threads: int | None = None
     flash_attn: bool = False
+    repack: bool = True
 
 
 def system_info() -> str:
     """llama.cpp's feature line (``AVX512 = 1 | AMX_INT8 = 0 | ...``)."""
     raw: bytes = llama_cpp.llama_print_system_info()
     return raw.decode(errors="replace")
+
+
+@contextmanager
+def _extra_buffer_types(enabled: bool) -> Iterator[None]:
+    """Load with llama.cpp's extra buffer types (weight repacking) on or off.
+
+    llama-cpp-python 0.3.36 does not expose ``use_extra_bufts``; ``Llama`` reads
+    its model parameters from ``llama_model_default_params()``, so we wrap that
+    for the duration of one load.
+    """
+    if enabled:
+        yield
+        return
+    lib = llama_cpp.llama_cpp  # the ctypes module that ``Llama`` calls
+    original = lib.llama_model_default_params
+
+    def without_extra_bufts() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    lib.llama_model_default_params = without_extra_bufts
+    try:
+        yield
+    finally:
+        lib.llama_model_default_params = original
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -58,16 +86,17 @@ class LlamaBackend:
             raise EngineError(f"Model file {path} does not exist. Run `codespark models --pull` first.")
         threads = options.n_threads or os.cpu_count() or 1
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=options.n_ctx,
-                n_batch=options.n_batch,
-                n_ubatch=options.n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                flash_attn=options.flash_attn,
-                verbose=False,
-            )
+            with _extra_buffer_types(options.repack):
+                self._llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=options.n_ctx,
+                    n_batch=options.n_batch,
+                    n_ubatch=options.n_batch,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    flash_attn=options.flash_attn,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"llama.cpp could not load {path}: {exc}. Is it a valid GGUF file?") from exc
         self._n_batch = options.n_batch
