@@ -53,9 +53,9 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, ge=1, description="CPU threads per engine (default: all cores).")
     flash_attn: bool = Field(False, description="Use llama.cpp's flash attention kernels.")
     repack: bool = Field(
-        True,
-        description="Let llama.cpp repack weights for the CPU (its 'extra buffer types'). See docs/BENCHMARKS.md "
-        "for what it costs and gains per model on this machine.",
+        False,
+        description="Let llama.cpp repack weights for the CPU (its 'extra buffer types'). Off by default: with "
+        "our AVX-512 build it slows prefill (the 1.5B by ~30%) for ~14% faster decode; see docs/BENCHMARKS.md.",
     )
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
     default_fim_max_tokens: int = Field(128, ge=1, description="max_tokens for FIM requests that do not set it.")

@@ -9,12 +9,13 @@ import textwrap
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from codespark.config import Settings
 from codespark.engine import chat
-from codespark.engine.backend import CancelToken, GenerationStats, SamplingParams
+from codespark.engine.backend import CancelToken, GenerationStats, SamplingParams, Snapshot
 from codespark.engine.engine import Engine
 from codespark.engine.llama import LlamaBackend, LlamaOptions
 from codespark.engine.speculative import ModelDrafter, NgramDrafter
@@ -145,6 +146,40 @@ def _greedy(backend: LlamaBackend, tokens: list[int], n: int) -> tuple[list[int]
     return out, stats
 
 
+# llama.cpp's logits depend on the batch shape: one 31-token batch and 31 single-token steps differ by
+# up to 0.64 in logit (measured, whatever the threads, llamafile, repack or flash-attention settings). A
+# verify batch can therefore flip a near-tie that plain decoding resolves the other way. So "lossless"
+# is asserted as: identical to plain greedy decoding up to the first position where plain decoding's
+# top-two logits were closer than NEAR_TIE. A bug in verification diverges at confident positions.
+NEAR_TIE = 1.0
+
+
+def _plain_with_gaps(backend: LlamaBackend, tokens: list[int], n: int) -> tuple[list[int], list[float]]:
+    """Plain greedy decoding, recording the gap between the top two logits at each step."""
+    llm = backend._llm
+    llm.reset()
+    llm.eval(tokens)
+    out, gaps = [], []
+    for _ in range(n):
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+        top2 = np.partition(logits, -2)[-2:]
+        token = int(np.argmax(logits))
+        out.append(token)
+        gaps.append(float(abs(top2[1] - top2[0])))
+        if backend.is_stop_token(token):
+            break
+        llm.eval([token])
+    return out, gaps
+
+
+def _assert_lossless(plain: list[int], gaps: list[float], fast: list[int]) -> None:
+    for i, (a, b) in enumerate(zip(plain, fast, strict=False)):
+        if a != b:
+            assert gaps[i] < NEAR_TIE, f"diverged at token {i} where plain decoding was sure (gap {gaps[i]:.2f})"
+            return
+    assert len(fast) == len(plain)
+
+
 EDIT = "Rename `chunks` to `pieces` in this function; reply with the code only.\n\n" + "\n".join(
     inspect.getsource(textwrap.TextWrapper._wrap_chunks).splitlines()[:30]
 )
@@ -153,26 +188,21 @@ EDIT = "Rename `chunks` to `pieces` in this function; reply with the code only.\
 def test_ngram_speculation_is_lossless_on_the_real_model() -> None:
     backend = LlamaBackend(_model("spark"), "spark", LlamaOptions(n_ctx=4096))
     tokens = Engine(backend).tokenize_prompt(chat.build_prompt(backend.info, [chat.Message("user", EDIT)]))
-    plain, _ = _greedy(backend, tokens, 160)
+    plain, gaps = _plain_with_gaps(backend, tokens, 160)
+    backend.restore(Snapshot([], None, 0))
     backend.drafter = NgramDrafter()
     fast, stats = _greedy(backend, tokens, 160)
-    assert fast == plain
-    assert stats.drafted > 0 and stats.accepted > 0
+    _assert_lossless(plain, gaps, fast)
+    assert stats.drafted > 0 and stats.accepted > stats.drafted // 2
 
 
-def test_draft_model_speculation_drafts_and_keeps_the_targets_answer() -> None:
-    # Not asserted token-identical: llama.cpp's logits depend on the batch shape (we measured up to 0.64
-    # between one 31-token batch and 31 single-token steps, whatever the threads, llamafile, repack or
-    # flash-attention settings), so a near-tie can flip between the verify batch and plain decoding.
-    # What must hold: the 0.5B drafts, the 1.5B accepts some, and the answer still solves the task.
+def test_draft_model_speculation_is_lossless_on_the_real_models() -> None:
     target = LlamaBackend(_model("codex"), "codex", LlamaOptions(n_ctx=4096))
-    prompt = chat.build_prompt(
-        target.info,
-        [chat.Message("user", "Complete: def add(a, b): return a + b. Reply with the one line of code only.")],
-    )
-    tokens = Engine(target).tokenize_prompt(prompt)
+    question = "Write a Python function that merges two sorted lists."
+    tokens = Engine(target).tokenize_prompt(chat.build_prompt(target.info, [chat.Message("user", question)]))
+    plain, gaps = _plain_with_gaps(target, tokens, 48)
+    target.restore(Snapshot([], None, 0))
     target.drafter = ModelDrafter(LlamaBackend(_model("spark"), "draft", LlamaOptions(n_ctx=4096)))
-    fast, stats = _greedy(target, tokens, 32)
-    text = b"".join(target.token_bytes(t) for t in fast).decode()
-    assert "return a + b" in text
-    assert stats.drafted > 0 and stats.accepted > 0
+    fast, stats = _greedy(target, tokens, 48)
+    _assert_lossless(plain, gaps, fast)
+    assert stats.drafted > 0

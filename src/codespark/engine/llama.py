@@ -34,7 +34,7 @@ class LlamaOptions:
     n_batch: int = 512
     n_threads: int | None = None
     flash_attn: bool = False
-    repack: bool = True
+    repack: bool = False
 
 
 def system_info() -> str:

@@ -36,7 +36,7 @@ class NgramDrafter:
 
     name = "ngram"
 
-    def __init__(self, max_ngram: int = 4, min_ngram: int = 2) -> None:
+    def __init__(self, max_ngram: int = 4, min_ngram: int = 3) -> None:
         self._max = max_ngram
         self._min = min_ngram
 
@@ -72,32 +72,47 @@ class ModelDrafter:
 
 
 class DraftBudget:
-    """Draft length from the acceptance so far; off when drafting stops paying."""
+    """Draft length and pauses from the acceptance so far; off when drafting stops paying.
 
-    def __init__(self, max_draft: int = 8, min_rate: float = 0.25, patience: int = 4) -> None:
+    The length doubles after a fully accepted draft (up to ``max_draft``) and
+    falls back to what was accepted after a partial one.  A draft with nothing
+    accepted pauses drafting for ``cooldown`` tokens.  A verify batch costs more
+    than one decode step on a CPU, so once ``min_rate`` of the drafted tokens is
+    not being accepted (after ``warmup`` drafted tokens), drafting stops for the
+    rest of the generation.
+    """
+
+    def __init__(self, max_draft: int = 8, min_rate: float = 0.4, warmup: int = 24, cooldown: int = 4) -> None:
         self._max = max_draft
         self._min_rate = min_rate
-        self._patience = patience
+        self._warmup = warmup
+        self._cooldown = cooldown
+        self._length = 2
+        self._pause = 0
         self.drafted = 0
         self.accepted = 0
-        self._rounds = 0
-        self._misses = 0
 
     @property
     def enabled(self) -> bool:
-        return self._misses < self._patience
+        if self.drafted >= self._warmup and self.accepted < self._min_rate * self.drafted:
+            return False
+        if self._pause > 0:
+            self._pause -= 1
+            return False
+        return True
 
     def length(self) -> int:
-        if self.drafted == 0:
-            return self._max // 2
-        rate = self.accepted / self.drafted
-        return max(1, min(self._max, round(rate * self._max) + 1))
+        return self._length
 
     def record(self, drafted: int, accepted: int) -> None:
         if drafted == 0:
             return
         self.drafted += drafted
         self.accepted += accepted
-        self._rounds += 1
-        # Several rounds in a row with nothing accepted: this text does not repeat; stop trying.
-        self._misses = self._misses + 1 if accepted / drafted < self._min_rate else 0
+        if accepted == drafted:
+            self._length = min(self._max, self._length * 2)
+        elif accepted == 0:
+            self._length = 1
+            self._pause = self._cooldown
+        else:
+            self._length = max(1, accepted)
