@@ -207,7 +207,7 @@ def main() -> None:
             flush=True,
         )
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "latency.json").write_text(json.dumps(results, indent=1) + "\n")
+        (args.out / f"latency-{name}.json").write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

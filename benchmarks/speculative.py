@@ -85,11 +85,39 @@ def measure(role: str, drafters: dict[str, Drafter | None], runs: int, max_token
     return rows
 
 
+def peer(role: str, flags: dict[str, list[str]], runs: int, max_tokens: int) -> dict[str, Any]:
+    """The same task through llama.cpp's llama-server (its own chat template and speculation)."""
+    import httpx
+
+    from benchmarks.peers import llama_server
+
+    rows: dict[str, Any] = {}
+    for name, extra in flags.items():
+        with llama_server(model(role), extra, Path("bench-out/llama-spec.log"), n_ctx=4096) as base:
+            speeds = []
+            for _ in range(runs):
+                r = httpx.post(
+                    base + "/v1/chat/completions",
+                    json={
+                        "messages": [{"role": "user", "content": TASK}],
+                        "temperature": 0,
+                        "max_tokens": max_tokens,
+                        "cache_prompt": False,
+                    },
+                    timeout=600,
+                )
+                speeds.append(r.json()["timings"]["predicted_per_second"])
+        rows[name] = {"decode_tok_s": statistics.median(speeds)}
+        print(f"llama-server {role} {name}: {rows[name]['decode_tok_s']:.1f} tok/s", file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=400)
     parser.add_argument("--out", type=Path, default=Path("bench-out/speculative.json"))
+    parser.add_argument("--peers", action="store_true", help="also run llama-server (built on first use)")
     args = parser.parse_args()
     results = {
         "spark": measure("spark", {"plain": None, "ngram": NgramDrafter()}, args.runs, args.max_tokens),
@@ -104,6 +132,17 @@ def main() -> None:
             args.max_tokens,
         ),
     }
+    if args.peers:
+        draft = ["-md", str(model("spark")), "--spec-type", "draft-simple"]
+        results["llama-server"] = {
+            "spark": peer("spark", {"plain": [], "ngram": ["--spec-type", "ngram-simple"]}, args.runs, args.max_tokens),
+            "codex": peer(
+                "codex",
+                {"plain": [], "ngram": ["--spec-type", "ngram-simple"], "draft-0.5b": draft},
+                args.runs,
+                args.max_tokens,
+            ),
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results, indent=1))

@@ -263,6 +263,7 @@ class LlamaBackend:
         produced = 1
         yield token
         while not self.is_stop_token(token) and produced < params.max_tokens and not cancel.cancelled:
+            round_started = time.perf_counter()
             n_past = llm.n_tokens
             room = min(params.max_tokens - produced - 1, llm.n_ctx() - n_past - 2, self._n_batch - 1)
             drafts: list[int] = []
@@ -285,7 +286,7 @@ class LlamaBackend:
                     continue
                 yield token  # the model's own token after the accepted drafts
                 break
-            budget.record(len(drafts), accepted)
+            budget.record(len(drafts), accepted, time.perf_counter() - round_started)
             stats.drafted, stats.accepted = budget.drafted, budget.accepted
             # Keep the evaluated token and the accepted drafts; drop the rejected rest.
             llm.n_tokens = n_past + 1 + accepted

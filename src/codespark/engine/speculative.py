@@ -75,26 +75,30 @@ class DraftBudget:
     """Draft length and pauses from the acceptance so far; off when drafting stops paying.
 
     The length doubles after a fully accepted draft (up to ``max_draft``) and
-    falls back to what was accepted after a partial one.  A draft with nothing
-    accepted pauses drafting for ``cooldown`` tokens.  A verify batch costs more
-    than one decode step on a CPU, so once ``min_rate`` of the drafted tokens is
-    not being accepted (after ``warmup`` drafted tokens), drafting stops for the
-    rest of the generation.
+    falls back to what was accepted after a partial one; a draft with nothing
+    accepted pauses drafting for ``cooldown`` steps.  On a small CPU a verify
+    batch of k tokens can cost nearly k decode steps, so acceptance alone does
+    not say whether drafting pays: the budget times plain steps (the first
+    ``baseline`` steps and every pause) against drafting rounds, and switches
+    drafting off for the rest of the generation once drafting rounds produce
+    tokens more slowly than plain steps.
     """
 
-    def __init__(self, max_draft: int = 8, min_rate: float = 0.4, warmup: int = 24, cooldown: int = 4) -> None:
+    def __init__(self, max_draft: int = 8, cooldown: int = 4, baseline: int = 2, min_rounds: int = 3) -> None:
         self._max = max_draft
-        self._min_rate = min_rate
-        self._warmup = warmup
         self._cooldown = cooldown
+        self._min_rounds = min_rounds
         self._length = 2
-        self._pause = 0
+        self._pause = baseline
+        self._off = False
         self.drafted = 0
         self.accepted = 0
+        self._plain = [0.0, 0]  # seconds, tokens
+        self._draft = [0.0, 0, 0]  # seconds, tokens, rounds
 
     @property
     def enabled(self) -> bool:
-        if self.drafted >= self._warmup and self.accepted < self._min_rate * self.drafted:
+        if self._off:
             return False
         if self._pause > 0:
             self._pause -= 1
@@ -104,11 +108,18 @@ class DraftBudget:
     def length(self) -> int:
         return self._length
 
-    def record(self, drafted: int, accepted: int) -> None:
+    def record(self, drafted: int, accepted: int, seconds: float) -> None:
+        """One round: ``drafted`` proposed, ``accepted`` kept, ``seconds`` spent (drafting + verifying)."""
+        produced = accepted + 1
         if drafted == 0:
+            self._plain[0] += seconds
+            self._plain[1] += produced
             return
         self.drafted += drafted
         self.accepted += accepted
+        self._draft[0] += seconds
+        self._draft[1] += produced
+        self._draft[2] += 1
         if accepted == drafted:
             self._length = min(self._max, self._length * 2)
         elif accepted == 0:
@@ -116,3 +127,7 @@ class DraftBudget:
             self._pause = self._cooldown
         else:
             self._length = max(1, accepted)
+        if self._draft[2] >= self._min_rounds and self._plain[1] > 0:
+            plain_rate = self._plain[1] / self._plain[0]
+            draft_rate = self._draft[1] / self._draft[0]
+            self._off = draft_rate < plain_rate
