@@ -180,7 +180,7 @@ def configs(out: Path) -> dict[str, tuple[Callable[[], AbstractContextManager[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["codespark", "llama-psm-0.5b", "llama-spm-0.5b"])
-    parser.add_argument("--points", type=int, default=3, help="lines typed per file (5 files)")
+    parser.add_argument("--points", type=int, default=3, help="lines typed per file (5 files; 0: quality only)")
     parser.add_argument("--step", type=int, default=3, help="characters typed between requests")
     parser.add_argument("--n-predict", type=int, default=64)
     parser.add_argument("--quality-tasks", type=int, default=100, help="HumanEval FIM tasks per config (0: skip)")
@@ -196,7 +196,7 @@ def main() -> None:
         factory, model = table[name]
         print(f"{name}: replaying {len(points)} lines", file=sys.stderr)
         with factory() as base:
-            result = replay(base, points, args.step, args.n_predict, model)
+            result = replay(base, points, args.step, args.n_predict, model) if points else {}
             if tasks:
                 quality = evaluate(base, model or "auto", tasks, 64)
                 result["fim_pass_rate"] = quality["pass_rate"]
