@@ -202,7 +202,8 @@ def main() -> None:
                 result["fim_pass_rate"] = quality["pass_rate"]
         results[name] = result
         print(
-            f"{name}: TTFT p50 {result['ttft_p50_ms']:.0f} ms, p95 {result['ttft_p95_ms']:.0f} ms, "
+            f"{name}: TTFT p50 {result.get('ttft_p50_ms', float('nan')):.0f} ms, "
+            f"p95 {result.get('ttft_p95_ms', float('nan')):.0f} ms, "
             f"pass rate {result.get('fim_pass_rate', float('nan')):.2f}",
             flush=True,
         )
