@@ -16,17 +16,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.build_llama import VERSION, cache_dir, cmake_args, cpu_flags
 
-from benchmarks.harness import free_port
+from benchmarks.harness import free_port, http_process
 
 
 def llama_server_binary() -> Path:
@@ -80,8 +76,7 @@ def llama_server_binary() -> Path:
     return binary
 
 
-@contextmanager
-def llama_server(model: Path, extra: list[str], log: Path, n_ctx: int = 8192) -> Iterator[str]:
+def llama_server(model: Path, extra: list[str], log: Path, n_ctx: int = 8192) -> AbstractContextManager[str]:
     """Run llama-server on ``model`` with ``extra`` flags; yield its base URL."""
     port = free_port()
     cmd = [
@@ -100,30 +95,7 @@ def llama_server(model: Path, extra: list[str], log: Path, n_ctx: int = 8192) ->
         "1",
         *extra,
     ]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {proc.returncode}; see {log}")
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama-server did not become healthy; see {log}")
-            time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return http_process(cmd, f"http://127.0.0.1:{port}", log, timeout_s=300)
 
 
 if __name__ == "__main__":

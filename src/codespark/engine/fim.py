@@ -251,6 +251,17 @@ def fit(req: FimRequest, count: Callable[[str], int], budget: int) -> FimRequest
 FIM_HEADROOM = 32
 
 
+def prompt_budget(engine: Engine, max_tokens: int, reserved: int = 0) -> int:
+    """Tokens left for the FIM text once the answer, control tokens and ``reserved`` are set aside."""
+    budget = engine.n_ctx - max_tokens - FIM_HEADROOM - reserved
+    if budget <= 0:
+        raise InvalidRequestError(
+            f"max_tokens={max_tokens} leaves no room for the prompt in a {engine.n_ctx}-token context.",
+            param="max_tokens",
+        )
+    return budget
+
+
 def generation(
     engine: Engine,
     req: FimRequest,
@@ -260,13 +271,7 @@ def generation(
     block_stops: bool = True,
 ) -> GenerationRequest:
     """A FIM generation fitted to ``engine``'s context, stopping at suffix echoes."""
-    budget = engine.n_ctx - params.max_tokens - FIM_HEADROOM
-    if budget <= 0:
-        raise InvalidRequestError(
-            f"max_tokens={params.max_tokens} leaves no room for the prompt in a {engine.n_ctx}-token context.",
-            param="max_tokens",
-        )
-    req = fit(req, engine.count_tokens, budget)
+    req = fit(req, engine.count_tokens, prompt_budget(engine, params.max_tokens))
     return GenerationRequest(
         prompt=build_prompt(req),
         params=params,

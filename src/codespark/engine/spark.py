@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 
 from codespark.engine.backend import CancelToken, SamplingParams
 from codespark.engine.engine import Delta, Engine, Event, Finished, GenerationRequest, Prepared, Timings
-from codespark.engine.fim import FIM_HEADROOM, FimRequest, FimStops, build_prompt, fit
-from codespark.errors import InvalidRequestError
+from codespark.engine.fim import FimRequest, FimStops, build_prompt, fit, prompt_budget
 from codespark.metrics import Metrics
 
 MAX_TYPED_LINES = 8
@@ -178,12 +177,7 @@ class FimSessions:
         # Trailing spaces split tokens unnaturally: leave them to the model and drop them from its answer.
         shown = typed.rstrip(" \t")
         heal = typed[len(shown) :]
-        budget = engine.n_ctx - params.max_tokens - FIM_HEADROOM - engine.count_tokens(typed)
-        if budget <= 0:
-            raise InvalidRequestError(
-                f"max_tokens={params.max_tokens} leaves no room for the prompt in a {engine.n_ctx}-token context.",
-                param="max_tokens",
-            )
+        budget = prompt_budget(engine, params.max_tokens, reserved=engine.count_tokens(typed))
         # Fitting the anchor (not the whole prefix) keeps the prompt stable while the user types.
         fitted = fit(
             FimRequest(anchor.prefix, req.suffix, req.extra, req.filename, req.repo_name), engine.count_tokens, budget
