@@ -72,8 +72,9 @@ def evaluate(base: str, engine: str, tasks: list[dict[str, Any]], n_predict: int
                     "task_id": task["task_id"],
                     "pass": ok,
                     "middle": body["content"],
-                    "ttft_ms": body["timings"]["ttft_ms"],
-                    "prompt_n": body["timings"]["prompt_n"],
+                    # llama-server reports prompt_ms where codespark reports ttft_ms.
+                    "ttft_ms": body["timings"].get("ttft_ms", body["timings"].get("prompt_ms", 0.0)),
+                    "prompt_n": body["timings"].get("prompt_n", 0),
                 }
             )
             done = sum(x["pass"] for x in results)

@@ -197,6 +197,8 @@ def main() -> None:
         print(f"{name}: replaying {len(points)} lines", file=sys.stderr)
         with factory() as base:
             result = replay(base, points, args.step, args.n_predict, model) if points else {}
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / f"latency-{name}.json").write_text(json.dumps(result, indent=1) + "\n")
             if tasks:
                 quality = evaluate(base, model or "auto", tasks, 64)
                 result["fim_pass_rate"] = quality["pass_rate"]
