@@ -89,6 +89,23 @@ def evaluate(base: str, engine: str, tasks: list[dict[str, Any]], n_predict: int
     }
 
 
+def with_editor_stops(task: dict[str, Any], middle: str) -> str:
+    """``middle`` cut by codespark's FIM stop rules, applied on the client (for servers without them)."""
+    from codespark.engine.fim import FimStops
+    from codespark.engine.text import TextAssembler
+
+    text = TextAssembler(policy=FimStops(task["prompt"], task["suffix"]))
+    return text.push(middle.encode()) + text.finish()
+
+
+def rescore(report: dict[str, Any], tasks: list[dict[str, Any]]) -> float:
+    """The pass rate of a report's answers after ``with_editor_stops``."""
+    by_id = {t["task_id"]: t for t in tasks}
+    return sum(
+        passes(by_id[r["task_id"]], with_editor_stops(by_id[r["task_id"]], r["middle"])) for r in report["results"]
+    ) / len(report["results"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=100, help="evenly spaced tasks to run (default 100)")
@@ -96,12 +113,34 @@ def main() -> None:
     parser.add_argument("--n-predict", type=int, default=64, help="most tokens per answer")
     parser.add_argument("--data", type=Path, default=DATA / "HumanEval-SingleLineInfilling.jsonl.gz")
     parser.add_argument("--url", help="use a running server instead of starting one")
+    parser.add_argument(
+        "--peer",
+        choices=["0.5b", "1.5b"],
+        help="score llama.cpp's llama-server (PSM, built by benchmarks/peers.py) on this model; "
+        "also reports its answers re-scored with codespark's stop rules applied client-side",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-out/fim_quality.json"))
     args = parser.parse_args()
     tasks = load_tasks(args.data, args.tasks)
     started = time.time()
     if args.url:
         reports = [evaluate(args.url, e, tasks, args.n_predict) for e in args.engines]
+    elif args.peer:
+        from benchmarks.peers import llama_server
+        from codespark.config import Settings
+        from codespark.models.catalog import find
+
+        spec = find(args.peer)
+        assert spec is not None
+        with llama_server(
+            Settings().models_dir / spec.filename, ["--cache-reuse", "16"], args.out.parent / "fim_quality_peer.log"
+        ) as base:
+            reports = [evaluate(base, f"llama-server-{args.peer}", tasks, args.n_predict)]
+        reports[0]["pass_rate_with_editor_stops"] = rescore(reports[0], tasks)
+        print(
+            f"llama-server {args.peer} with codespark's stop rules client-side: "
+            f"{reports[0]['pass_rate_with_editor_stops']:.2f}"
+        )
     else:
         with codespark_server(args.out.parent / "fim_quality_server.log") as base:
             reports = [evaluate(base, e, tasks, args.n_predict) for e in args.engines]
