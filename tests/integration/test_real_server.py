@@ -91,6 +91,8 @@ def test_infill_endpoint(server: Server) -> None:
             "n_predict": 32,
             "t_max_predict_ms": 5000,
         },
+        # Its own session: the same text in another session would be a typed-ahead hit, with no prompt.
+        headers={"X-Session": "infill-endpoint"},
         timeout=120,
     )
     assert r.status_code == 200
