@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench fim-eval clean
+.PHONY: setup models serve test check bench bench-latency bench-spec fim-eval clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ check: setup
 
 bench: models
 	$(CODESPARK) bench --runs 5 --json bench-out/bench.json
+
+# Editing replay beside llama-server (built from the pinned sdist on first use, ~5 min; never in CI).
+bench-latency: models
+	$(PY) benchmarks/latency.py --configs codespark llama-psm-0.5b llama-spm-0.5b --points 2
+
+bench-spec: models
+	$(PY) benchmarks/speculative.py --runs 3
 
 fim-eval: models
 	$(PY) benchmarks/fim_quality.py --tasks 100
