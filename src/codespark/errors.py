@@ -8,7 +8,6 @@
     ├── ModelNotFoundError              unknown model name               404 model_not_found
     ├── InvalidRequestError             bad client input                 400 invalid_request_error
     │   └── ContextLengthExceededError  prompt + max_tokens > n_ctx      400 context_length_exceeded
-    ├── AuthenticationError             missing/wrong API key            401
     └── EngineError                     the backend failed               503 engine_error
 
 The HTTP status, OpenAI error ``type`` and ``code`` live on the class, so the
@@ -65,14 +64,6 @@ class ContextLengthExceededError(InvalidRequestError):
     """The prompt plus the requested tokens do not fit in the context window."""
 
     code = "context_length_exceeded"
-
-
-class AuthenticationError(CodesparkError):
-    """No API key, or an unknown one."""
-
-    status_code = 401
-    error_type = "authentication_error"
-    code = "invalid_api_key"
 
 
 class EngineError(CodesparkError):

@@ -78,6 +78,14 @@ class Router:
             raise ModelNotFoundError(f"The model {model!r} does not exist here. Use one of: {names}.", param="model")
         return Decision(found[0], found[1], "pinned by the request")
 
+    def plain(self, model: str | None) -> Decision:
+        """A plain completion (no suffix): spark unless pinned."""
+        pinned = self.pinned(model)
+        if pinned:
+            return pinned
+        route = "spark" if "spark" in self.engines.routes else "codex"
+        return Decision(route, self.engines.routes[route], "task: plain completion goes to spark")
+
     def deep(self, model: str | None) -> Decision:
         """Chat, edit, SQL, repair: codex unless pinned."""
         pinned = self.pinned(model)

@@ -22,11 +22,8 @@ class SessionCache:
         self._backend = backend
         self._budget = budget_bytes
         self._parked: OrderedDict[str, Snapshot] = OrderedDict()
+        self.parked_bytes = 0
         self.live: str | None = None
-
-    @property
-    def parked_bytes(self) -> int:
-        return sum(s.nbytes for s in self._parked.values())
 
     def sessions(self) -> list[str]:
         return list(self._parked) + ([self.live] if self.live else [])
@@ -39,16 +36,22 @@ class SessionCache:
         if self.live is not None and self._budget > 0:
             snap = self._backend.snapshot()
             if snap.tokens:
-                self._parked[self.live] = snap
-                self._parked.move_to_end(self.live)
+                self._park(self.live, snap)
                 self._evict()
         parked = self._parked.pop(session, None)
         if parked is not None:
+            self.parked_bytes -= parked.nbytes
             self._backend.restore(parked)
         # With nothing parked, the live sequence stays: its common prefix may still serve.
         self.live = session
         return (time.perf_counter() - started) * 1000
 
+    def _park(self, session: str, snap: Snapshot) -> None:
+        old = self._parked.pop(session, None)
+        self.parked_bytes += snap.nbytes - (old.nbytes if old else 0)
+        self._parked[session] = snap
+
     def _evict(self) -> None:
         while self._parked and self.parked_bytes > self._budget:
-            self._parked.popitem(last=False)
+            _, dropped = self._parked.popitem(last=False)
+            self.parked_bytes -= dropped.nbytes

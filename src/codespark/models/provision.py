@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from codespark.errors import ProvisionError
-from codespark.models.catalog import ModelSpec
+from codespark.errors import ConfigError, ProvisionError
+from codespark.models.catalog import CATALOG, ModelSpec, find
 
 _CHUNK = 4 * 1024 * 1024
 
@@ -198,13 +198,6 @@ def ensure(spec: ModelSpec, models_dir: Path, progress: Progress | None = None, 
     return path
 
 
-def remove(spec: ModelSpec, models_dir: Path) -> None:
-    """Delete a provisioned model and its marker."""
-    path = model_path(spec, models_dir)
-    for p in (path, _marker(path), path.with_name(path.name + ".partial")):
-        p.unlink(missing_ok=True)
-
-
 def free_space_ok(models_dir: Path, spec: ModelSpec) -> bool:
     need = (spec.size or 200_000_000) * 2
     return shutil.disk_usage(models_dir if models_dir.exists() else models_dir.parent).free > need
@@ -212,9 +205,6 @@ def free_space_ok(models_dir: Path, spec: ModelSpec) -> bool:
 
 def resolve(ref: str, models_dir: Path, provision: bool, progress: Progress | None = None) -> tuple[str, Path]:
     """Turn a model setting (catalog name or .gguf path) into ``(model_id, path)``."""
-    from codespark.errors import ConfigError
-    from codespark.models.catalog import CATALOG, find
-
     candidate = Path(ref).expanduser()
     if ref.endswith(".gguf") or candidate.is_file():
         if not candidate.is_file():

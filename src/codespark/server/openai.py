@@ -81,11 +81,7 @@ async def _completion_events(body: CompletionRequest, request: Request) -> tuple
     text = _prompt_text(body)
     stops = _stops(body.stop)
     if body.suffix is None:
-        decision = router.pinned(body.model) or Decision(
-            "spark" if "spark" in router.engines.routes else "codex",
-            router.engines.routes.get("spark") or router.engines.routes["codex"],
-            "task: plain completion goes to spark",
-        )
+        decision = router.plain(body.model)
         engine = decision.engine
         if body.max_tokens is None:
             max_tokens = min(settings.max_tokens_limit, engine.n_ctx - engine.count_tokens(text))

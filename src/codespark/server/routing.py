@@ -33,11 +33,6 @@ def router_of(request: Request) -> Router:
     return router
 
 
-def metrics_of(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
 def note_unknown_fields(body: _Request, endpoint: str) -> None:
     unknown = body.unknown_fields()
     if unknown:
