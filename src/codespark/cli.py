@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -88,6 +87,8 @@ def serve(
     import uvicorn
 
     from codespark.engine.loader import load_engines
+    from codespark.guard import retention
+    from codespark.guard.auth import check_exposure
     from codespark.server.app import create_app
 
     try:
@@ -101,11 +102,12 @@ def serve(
             n_threads=n_threads,
             log_level=log_level,
         )
+        check_exposure(settings.host, settings.api_keys)
         with _progress() as progress:
             engines = load_engines(settings, _ProvisionBar(progress))
     except CodesparkError as exc:
         raise _fail(exc) from exc
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    retention.install(settings.log_level)
     base = f"http://{settings.host}:{settings.port}"
     for route, engine in engines.routes.items():
         console.print(f"[green]{route}[/green]: {engine.backend.info.model_id} (n_ctx {engine.n_ctx})")
@@ -116,7 +118,11 @@ def serve(
         '"suffix": "\\n", "max_tokens": 16, "temperature": 0}\''
     )
     uvicorn.run(
-        create_app(settings, engines), host=settings.host, port=settings.port, log_level=settings.log_level.lower()
+        create_app(settings, engines),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=retention.uvicorn_log_config(),
     )
 
 
@@ -236,6 +242,64 @@ def config(config: ConfigOpt = None) -> None:
     for name, field in Settings.model_fields.items():
         table.add_row(name, str(getattr(settings, name)), f"CODESPARK_{name.upper()}", field.description or "")
     _stdout().print(table)
+
+
+keys_app = typer.Typer(help="API keys for the server (stored hashed in api_keys).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new() -> None:
+    """Make an API key; print it once, and the hash to put in api_keys."""
+    from codespark.guard.auth import hash_key, new_key
+
+    key = new_key()
+    out = _stdout()
+    out.print(f"key (give to clients; shown once): {key}", soft_wrap=True)
+    out.print(f"hash (add to api_keys):            {hash_key(key)}", soft_wrap=True)
+    console.print('config file: api_keys = ["<hash>"]   env: CODESPARK_API_KEYS=\'["<hash>"]\'')
+
+
+@app.command()
+def redact(
+    file: Annotated[str, typer.Argument(help="File to check, or - for standard input.")],
+    show: Annotated[bool, typer.Option(help="Print the redacted text instead of a table of findings.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Dry run of the privacy guard: what would be redacted before a prompt goes upstream."""
+    from codespark.guard.ignore import NeverSend
+    from codespark.guard.redactor import Redactor
+
+    try:
+        settings = load_settings(config)
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    if file == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise _fail(CodesparkError(f"{file} is not a file. Pass a path, or - to read standard input."))
+        text = path.read_text(encoding="utf-8", errors="replace")
+        never = NeverSend.load(settings.never_send, settings.workspace_dir)
+        if never.blocks(str(path)):
+            console.print(f"[yellow]{file} is never-send[/yellow]: its content is dropped from context sent upstream.")
+    redactor = Redactor()
+    redacted = redactor.redact(text)
+    if show:
+        sys.stdout.write(redacted)
+        return
+    table = Table(title=f"{redactor.count} value(s) would be redacted")
+    for column in ("placeholder", "line", "value (masked)"):
+        table.add_column(column)
+    for placeholder, value, line in redactor.occurrences(text):
+        table.add_row(placeholder, str(line), _mask(value))
+    _stdout().print(table)
+
+
+def _mask(value: str) -> str:
+    flat = value.replace("\n", " ")
+    return flat[:4] + "…" + f"({len(value)} chars)" if len(flat) > 8 else "…" + f"({len(value)} chars)"
 
 
 @app.command()

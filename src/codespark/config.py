@@ -8,10 +8,11 @@ description; ``codespark serve --help`` and the README table come from it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +26,38 @@ from codespark.errors import ConfigError
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "codespark"
+
+
+class UpstreamSettings(BaseModel):
+    """One OpenAI-compatible provider (vLLM, llama-server, a hosted API)."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,31}$", description="Short name, used in headers and metrics.")
+    base_url: str = Field(description="Base URL including /v1, e.g. http://gpu-box:8000/v1.")
+    model: str = Field(description="Model name the provider serves.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the provider's API key.")
+    api_key_file: Path | None = Field(None, description="File holding the provider's API key.")
+    timeout_s: float = Field(120.0, gt=0, description="Read timeout while streaming an answer.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Timeout for connecting and for the response headers.")
+    retries: int = Field(2, ge=0, le=10, description="Retries (with exponential backoff) before falling back.")
+    cooldown_s: float = Field(30.0, ge=0, description="After a failure, go straight to the fallback for this long.")
+
+    def api_key(self) -> str | None:
+        if self.api_key_env:
+            value = os.environ.get(self.api_key_env)
+            if not value:
+                raise ConfigError(f"Upstream {self.name!r}: set the environment variable {self.api_key_env}.")
+            return value.strip()
+        if self.api_key_file:
+            try:
+                return self.api_key_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"Upstream {self.name!r}: cannot read api_key_file ({exc}).") from exc
+        return None
+
+
+DEFAULT_NEVER_SEND = [".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_ed25519*", ".netrc"]
 
 
 class Settings(BaseSettings):
@@ -85,6 +118,54 @@ class Settings(BaseSettings):
         512, ge=0, description="RAM for parked KV caches of idle editing sessions, per engine (LRU)."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    upstreams: list[UpstreamSettings] = Field(
+        default_factory=list,
+        description="OpenAI-compatible providers ([[upstreams]] tables in the config file; JSON in the env).",
+    )
+    codex_upstream: str | None = Field(
+        None,
+        description="Name of the upstream that serves codex traffic (chat, plain completions); "
+        "local codex answers when it is down.",
+    )
+    never_send: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NEVER_SEND),
+        description="Gitignore-style globs of files whose content never goes upstream (plus .codesparkignore).",
+    )
+    workspace_dir: Path = Field(
+        default_factory=Path.cwd, description="Workspace root; its .codesparkignore adds never-send globs."
+    )
+    zero_retention: bool = Field(
+        True,
+        description="Never write prompt or completion content to disk, logs or metric labels "
+        "(log lines pass through the redactor too).",
+    )
+    log_prompts: bool = Field(False, description="Log request bodies (debugging). Needs zero_retention off.")
+    session_ttl_s: float = Field(
+        900.0, gt=0, description="Seconds after which an idle session's KV cache and text are dropped from RAM."
+    )
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="Hashes of accepted API keys ('sha256:<hex>', from `codespark keys new`). "
+        "Empty: no auth, loopback only.",
+    )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="Requests per minute per API key (per client address without keys); 0: no limit."
+    )
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        names = [u.name for u in self.upstreams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"upstream names must be unique, got {names}")
+        if self.codex_upstream is not None and self.codex_upstream not in names:
+            raise ValueError(f"codex_upstream {self.codex_upstream!r} names no upstream; define it in [[upstreams]]")
+        if self.log_prompts and self.zero_retention:
+            raise ValueError("log_prompts writes prompts to the log: turn zero_retention off to use it")
+        for key in self.api_keys:
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", key):
+                raise ValueError("api_keys holds hashes ('sha256:<64 hex>'); make one with `codespark keys new`")
+        return self
 
     @classmethod
     def settings_customise_sources(

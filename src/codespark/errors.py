@@ -7,8 +7,12 @@
     ├── ProvisionError                  model download/assembly/verify failed
     ├── ModelNotFoundError              unknown model name               404 model_not_found
     ├── InvalidRequestError             bad client input                 400 invalid_request_error
-    │   └── ContextLengthExceededError  prompt + max_tokens > n_ctx      400 context_length_exceeded
+    │   ├── ContextLengthExceededError  prompt + max_tokens > n_ctx      400 context_length_exceeded
+    │   └── RequestTooLargeError        body over max_request_bytes      413 request_too_large
+    ├── AuthenticationError             missing or unknown API key       401 invalid_api_key
+    ├── RateLimitError                  over rate_limit_per_minute       429 rate_limit_exceeded
     └── EngineError                     the backend failed               503 engine_error
+        └── UpstreamError               an upstream provider failed      502 upstream_error
 
 The HTTP status, OpenAI error ``type`` and ``code`` live on the class, so the
 server maps errors by type in one place (``server/app.py``), never by text.
@@ -66,8 +70,42 @@ class ContextLengthExceededError(InvalidRequestError):
     code = "context_length_exceeded"
 
 
+class RequestTooLargeError(InvalidRequestError):
+    """The request body is larger than ``max_request_bytes``."""
+
+    status_code = 413
+    code = "request_too_large"
+
+
+class AuthenticationError(CodesparkError):
+    """No API key, or one that is not configured."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class RateLimitError(CodesparkError):
+    """Too many requests for this key; ``retry_after`` seconds until the next is allowed."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class EngineError(CodesparkError):
     """The inference backend failed; the request may be retried."""
 
     status_code = 503
     error_type = "engine_error"
+
+
+class UpstreamError(EngineError):
+    """An upstream provider failed or answered with an error."""
+
+    status_code = 502
+    error_type = "upstream_error"

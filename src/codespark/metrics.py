@@ -53,6 +53,19 @@ class Metrics:
             "codespark_spec_accepted_tokens", "Drafted tokens the model accepted.", ["engine", "drafter"], registry=r
         )
 
+        self.upstream_fallbacks = Counter(
+            "codespark_upstream_fallbacks",
+            "Requests answered locally because their upstream was down.",
+            ["upstream"],
+            registry=r,
+        )
+        self.redactions = Counter(
+            "codespark_redactions",
+            "Distinct values redacted from prompts sent upstream, by kind.",
+            ["kind"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         data: bytes = generate_latest(self.registry)
         return data

@@ -7,6 +7,8 @@ and whether an engine is busy.  Policy, from the settings:
 
 - a request that names ``spark``, ``codex`` or an alias is pinned to it;
 - chat and other deep work go to codex (spark if codex is not configured);
+  with ``codex_upstream`` set they go to that provider, and to the local
+  engine while it is down (the decision then carries the fallback reason);
 - inline FIM goes to the *quality* engine (codex) unless its estimated time
   to first token misses the latency budget while spark's fits it.  When
   neither fits (a cold prompt costs seconds on either), quality wins: spark is
@@ -19,10 +21,11 @@ prefill and decode milliseconds per token), so the policy adapts to the machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from codespark.engine.engine import Engine, Timings
 from codespark.engine.loader import Engines
+from codespark.engine.upstream import Upstream
 from codespark.errors import ModelNotFoundError
 
 # Starting points for the estimates (2 cores, measured; see docs/BENCHMARKS.md), in ms per token.
@@ -32,9 +35,13 @@ _BUSY_PENALTY_MS = 1000.0
 
 @dataclass(frozen=True)
 class Decision:
+    """Who answers: a local engine, or an upstream with that engine as its fallback."""
+
     route: str
     engine: Engine
     reason: str
+    upstream: Upstream | None = None
+    fallback: str | None = None
 
 
 class EngineSpeed:
@@ -59,8 +66,15 @@ class EngineSpeed:
 class Router:
     """Chooses an engine per request; keeps per-engine speed estimates."""
 
-    def __init__(self, engines: Engines, fim_policy: str, default_budget_ms: float) -> None:
+    def __init__(
+        self,
+        engines: Engines,
+        fim_policy: str,
+        default_budget_ms: float,
+        codex_upstream: Upstream | None = None,
+    ) -> None:
         self.engines = engines
+        self.codex_upstream = codex_upstream
         self.fim_policy = fim_policy
         self.default_budget_ms = default_budget_ms
         self.speed = {r: EngineSpeed(*_DEFAULT_SPEED.get(r, (10.0, 40.0))) for r in engines.routes}
@@ -91,8 +105,22 @@ class Router:
         pinned = self.pinned(model)
         if pinned:
             return pinned
+        up = self.codex_upstream
+        if up is None:
+            return self._local_deep("task: deep work goes to codex")
+        if not up.available:
+            why = f"upstream {up.name} is down ({up.last_error}); next try in {up.cooldown_left():.0f} s"
+            return self.fall_back(why)
+        local = self._local_deep("")
+        return replace(local, route=f"upstream:{up.name}", upstream=up, reason=f"task: deep work goes to {up.name}")
+
+    def fall_back(self, why: str) -> Decision:
+        """The local engine for deep work, when the upstream cannot answer."""
+        return replace(self._local_deep(f"fallback: {why}"), fallback=why)
+
+    def _local_deep(self, reason: str) -> Decision:
         route = "codex" if "codex" in self.engines.routes else "spark"
-        return Decision(route, self.engines.routes[route], "task: deep work goes to codex")
+        return Decision(route, self.engines.routes[route], reason)
 
     def fim(self, model: str | None, budget_ms: float | None, tokens_to_evaluate: dict[str, int]) -> Decision:
         """Inline FIM: the quality engine if it fits the latency budget, else spark."""

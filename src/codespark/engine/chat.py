@@ -35,6 +35,15 @@ class Message:
     content: str
 
 
+CONTEXT_HEADER = "Files from the user's workspace, for reference:"
+
+
+def context_text(files: Sequence[tuple[str, str]]) -> str:
+    """The workspace files a chat request attaches, as one block of text for a system message."""
+    blocks = [f"### {name}\n```\n{text.rstrip()}\n```" for name, text in files]
+    return CONTEXT_HEADER + "\n\n" + "\n\n".join(blocks)
+
+
 def _raise(message: str) -> NoReturn:
     raise InvalidRequestError(f"The model's chat template refused the messages: {message}", param="messages")
 

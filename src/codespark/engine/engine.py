@@ -137,6 +137,12 @@ class Engine:
     def n_ctx(self) -> int:
         return self.backend.info.n_ctx
 
+    async def expire_sessions(self, ttl_s: float) -> int:
+        """Drop KV caches idle for ``ttl_s`` (in the worker, so never under a running generation)."""
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._worker, self.sessions.expire, ttl_s)
+
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
 

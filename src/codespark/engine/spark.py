@@ -70,6 +70,7 @@ class _Session:
     last_text: str = ""
     last_route: str = ""
     inflight: _Inflight | None = None
+    touched: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -110,10 +111,23 @@ class FimSessions:
 
     def _session(self, session: str) -> _Session:
         state = self._sessions.pop(session, None) or _Session()
+        state.touched = time.monotonic()
         self._sessions[session] = state
         while len(self._sessions) > self._max:
             self._sessions.popitem(last=False)
         return state
+
+    def expire(self, ttl_s: float) -> int:
+        """Forget sessions idle for ``ttl_s`` (their text and completions); return how many."""
+        cutoff = time.monotonic() - ttl_s
+        stale = [
+            name
+            for name, state in self._sessions.items()
+            if state.touched < cutoff and (state.inflight is None or state.inflight.done.is_set())
+        ]
+        for name in stale:
+            del self._sessions[name]
+        return len(stale)
 
     def uncached_text(self, route: str, session: str, req: FimRequest) -> str | None:
         """The text of ``req`` that ``route`` has not evaluated for this session yet, or None

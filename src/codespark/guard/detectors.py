@@ -17,6 +17,7 @@ counts false positives on the stdlib and installed packages).
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import math
 import re
 from collections import Counter
@@ -108,8 +109,12 @@ def shannon_entropy(value: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
 
 
-def _regex(kind: str, pattern: str, flags: int = 0) -> Detector:
-    return _pattern_detector(kind, re.compile(pattern, flags))
+def _regex(kind: str, pattern: str, needle: str | None = None) -> Detector:
+    """A pattern detector; with a ``needle``, text without that substring is skipped (a cheap ``in``)."""
+    detect = _pattern_detector(kind, re.compile(pattern))
+    if needle is None:
+        return detect
+    return lambda text: detect(text) if needle in text else ()
 
 
 # --------------------------------------------------------------------------- secrets of our own
@@ -138,7 +143,9 @@ _URL_PASSWORD = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/@'\"]{1,64}
 # ``Password=...;`` (ADO/JDBC/ODBC) and ``password=...`` in libpq keyword DSNs: only beside another
 # connection key, so ``password=None`` in a call is left alone.
 _DSN_PASSWORD = re.compile(r"(?i)(?<![\w.])(?:password|pwd|passwd)=([^\s;'\"()\[\],]{3,128})(?=[;'\"\s]|$)")
-_DSN_KEY = re.compile(r"(?i)\b(?:server|host|hostname|data source|uid|user(?: ?id)?|dbname|database|initial catalog)\s*=")
+_DSN_KEY = re.compile(
+    r"(?i)\b(?:server|host|hostname|data source|uid|user(?: ?id)?|dbname|database|initial catalog)\s*="
+)
 _PLACEHOLDER_VALUE = re.compile(
     r"(?i)^(?:[*x.\-_]+|\$\{?\w+\}?|\{\{?.*\}\}?|%[sd(].*|<[^>]*>|\[[^\]]*\]|none|null|true|false|"
     r"changeme|change_me|password|passwd|secret|redacted|example|dummy|test|xxx+|your[_\-].*|\w+\(.*)$"
@@ -158,9 +165,10 @@ def _passwords(text: str) -> Iterator[Finding]:
 # Assignments: ``name = "value"``, ``name: value``, ``NAME=value``, ``"name": "value"``.  The scan
 # anchors on the operator (rare in text, so fast) and reads the name backwards from it.
 _ASSIGNED_VALUE = re.compile(
-    r"""(?<![=!<>:])(?::=|=>|=|:)(?![=:]|//)[ \t]*(?:(["'`])(?P<quoted>[^"'`\n]{6,512})\1|(?P<bare>[^\s"'`,;#]{8,512}))"""
+    r"""(?<![=!<>:])(?::=|=>|=|:)(?![=:]|//)[ \t]*"""
+    r"""(?:(["'`])(?P<quoted>[^"'`\n]{6,512})\1|(?P<bare>[^\s"'`,;#]{8,512}))"""
 )
-_NAME_BEFORE = re.compile(r"""(?:^|[\s,{(\[])["']?([A-Za-z_][\w.\-]{0,80})["']?[ \t]*$""")
+_NAME_BEFORE = re.compile(r"""(?:^|[\s,{(\[])["']?([A-Za-z_][\w.\-]{0,80})["']?\]?[ \t]*$""")
 # The name must end in the word: ``api_token`` and ``DB_PASSWORD`` are secrets, ``token_type`` is not.
 _SECRET_WORD = re.compile(
     r"(?i)(?:passw(?:or)?d|passwd|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|"
@@ -178,26 +186,34 @@ def _is_secret_value(value: str, *, named: bool, quoted: bool) -> bool:
     """Whether an assigned value looks like a credential rather than code or prose."""
     if _PLACEHOLDER_VALUE.match(value) or " " in value or "://" in value:
         return False  # URLs: only their password is secret (``_passwords``)
-    if not quoted and _CODE_VALUE.fullmatch(value):
+    random = _high_entropy(value)
+    # Unquoted names are code (``token = read_token``), unless named as a secret and mixing letters and digits.
+    password_like = named and re.fullmatch(r"(?=.*[A-Za-z])(?=.*[0-9])\w+", value) is not None
+    if not quoted and not random and _CODE_VALUE.fullmatch(value) and not password_like:
         return False
-    if named:
-        return True  # a literal under a secret's name
-    if not _TOKEN_CHARS.fullmatch(value) or value.startswith(("/", "./", "~")) or _SEQUENCE.search(value):
-        return False
-    return _high_entropy(value)
+    if not quoted and "." in value:
+        return named  # ``module.attr``: code, unless named as a secret (and then it mixed letters and digits)
+    return named or random
+
+
+def _class_changes(value: str) -> float:
+    """Share of neighbouring characters that switch between lower, upper and digit.
+
+    About 0.6 for random alphanumerics, about 0.2 for CamelCase identifiers.
+    """
+    kinds = ["l" if c.islower() else "u" if c.isupper() else "d" for c in value if c.isalnum()]
+    return sum(a != b for a, b in itertools.pairwise(kinds)) / max(1, len(kinds) - 1)
 
 
 def _high_entropy(value: str) -> bool:
-    classes = sum(bool(re.search(p, value)) for p in ("[a-z]", "[A-Z]", "[0-9]"))
-    if re.fullmatch(r"[0-9a-fA-F]{32,}", value):
-        return shannon_entropy(value) >= 3.2 and classes >= 2
-    if len(value) < 20 or classes < 3:
+    """A generated token: one charset, no alphabet runs, random-looking."""
+    if len(value) < 20 or not _TOKEN_CHARS.fullmatch(value) or value.startswith(("/", "./", "~")):
         return False
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:[.\-][A-Za-z_][A-Za-z0-9_]*)*", value) and not re.search(
-        r"[0-9]{3}", value
-    ):
-        return False  # dotted or dashed identifiers: module paths, names
-    return shannon_entropy(value) >= 4.0
+    if _SEQUENCE.search(value):
+        return False
+    if re.fullmatch(r"[0-9a-fA-F]{32,}", value):
+        return shannon_entropy(value) >= 3.2 and _class_changes(value) >= 0.3
+    return _class_changes(value) >= 0.4 and shannon_entropy(value) >= 3.5
 
 
 def _key_opens_line(text: str, start: int) -> bool:
@@ -218,14 +234,14 @@ def _assignments(text: str) -> Iterator[Finding]:
 
 
 _STANDALONE_SECRETS: list[Detector] = [
-    _regex("JWT", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]{8,}"),
-    _regex("GOOGLE_API_KEY", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
-    _regex("GITHUB_TOKEN", r"\bgithub_pat_[A-Za-z0-9_]{60,100}\b"),
-    _regex("STRIPE_KEY", r"\b(?:sk|rk|pk)_(?:live|test)_[0-9a-zA-Z]{20,99}\b"),
-    _regex("SLACK_TOKEN", r"\bxox[abposr]-[0-9A-Za-z\-]{10,200}"),
-    _regex("OPENAI_KEY", r"\bsk-(?:proj-)?[A-Za-z0-9_\-]{40,200}\b"),
-    _regex("ANTHROPIC_KEY", r"\bsk-ant-[A-Za-z0-9_\-]{40,200}\b"),
-    _regex("HUGGINGFACE_TOKEN", r"\bhf_[A-Za-z0-9]{34,40}\b"),
+    _regex("JWT", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]{8,}", "eyJ"),
+    _regex("GOOGLE_API_KEY", r"\bAIza[0-9A-Za-z_\-]{35}(?![\w\-])", "AIza"),
+    _regex("GITHUB_TOKEN", r"\bgithub_pat_[A-Za-z0-9_]{60,100}\b", "github_pat_"),
+    _regex("STRIPE_KEY", r"\b(?:sk|rk|pk)_(?:live|test)_[0-9a-zA-Z]{20,99}\b", "k_"),
+    _regex("SLACK_TOKEN", r"\bxox[abposr]-[0-9A-Za-z\-]{10,200}", "xox"),
+    _regex("OPENAI_KEY", r"\bsk-(?:proj-)?[A-Za-z0-9_\-]{40,200}\b", "sk-"),
+    _regex("ANTHROPIC_KEY", r"\bsk-ant-[A-Za-z0-9_\-]{40,200}\b", "sk-ant-"),
+    _regex("HUGGINGFACE_TOKEN", r"\bhf_[A-Za-z0-9]{34,40}\b", "hf_"),
 ]
 
 
@@ -250,7 +266,7 @@ def _emails(text: str) -> Iterator[Finding]:
 # International ``+CC …`` numbers, and North American ``(415) 555-0132`` / ``415-555-0132`` / ``415.555.0132``.
 _PHONE = re.compile(
     r"(?<![\w.+\-/])(?:"
-    r"\+[1-9]\d{0,2}[ \-.]?\(?\d{1,4}\)?(?:[ \-.]\d{2,4}){2,4}"
+    r"\+[1-9]\d{0,2}[ \-.]?\(?\d{1,4}\)?(?:[ \-.]\d{2,5}){2,4}"
     r"|\(\d{3}\)[ \-]?\d{3}[ \-.]\d{4}"
     r"|\d{3}([\-.])\d{3}\1\d{4}"
     r")(?![\w.\-/])"
@@ -299,7 +315,9 @@ def _ip_addresses(text: str) -> Iterator[Finding]:
             except ValueError:
                 continue
             # Loopback, wildcard, link-local, multicast and the documentation ranges identify nobody.
-            if _not_a_host(text, m, ip) or ip.is_loopback or ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip.is_reserved:
+            if _not_a_host(text, m, ip) or ip.is_loopback or ip.is_unspecified or ip.is_multicast:
+                continue
+            if ip.is_link_local or ip.is_reserved:
                 continue
             if any(ip in net for net in _DOC_NETS):
                 continue

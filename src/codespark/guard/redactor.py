@@ -68,6 +68,15 @@ class Redactor:
             out[kind] = out.get(kind, 0) + 1
         return out
 
+    def occurrences(self, text: str) -> list[tuple[str, str, int]]:
+        """(placeholder, value, line number) for each value of this request found in ``text``."""
+        out = []
+        for value, placeholder in self._by_value.items():
+            at = text.find(value)
+            if at >= 0:
+                out.append((placeholder, value, text.count("\n", 0, at) + 1))
+        return sorted(out, key=lambda item: item[2])
+
     def restore(self, text: str) -> str:
         """``text`` with every placeholder of this request put back."""
         if not self._by_placeholder or "<" not in text:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,19 +15,38 @@ from codespark import __version__
 from codespark.config import Settings
 from codespark.engine.loader import Engines
 from codespark.engine.spark import FimSessions
+from codespark.engine.upstream import Upstream
+from codespark.guard.auth import KeyChecker, RateLimiter
+from codespark.guard.ignore import NeverSend
 from codespark.metrics import Metrics
 from codespark.router import Router
 from codespark.server import errors, infill, openai
+from codespark.server.access import AccessControl
 
 log = logging.getLogger("codespark.server")
+
+
+async def _expire_sessions(app: FastAPI, ttl_s: float) -> None:
+    """Drop idle sessions' KV caches and text every so often (zero retention: RAM only, not for long)."""
+    while True:
+        await asyncio.sleep(min(60.0, ttl_s / 4))
+        for engine in app.state.engines.routes.values():
+            await engine.expire_sessions(ttl_s)
+        app.state.fim.expire(ttl_s)
 
 
 def create_app(settings: Settings, engines: Engines) -> FastAPI:
     """A FastAPI app serving ``engines``.  The app closes them on shutdown."""
 
+    upstreams = {cfg.name: Upstream(cfg) for cfg in settings.upstreams}
+
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_expire_sessions(app, settings.session_ttl_s))
         yield
+        sweeper.cancel()
+        for upstream in upstreams.values():
+            await upstream.aclose()
         engines.close()
 
     app = FastAPI(
@@ -39,9 +59,18 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
     app.state.engines = engines
     app.state.started = time.time()
     app.state.metrics = Metrics()
-    app.state.router = Router(engines, settings.router_fim, settings.fim_latency_budget_ms)
+    app.state.upstreams = upstreams
+    app.state.never_send = NeverSend.load(settings.never_send, settings.workspace_dir)
+    codex_upstream = upstreams[settings.codex_upstream] if settings.codex_upstream else None
+    app.state.router = Router(engines, settings.router_fim, settings.fim_latency_budget_ms, codex_upstream)
     app.state.fim = FimSessions(app.state.metrics)
     errors.install(app)
+    app.add_middleware(
+        AccessControl,
+        keys=KeyChecker(settings.api_keys),
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        max_body_bytes=settings.max_request_bytes,
+    )
     app.include_router(openai.router)
     app.include_router(infill.router)
 

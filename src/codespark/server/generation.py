@@ -89,7 +89,10 @@ def observe(route: str, result: Finished, metrics: Metrics, router: Router) -> N
 
 
 def route_headers(decision: Decision) -> dict[str, str]:
-    return {"X-Codespark-Engine": decision.route, "X-Codespark-Route-Reason": decision.reason}
+    headers = {"X-Codespark-Engine": decision.route, "X-Codespark-Route-Reason": decision.reason}
+    if decision.fallback:
+        headers["X-Codespark-Fallback"] = decision.fallback
+    return headers
 
 
 def timing_headers(decision: Decision, result: Finished) -> dict[str, str]:

@@ -15,11 +15,13 @@ from codespark.engine.engine import Engine, Event, Finished, GenerationRequest, 
 from codespark.engine.fim import FimRequest
 from codespark.engine.loader import Engines
 from codespark.errors import InvalidRequestError
+from codespark.guard.ignore import NeverSend
 from codespark.router import Decision
 from codespark.server.generation import route_headers, run_to_end, sse, timing_headers
 from codespark.server.protocol import ChatCompletionRequest, CompletionRequest
 from codespark.server.routing import (
     check_max_tokens,
+    deep_events,
     note_unknown_fields,
     observed,
     plan_fim,
@@ -141,13 +143,53 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     return JSONResponse(payload, headers=timing_headers(decision, result))
 
 
-def _chat_job(body: ChatCompletionRequest, request: Request, engine: Engine) -> GenerationRequest:
-    settings = settings_of(request)
+def _check_chat(body: ChatCompletionRequest, request: Request) -> None:
     if body.tools:
         raise InvalidRequestError("Tool calling is not supported by this server.", param="tools")
     if body.logprobs:
         raise InvalidRequestError("logprobs are not supported by this server.", param="logprobs")
+    if body.max_completion_tokens is not None:
+        check_max_tokens(settings_of(request), body.max_completion_tokens, "max_completion_tokens")
+    elif body.max_tokens is not None:
+        check_max_tokens(settings_of(request), body.max_tokens)
+
+
+# The OpenAI chat fields an upstream gets; our extensions (top_k, min_p, …) stay here.
+_UPSTREAM_CHAT_FIELDS = {
+    "frequency_penalty",
+    "logit_bias",
+    "max_completion_tokens",
+    "max_tokens",
+    "presence_penalty",
+    "seed",
+    "stop",
+    "temperature",
+    "top_p",
+}
+
+
+def _messages(body: ChatCompletionRequest, never_send: NeverSend | None) -> list[chat.Message]:
+    """The request's messages, with its context files (less the never-send ones) in the system message."""
     messages = [chat.Message(m.role if m.role != "developer" else "system", m.text()) for m in body.messages]
+    files = [(f.filename, f.text) for f in body.context if never_send is None or not never_send.blocks(f.filename)]
+    if not files:
+        return messages
+    block = chat.context_text(files)
+    if messages[0].role == "system":
+        return [chat.Message("system", messages[0].content + "\n\n" + block), *messages[1:]]
+    return [chat.Message("system", block), *messages]
+
+
+def _upstream_payload(body: ChatCompletionRequest, request: Request) -> dict[str, object]:
+    payload = body.model_dump(include=_UPSTREAM_CHAT_FIELDS, exclude_none=True)
+    never_send: NeverSend = request.app.state.never_send
+    payload["messages"] = [{"role": m.role, "content": m.content} for m in _messages(body, never_send)]
+    return payload
+
+
+def _chat_job(body: ChatCompletionRequest, request: Request, engine: Engine) -> GenerationRequest:
+    settings = settings_of(request)
+    messages = _messages(body, None)
     prompt = chat.build_prompt(engine.backend.info, messages)
     requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     if requested is None:
@@ -162,10 +204,16 @@ def _chat_job(body: ChatCompletionRequest, request: Request, engine: Engine) -> 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     note_unknown_fields(body, "/v1/chat/completions")
-    decision = router_of(request).deep(body.model)
-    route, engine = decision.route, decision.engine
-    job = engine.prepare(_chat_job(body, request, engine))
-    events = observed(request, decision, engine.stream(job))
+    _check_chat(body, request)
+
+    def local(decision: Decision) -> AsyncGenerator[Event, None]:
+        engine = decision.engine
+        return engine.stream(engine.prepare(_chat_job(body, request, engine)))
+
+    chosen = router_of(request).deep(body.model)
+    payload = _upstream_payload(body, request) if chosen.upstream else {}
+    decision, events = await deep_events(request, chosen, "chat/completions", payload, local)
+    route = decision.route
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: dict[str, str], finish: str | None) -> dict[str, object]:

@@ -57,6 +57,13 @@ class CompletionRequest(_Request):
 # --------------------------------------------------------------------------- OpenAI chat
 
 
+class ContextFile(BaseModel):
+    """A workspace file attached to a request (llama-server ``input_extra`` shape)."""
+
+    filename: str = "tmp"
+    text: str
+
+
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
@@ -101,14 +108,17 @@ class ChatCompletionRequest(_Request):
     top_k: int = Field(40, ge=0, description="codespark: top-k sampling (0 disables).")
     min_p: float = Field(0.0, ge=0, le=1, description="codespark: min-p sampling.")
     repeat_penalty: float = Field(1.0, gt=0, description="codespark: llama.cpp repeat penalty.")
+    context: list[ContextFile] = Field(
+        default_factory=list,
+        description="codespark: workspace files to add as context; never-send files (.env, *.pem, "
+        ".codesparkignore) are dropped before a prompt goes upstream.",
+    )
 
 
 # --------------------------------------------------------------------------- llama-server infill
 
 
-class InputExtra(BaseModel):
-    filename: str = "tmp"
-    text: str
+InputExtra = ContextFile
 
 
 class InfillRequest(_Request):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
 from fastapi import Request
 
@@ -12,6 +13,7 @@ from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Event
 from codespark.engine.fim import FimRequest
 from codespark.engine.spark import FimSessions
+from codespark.engine.upstream import Endpoint, UpstreamUnavailable
 from codespark.errors import InvalidRequestError
 from codespark.metrics import Metrics
 from codespark.router import Decision, Router
@@ -100,3 +102,30 @@ async def plan_fim(
         decision.route, decision.engine, session, req, params, stops, t_max_predict_ms, settings.fim_block_stops
     )
     return decision, observed(request, decision, sessions.events(job, decision.engine, session))
+
+
+async def deep_events(
+    request: Request,
+    decision: Decision,
+    endpoint: Endpoint,
+    payload: dict[str, Any],
+    local: Callable[[Decision], AsyncGenerator[Event, None]],
+) -> tuple[Decision, AsyncGenerator[Event, None]]:
+    """Events from the decision's upstream (redacted, restored), or from ``local`` when it has none or is down."""
+    up = decision.upstream
+    if up is None:
+        return decision, observed(request, decision, local(decision))
+    metrics: Metrics = request.app.state.metrics
+
+    def count(kinds: dict[str, int]) -> None:
+        for kind, n in kinds.items():
+            metrics.redactions.labels(kind).inc(n)
+
+    try:
+        events = await up.start(endpoint, payload, on_redacted=count)
+    except UpstreamUnavailable as exc:
+        log.warning("%s; answering locally", exc.message)
+        metrics.upstream_fallbacks.labels(up.name).inc()
+        fallback = router_of(request).fall_back(exc.message)
+        return fallback, observed(request, fallback, local(fallback))
+    return decision, observed(request, decision, events)

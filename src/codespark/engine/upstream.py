@@ -1,0 +1,218 @@
+"""An OpenAI-compatible upstream: codex traffic to vLLM, llama-server or a hosted API.
+
+Every call goes through the guard, here, so no caller can forget it: the user
+text in the payload (messages, prompt, stop strings) is redacted before the
+request is built, and placeholders are restored in the answer as it streams
+back.  The mapping lives in one ``Redactor`` per call.
+
+``start`` waits for the response headers (retrying connection errors, 429 and
+5xx with exponential backoff) before it returns, so a caller can still fall
+back to a local engine when the provider is down.  After a failure the
+provider is skipped for ``cooldown_s``.  The answer is read as a stream and
+turned into the engine's own events, so the HTTP layer formats upstream and
+local answers the same way; closing the events closes the connection, which
+cancels the upstream generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from typing import Any, Literal
+
+import httpx
+
+from codespark.config import UpstreamSettings
+from codespark.engine.engine import Delta, Event, Finished, Timings
+from codespark.errors import UpstreamError
+from codespark.guard.redactor import Redactor
+
+Endpoint = Literal["chat/completions", "completions"]
+_RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The provider could not be reached (or kept failing) within the retries."""
+
+
+class Upstream:
+    """One provider, its HTTP client and its health."""
+
+    def __init__(
+        self,
+        cfg: UpstreamSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        key = cfg.api_key()
+        self._client = httpx.AsyncClient(
+            base_url=cfg.base_url.rstrip("/") + "/",
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+            timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s, pool=cfg.connect_timeout_s),
+            transport=transport,
+        )
+        self._sleep = sleep
+        self.down_until = 0.0
+        self.last_error = ""
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self.down_until
+
+    def cooldown_left(self) -> float:
+        return max(0.0, self.down_until - time.monotonic())
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def start(
+        self, endpoint: Endpoint, payload: dict[str, Any], on_redacted: Callable[[dict[str, int]], None] | None = None
+    ) -> AsyncGenerator[Event, None]:
+        """Redact ``payload``, send it, and return the answer's events (restored) once the provider answers.
+
+        Raises ``UpstreamUnavailable`` if the provider cannot be reached, and
+        ``UpstreamError`` if it refuses the request.
+        """
+        redactor = Redactor()
+        body = redact_payload(payload, redactor)
+        body.update(model=self.cfg.model, stream=True, stream_options={"include_usage": True})
+        if on_redacted is not None and redactor.count:
+            on_redacted(redactor.kinds())
+        started = time.perf_counter()
+        response = await self._open(endpoint, body)
+        return self._events(response, endpoint, redactor, started)
+
+    async def _open(self, endpoint: Endpoint, body: dict[str, Any]) -> httpx.Response:
+        error = ""
+        for attempt in range(self.cfg.retries + 1):
+            if attempt:
+                await self._sleep(0.25 * 2 ** (attempt - 1))
+            try:
+                response = await self._client.send(self._client.build_request("POST", endpoint, json=body), stream=True)
+            except httpx.TransportError as exc:
+                error = f"{type(exc).__name__} connecting to {self.cfg.base_url}"
+                continue
+            if response.status_code < 400:
+                self.last_error = ""
+                return response
+            detail = _error_message(await response.aread())
+            await response.aclose()
+            if response.status_code not in _RETRYABLE:
+                status = response.status_code
+                raise UpstreamError(f"Upstream {self.name!r} refused the request (HTTP {status}): {detail}")
+            error = f"HTTP {response.status_code}: {detail}"
+        self.down_until = time.monotonic() + self.cfg.cooldown_s
+        self.last_error = error
+        raise UpstreamUnavailable(f"Upstream {self.name!r} is unavailable ({error}).")
+
+    async def _events(
+        self, response: httpx.Response, endpoint: Endpoint, redactor: Redactor, started: float
+    ) -> AsyncGenerator[Event, None]:
+        restorer = redactor.stream()
+        parts: list[str] = []
+        finish = "stop"
+        usage: dict[str, Any] = {}
+        first: float | None = None
+        try:
+            async with aclosing(_sse_data(response)) as lines:
+                async for data in lines:
+                    chunk = json.loads(data)
+                    if "error" in chunk:
+                        raise UpstreamError(f"Upstream {self.name!r} failed mid-answer: {_error_message(data)}")
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        piece = _choice_text(choice, endpoint)
+                        finish = choice.get("finish_reason") or finish
+                        text = restorer.feed(piece) if piece else ""
+                        if text:
+                            first = first if first is not None else time.perf_counter()
+                            parts.append(text)
+                            yield Delta(text)
+        except (httpx.TransportError, json.JSONDecodeError) as exc:
+            raise UpstreamError(f"Upstream {self.name!r} broke off the answer ({type(exc).__name__}).") from exc
+        finally:
+            await response.aclose()
+        tail = restorer.flush()
+        if tail:
+            parts.append(tail)
+            yield Delta(tail)
+        ended = time.perf_counter()
+        ttft = ((first if first is not None else ended) - started) * 1000
+        details = usage.get("prompt_tokens_details") or {}
+        timings = Timings(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            cached_tokens=int(details.get("cached_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or len(parts)),
+            prefill_ms=ttft,
+            ttft_ms=ttft,
+            decode_ms=(ended - (first or ended)) * 1000,
+        )
+        yield Finished("".join(parts), "length" if finish == "length" else "stop", timings)
+
+
+def redact_payload(payload: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """A copy of an OpenAI request body with every user-text field redacted."""
+    body = dict(payload)
+    if "messages" in body:
+        body["messages"] = [_redact_message(m, redactor) for m in body["messages"]]
+    for key in ("prompt", "suffix"):
+        if isinstance(body.get(key), str):
+            body[key] = redactor.redact(body[key])
+        elif isinstance(body.get(key), list):
+            body[key] = [redactor.redact(p) if isinstance(p, str) else p for p in body[key]]
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        body["stop"] = redactor.redact(stop)
+    elif isinstance(stop, list):
+        body["stop"] = [redactor.redact(s) for s in stop]
+    return body
+
+
+def _redact_message(message: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    out = dict(message)
+    content = out.get("content")
+    if isinstance(content, str):
+        out["content"] = redactor.redact(content)
+    elif isinstance(content, list):
+        out["content"] = [
+            {**part, "text": redactor.redact(part["text"])} if isinstance(part.get("text"), str) else part
+            for part in content
+        ]
+    if isinstance(out.get("name"), str):
+        out["name"] = redactor.redact(out["name"])
+    return out
+
+
+def _choice_text(choice: dict[str, Any], endpoint: Endpoint) -> str:
+    if endpoint == "completions":
+        return str(choice.get("text") or "")
+    delta = choice.get("delta") or choice.get("message") or {}
+    return str(delta.get("content") or "")
+
+
+async def _sse_data(response: httpx.Response) -> AsyncGenerator[str, None]:
+    """The ``data:`` payloads of an SSE stream, up to ``[DONE]``."""
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        if data:
+            yield data
+
+
+def _error_message(raw: bytes | str) -> str:
+    try:
+        parsed = json.loads(raw)
+        error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+        message = error.get("message", error) if isinstance(error, dict) else error
+        return str(message)[:300]
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        return text[:300]

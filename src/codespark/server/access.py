@@ -1,0 +1,119 @@
+"""Who may call the server, how often, and how much: API keys, rate limit, body size.
+
+A pure ASGI middleware, so it runs before any body is parsed and can count
+the bytes of a chunked upload as they arrive.  ``/health`` stays open for
+load balancers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from codespark.errors import AuthenticationError, CodesparkError, RateLimitError, RequestTooLargeError
+from codespark.guard.auth import KeyChecker, RateLimiter, retry_after_header
+from codespark.server.errors import error_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+class AccessControl:
+    """API keys (``Authorization: Bearer``), a per-key rate limit (429) and a body size limit (413)."""
+
+    def __init__(self, app: ASGIApp, keys: KeyChecker, limiter: RateLimiter, max_body_bytes: int) -> None:
+        self.app = app
+        self.keys = keys
+        self.limiter = limiter
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            identity = self._identify(scope)
+            wait = self.limiter.acquire(identity)
+            if wait > 0:
+                raise RateLimitError(
+                    f"Rate limit of {self.limiter.per_minute} requests per minute reached; retry in {wait:.1f} s.",
+                    retry_after=wait,
+                )
+            self._check_declared_size(scope)
+        except CodesparkError as exc:
+            await _send_error(send, exc)
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await _send_error(send, _too_large(self.max_body_bytes))
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _identify(self, scope: Scope) -> str:
+        if not self.keys.enabled:
+            client = scope.get("client")
+            return f"client:{client[0]}" if client else "client:unknown"
+        token = None
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, rest = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer":
+                    token = rest.strip()
+        identity = self.keys.identify(token)
+        if identity is None:
+            hint = "Send 'Authorization: Bearer <key>'" if token is None else "This API key is not configured"
+            raise AuthenticationError(f"{hint}; keys are made with `codespark keys new` and listed in api_keys.")
+        return identity
+
+    def _check_declared_size(self, scope: Scope) -> None:
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                raise _too_large(self.max_body_bytes)
+
+    async def _read_body(self, receive: Receive) -> list[Message] | None:
+        """The request's body messages, or None once they pass the limit (chunked uploads declare no length)."""
+        messages: list[Message] = []
+        seen = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages
+            seen += len(message.get("body", b""))
+            if seen > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` that hands out the buffered body first, then the live channel (disconnects)."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+def _too_large(limit: int) -> RequestTooLargeError:
+    return RequestTooLargeError(
+        f"The request body is larger than {limit} bytes. Send less context, or raise max_request_bytes."
+    )
+
+
+async def _send_error(send: Send, exc: CodesparkError) -> None:
+    body = json.dumps(error_body(exc.message, exc.error_type, exc.param, exc.code)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if isinstance(exc, RateLimitError):
+        headers.append((b"retry-after", retry_after_header(exc.retry_after).encode()))
+    if isinstance(exc, AuthenticationError):
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
