@@ -9,6 +9,7 @@ the corpus.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import random
 import string
 from collections.abc import Callable
@@ -85,9 +86,16 @@ def _ipv4(rng: random.Random) -> str:
             f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
             f"192.168.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
             f"172.{rng.randint(16, 31)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
-            f"{rng.randint(11, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+            _public_ipv4(rng),
         ]
     )
+
+
+def _public_ipv4(rng: random.Random) -> str:
+    while True:
+        ip = ipaddress.IPv4Address(rng.randint(0x0B000000, 0xDFFFFFFF))
+        if ip.is_global:
+            return str(ip)
 
 
 def _email(rng: random.Random) -> str:

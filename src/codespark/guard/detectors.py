@@ -166,7 +166,7 @@ def _passwords(text: str) -> Iterator[Finding]:
 # anchors on the operator (rare in text, so fast) and reads the name backwards from it.
 _ASSIGNED_VALUE = re.compile(
     r"""(?<![=!<>:])(?::=|=>|=|:)(?![=:]|//)[ \t]*"""
-    r"""(?:(["'`])(?P<quoted>[^"'`\n]{6,512})\1|(?P<bare>[^\s"'`,;#]{8,512}))"""
+    r"""(?:(["'`])(?P<quoted>[^"'`\n]{6,512})\1|(?P<bare>[^\s"'`,;#][^\s"'`,;]{5,511}))"""
 )
 _NAME_BEFORE = re.compile(r"""(?:^|[\s,{(\[])["']?([A-Za-z_][\w.\-]{0,80})["']?\]?[ \t]*$""")
 # The name must end in the word: ``api_token`` and ``DB_PASSWORD`` are secrets, ``token_type`` is not.
@@ -197,23 +197,25 @@ def _is_secret_value(value: str, *, named: bool, quoted: bool) -> bool:
 
 
 def _class_changes(value: str) -> float:
-    """Share of neighbouring characters that switch between lower, upper and digit.
+    """Share of neighbouring characters that switch between lower, upper and digit, not counting
+    a capital followed by lower case (a CamelCase word).
 
-    About 0.6 for random alphanumerics, about 0.2 for CamelCase identifiers.
+    About 0.44 for random alphanumerics (rarely under 0.25); about 0.15 for identifiers and paths.
     """
     kinds = ["l" if c.islower() else "u" if c.isupper() else "d" for c in value if c.isalnum()]
-    return sum(a != b for a, b in itertools.pairwise(kinds)) / max(1, len(kinds) - 1)
+    changes = sum(a != b and (a, b) != ("u", "l") for a, b in itertools.pairwise(kinds))
+    return changes / max(1, len(kinds) - 1)
 
 
 def _high_entropy(value: str) -> bool:
     """A generated token: one charset, no alphabet runs, random-looking."""
-    if len(value) < 20 or not _TOKEN_CHARS.fullmatch(value) or value.startswith(("/", "./", "~")):
+    if len(value) < 20 or not _TOKEN_CHARS.fullmatch(value):
         return False
     if _SEQUENCE.search(value):
         return False
     if re.fullmatch(r"[0-9a-fA-F]{32,}", value):
         return shannon_entropy(value) >= 3.2 and _class_changes(value) >= 0.3
-    return _class_changes(value) >= 0.4 and shannon_entropy(value) >= 3.5
+    return _class_changes(value) >= 0.25 and shannon_entropy(value) >= 3.5
 
 
 def _key_opens_line(text: str, start: int) -> bool:
@@ -324,9 +326,12 @@ def _ip_addresses(text: str) -> Iterator[Finding]:
             yield Finding("IP_ADDRESS", *m.span())
 
 
+_VERSION_CONTEXT = re.compile(r"(?i)(?:version|release|\bv)\W{0,6}$")
+
+
 def _not_a_host(text: str, m: re.Match[str], ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Network ranges (``10.0.0.0/8``) and dotted version numbers (``3.1.1.6``) name no one."""
-    if text.startswith("/", m.end()):
+    if text.startswith("/", m.end()) or _VERSION_CONTEXT.search(text, max(0, m.start() - 24), m.start()):
         return True
     octets = m.group().split(".")
     return ip.version == 4 and (octets[0] == "0" or (len(octets[0]) == 1 and len(octets[1]) == 1))

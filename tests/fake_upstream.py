@@ -1,0 +1,82 @@
+"""A real OpenAI-compatible server on loopback that records the bytes it receives.
+
+It answers chat requests by echoing the last user message back, one character
+per SSE chunk, so any placeholder in it arrives split across chunks.  ``fail``
+makes it answer with that HTTP status instead.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class FakeUpstream:
+    base_url: str
+    received: list[bytes] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    fail: int | None = None
+
+    def all_bytes(self) -> bytes:
+        return b"\n".join(self.received)
+
+
+def _app(state: FakeUpstream) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        raw = await request.body()
+        state.received.append(raw)
+        state.headers.append(dict(request.headers))
+        if state.fail is not None:
+            return JSONResponse({"error": {"message": "upstream says no", "type": "x"}}, status_code=state.fail)
+        body = json.loads(raw)
+        text = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
+
+        async def stream() -> AsyncIterator[bytes]:
+            for ch in text:
+                chunk = {"choices": [{"index": 0, "delta": {"content": ch}, "finish_reason": None}]}
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+            end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            yield f"data: {json.dumps(end)}\n\n".encode()
+            usage = {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(text), "total_tokens": 0}}
+            yield f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    return app
+
+
+@contextmanager
+def running_upstream() -> Iterator[FakeUpstream]:
+    port = free_port()
+    state = FakeUpstream(base_url=f"http://127.0.0.1:{port}/v1")
+    server = uvicorn.Server(uvicorn.Config(_app(state), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield state
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
