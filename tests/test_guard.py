@@ -30,7 +30,10 @@ def test_every_planted_value_of_every_format_is_redacted(fmt: str) -> None:
         assert redactor.restore(out) == planted.text
 
 
-@pytest.mark.parametrize("module", ["functools.py", "shutil.py", "typing.py", "zipfile.py", "urllib/parse.py", "ipaddress.py", "configparser.py"])
+@pytest.mark.parametrize(
+    "module",
+    ["functools.py", "shutil.py", "typing.py", "zipfile.py", "urllib/parse.py", "ipaddress.py", "configparser.py"],
+)
 def test_real_code_is_left_alone(module: str) -> None:
     text = (Path(sysconfig.get_paths()["stdlib"]) / module).read_text()
     assert [(f.kind, text[f.start : f.end]) for f in scan(text)] == []

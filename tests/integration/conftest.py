@@ -37,14 +37,13 @@ class Server:
         return self.proc.poll() is None
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def launch(env: dict[str, str], log: Path, cwd: Path | None = None) -> Server:
+    """Start ``codespark serve`` with ``env`` on a free port; wait until it is healthy."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "CODESPARK_PORT": str(port), "CODESPARK_HOST": "127.0.0.1", "CODESPARK_N_CTX": "8192"}
+    env = {**os.environ, "CODESPARK_PORT": str(port), "CODESPARK_HOST": "127.0.0.1", **env}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "codespark", "serve"], stdout=out, stderr=subprocess.STDOUT, env=env
+            [sys.executable, "-m", "codespark", "serve"], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -53,16 +52,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
+                return Server(base, proc, log)
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("server did not become healthy in time:\n" + log.read_text()[-3000:])
-    yield Server(base, proc, log)
-    proc.terminate()
+    proc.kill()
+    pytest.fail("server did not become healthy in time:\n" + log.read_text()[-3000:])
+
+
+def stop(server: Server) -> None:
+    server.proc.terminate()
     try:
-        proc.wait(timeout=20)
+        server.proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        server.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    running = launch({"CODESPARK_N_CTX": "8192"}, log)
+    yield running
+    stop(running)

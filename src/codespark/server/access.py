@@ -8,6 +8,7 @@ load balancers.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -22,16 +23,20 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/health"})
+log = logging.getLogger("codespark.server")
 
 
 class AccessControl:
     """API keys (``Authorization: Bearer``), a per-key rate limit (429) and a body size limit (413)."""
 
-    def __init__(self, app: ASGIApp, keys: KeyChecker, limiter: RateLimiter, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: KeyChecker, limiter: RateLimiter, max_body_bytes: int, log_bodies: bool = False
+    ) -> None:
         self.app = app
         self.keys = keys
         self.limiter = limiter
         self.max_body_bytes = max_body_bytes
+        self.log_bodies = log_bodies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -53,6 +58,9 @@ class AccessControl:
         if body is None:
             await _send_error(send, _too_large(self.max_body_bytes))
             return
+        if self.log_bodies:  # only with zero_retention off (the settings refuse it otherwise)
+            raw = b"".join(m.get("body", b"") for m in body)
+            log.info("request %s %s", scope["path"], raw.decode("utf-8", "replace"))
         await self.app(scope, _replay(body, receive), send)
 
     def _identify(self, scope: Scope) -> str:

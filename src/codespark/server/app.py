@@ -70,6 +70,7 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
         keys=KeyChecker(settings.api_keys),
         limiter=RateLimiter(settings.rate_limit_per_minute),
         max_body_bytes=settings.max_request_bytes,
+        log_bodies=settings.log_prompts and not settings.zero_retention,
     )
     app.include_router(openai.router)
     app.include_router(infill.router)

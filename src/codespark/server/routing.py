@@ -124,7 +124,7 @@ async def deep_events(
     try:
         events = await up.start(endpoint, payload, on_redacted=count)
     except UpstreamUnavailable as exc:
-        log.warning("%s; answering locally", exc.message)
+        log.warning("%s Answering locally.", exc.message)
         metrics.upstream_fallbacks.labels(up.name).inc()
         fallback = router_of(request).fall_back(exc.message)
         return fallback, observed(request, fallback, local(fallback))
