@@ -215,7 +215,45 @@ def _high_entropy(value: str) -> bool:
         return False
     if re.fullmatch(r"[0-9a-fA-F]{32,}", value):
         return shannon_entropy(value) >= 3.2 and _class_changes(value) >= 0.3
-    return _class_changes(value) >= 0.25 and shannon_entropy(value) >= 3.5
+    if shannon_entropy(value) < 3.5:
+        return False
+    return _class_changes(value) >= 0.25 or (value.isalnum() and _mean_word_length(value) < 3.0)
+
+
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+def _mean_word_length(value: str) -> float:
+    """Mean length of the CamelCase words and digit runs in ``value``.
+
+    Identifiers are made of words (``NonCallableMagicMock``: 5.0); random
+    alphanumerics split into short pieces (99% of 32-character ones under 2.7).
+    """
+    words = _WORDS.findall(value)
+    return sum(map(len, words)) / max(1, len(words))
+
+
+# ``NAME=value`` as a whole line of a .env file or shell script (optionally ``export``ed).
+_ENV_LINE = re.compile(r"[ \t]*(?:export[ \t]+)?[A-Z][A-Z0-9_]*=")
+
+
+_ENV_TOKEN = re.compile(r"[A-Za-z0-9+/_\-.~]{16,512}={0,2}")
+
+
+def _line_start(text: str, pos: int) -> int:
+    return text.rfind("\n", 0, pos) + 1
+
+
+def _env_value(value: str) -> bool:
+    """A .env value that is a generated token: long, letters and digits, high entropy.  (No shape test:
+    nothing but configuration is written on such lines.)"""
+    return (
+        len(value) >= 16
+        and _ENV_TOKEN.fullmatch(value) is not None
+        and re.search(r"[A-Za-z]", value) is not None
+        and re.search(r"[0-9]", value) is not None
+        and shannon_entropy(value) >= 3.5
+    )
 
 
 def _key_opens_line(text: str, start: int) -> bool:
@@ -230,8 +268,13 @@ def _assignments(text: str) -> Iterator[Finding]:
         if before is None or (m.group().startswith(":") and not _key_opens_line(text, before.start(1))):
             continue  # ``word: value`` in prose or a comment is not a key
         group = "quoted" if m.group("quoted") is not None else "bare"
+        value = m.group(group)
         named = _SECRET_WORD.search(before.group(1)) is not None
-        if _is_secret_value(m.group(group), named=named, quoted=group == "quoted"):
+        if _is_secret_value(value, named=named, quoted=group == "quoted") or (
+            group == "bare"
+            and _ENV_LINE.fullmatch(text, _line_start(text, m.start()), m.start() + 1)
+            and _env_value(value)
+        ):
             yield Finding("SECRET", *m.span(group))
 
 
