@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec fim-eval clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-redaction fim-eval clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench-latency: models
 
 bench-spec: models
 	$(PY) benchmarks/speculative.py --runs 3
+
+bench-redaction: setup
+	$(PY) benchmarks/redaction.py --per-format 200 --seeds 3 --json bench-out/redaction.json
 
 fim-eval: models
 	$(PY) benchmarks/fim_quality.py --tasks 100
