@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -68,7 +69,7 @@ def _progress() -> Progress:
 
 
 def _fail(exc: CodesparkError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc.message}")
+    console.print(f"[red]error:[/red] {escape(exc.message)}")
     return typer.Exit(2)
 
 
@@ -103,6 +104,8 @@ def serve(
             log_level=log_level,
         )
         check_exposure(settings.host, settings.api_keys)
+        for upstream in settings.upstreams:
+            upstream.api_key()  # a missing key file or variable is a clear error now, not a traceback later
         with _progress() as progress:
             engines = load_engines(settings, _ProvisionBar(progress))
     except CodesparkError as exc:

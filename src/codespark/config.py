@@ -183,6 +183,11 @@ class Settings(BaseSettings):
         return self.cache_dir / "models"
 
 
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    return f"{'.'.join(str(x) for x in loc)}: {message}" if loc else message
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build settings from flags (``overrides``), env and the config file.
 
@@ -202,5 +207,5 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return cls(**flags)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"Invalid settings: {problems}") from exc

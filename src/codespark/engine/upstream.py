@@ -81,10 +81,10 @@ class Upstream:
         redactor = Redactor()
         body = redact_payload(payload, redactor)
         body.update(model=self.cfg.model, stream=True, stream_options={"include_usage": True})
-        if on_redacted is not None and redactor.count:
-            on_redacted(redactor.kinds())
         started = time.perf_counter()
         response = await self._open(endpoint, body)
+        if on_redacted is not None and redactor.count:
+            on_redacted(redactor.kinds())
         return self._events(response, endpoint, redactor, started)
 
     async def _open(self, endpoint: Endpoint, body: dict[str, Any]) -> httpx.Response:
