@@ -247,6 +247,82 @@ def config(config: ConfigOpt = None) -> None:
     _stdout().print(table)
 
 
+@app.command()
+def sql(
+    question: Annotated[str | None, typer.Argument(help="The question; leave out for an interactive session.")] = None,
+    db: Annotated[
+        str, typer.Option("--db", help="SQLAlchemy URL: sqlite:///f.db, duckdb:///f.duckdb, postgresql://…")
+    ] = "",
+    chart: Annotated[Path | None, typer.Option(help="Plot the result to this .png or .html file.")] = None,
+    explain_only: Annotated[bool, typer.Option("--explain-only", help="Generate and validate; do not run.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    allow_write: Annotated[bool, typer.Option("--allow-write", help="Allow statements that change data.")] = False,
+    model: Annotated[str, typer.Option(help="Engine: codex (default) or spark.")] = "codex",
+    max_rows: Annotated[int, typer.Option(min=1, help="Rows to fetch at most.")] = 50,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Statement timeout in seconds.")] = 10.0,
+    repair: Annotated[bool, typer.Option(help="Feed validation errors back to the model and retry.")] = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Ask a database a question in plain language: checked, read-only SQL, explained, with results."""
+    from codespark.engine.tasks import load_one
+    from codespark.sql import render as sql_render
+    from codespark.sql.assistant import Options, SqlAssistant
+    from codespark.sql.service import SqlService
+
+    if not db:
+        raise _fail(CodesparkError("Name the database with --db URL, e.g. --db sqlite:///shop.db"))
+    options = Options(repair=repair, execute=not explain_only, max_rows=max_rows, allow_write=allow_write)
+    service = SqlService(timeout_s=timeout)
+    try:
+        settings = load_settings(config)
+        database, schema = service.open(db, writable=allow_write)
+        with console.status(f"loading the {model} model"):
+            engines, engine = load_one(settings, model)
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    assistant = SqlAssistant(engine, database, schema)
+    loop = asyncio.new_event_loop()
+
+    def confirm(statement: str) -> bool:
+        console.print("[yellow]This statement changes data:[/yellow]")
+        console.print(statement)
+        return typer.confirm("Run it?", default=False)
+
+    def ask(text: str) -> bool:
+        try:
+            with console.status("thinking"):
+                answer = loop.run_until_complete(assistant.ask(text, options, confirm if allow_write else None))
+        except CodesparkError as exc:
+            console.print(f"[red]error:[/red] {escape(exc.message)}")
+            return False
+        if as_json:
+            _stdout().print_json(json.dumps(answer.as_dict(), default=str))
+        else:
+            sql_render.answer(_stdout(), answer)
+        if chart is not None and answer.rows is not None:
+            try:
+                kind = sql_render.chart(answer, chart)
+                console.print(f"{kind} chart written to {chart}")
+            except CodesparkError as exc:
+                console.print(f"[yellow]no chart:[/yellow] {escape(exc.message)}")
+        return answer.valid
+
+    try:
+        if question is not None:
+            if not ask(question):
+                raise typer.Exit(1)
+            return
+
+        def refresh() -> None:
+            assistant.db, assistant.schema = service.open(db, refresh=True, writable=allow_write)
+
+        sql_render.repl(console, database.display, ask, refresh)
+    finally:
+        loop.close()
+        engines.close()
+        service.close()
+
+
 keys_app = typer.Typer(help="API keys for the server (stored hashed in api_keys).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

@@ -15,7 +15,8 @@ from codespark.engine.loader import ROUTES, Engines, load_engines
 from codespark.errors import ConfigError, InvalidRequestError
 
 
-def _load(settings: Settings, route: str) -> tuple[Engines, Engine]:
+def load_one(settings: Settings, route: str) -> tuple[Engines, Engine]:
+    """Load one engine (``spark`` or ``codex``) for a CLI task."""
     if route not in ROUTES:
         raise ConfigError(f"Unknown engine {route!r}: use one of {', '.join(ROUTES)}.")
     engines = load_engines(settings, only=(route,))
@@ -39,7 +40,7 @@ def split_at(text: str, line: int, col: int | None) -> tuple[str, str]:
 def complete_at(settings: Settings, file: Path, line: int, col: int | None, route: str, max_tokens: int) -> str:
     """The FIM completion at a position in ``file``."""
     prefix, suffix = split_at(file.read_text(), line, col)
-    engines, engine = _load(settings, route)
+    engines, engine = load_one(settings, route)
     try:
         job = fim.generation(
             engine,
@@ -54,7 +55,7 @@ def complete_at(settings: Settings, file: Path, line: int, col: int | None, rout
 
 def chat_stream(settings: Settings, text: str, route: str, max_tokens: int) -> Iterator[str]:
     """Stream the answer to one user message, piece by piece."""
-    engines, engine = _load(settings, route)
+    engines, engine = load_one(settings, route)
     prompt = chat.build_prompt(engine.backend.info, [chat.Message("user", text)])
     request = GenerationRequest(prompt, SamplingParams(max_tokens=max_tokens, temperature=0.2, top_p=0.95))
     loop = asyncio.new_event_loop()
