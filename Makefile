@@ -29,6 +29,7 @@ serve: models
 	$(CODESPARK) serve
 
 test: models
+	bash scripts/ensure_postgres.sh
 	$(PY) -m pytest
 
 check: setup

@@ -126,6 +126,7 @@ def evaluate(engine_name: str, style: str, questions: list[dict[str, Any]], dbs:
             where = f"{engine_name}/{style} {i + 1}/{len(questions)}"
             print(f"[{where}] {mark} {answer.total_ms:6.0f} ms  {item['q'][:70]}")
     finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         engines.close()
     n = len(rows)

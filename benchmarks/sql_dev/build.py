@@ -214,3 +214,22 @@ def build_duckdb(name: str, path: Path) -> Path:
     finally:
         conn.close()
     return path
+
+
+def build_postgres(name: str, url: str) -> None:
+    """Create the ``name`` tables in the PostgreSQL database at ``url`` (dropping them first)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for ddl in reversed(SCHEMAS[name]):
+                table = ddl.split()[2]
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
+            for ddl in SCHEMAS[name]:
+                conn.exec_driver_sql(ddl)
+            for table, rows in _DATA[name](random.Random(name)):
+                marks = ", ".join(["%s"] * len(rows[0]))
+                conn.exec_driver_sql(f"INSERT INTO {table} VALUES ({marks})", rows)
+    finally:
+        engine.dispose()

@@ -318,6 +318,7 @@ def sql(
 
         sql_render.repl(console, database.display, ask, refresh)
     finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         engines.close()
         service.close()

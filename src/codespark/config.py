@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         512, ge=0, description="RAM for parked KV caches of idle editing sessions, per engine (LRU)."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    sql_db: str | None = Field(
+        None,
+        description="Database URL whose schema is added as context to completions in .sql files "
+        "(the SQL assistant takes its database per request).",
+    )
     upstreams: list[UpstreamSettings] = Field(
         default_factory=list,
         description="OpenAI-compatible providers ([[upstreams]] tables in the config file; JSON in the env).",

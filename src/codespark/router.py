@@ -107,18 +107,19 @@ class Router:
             return pinned
         up = self.codex_upstream
         if up is None:
-            return self._local_deep("task: deep work goes to codex")
+            return self.local_deep()
         if not up.available:
             why = f"upstream {up.name} is down ({up.last_error}); next try in {up.cooldown_left():.0f} s"
             return self.fall_back(why)
-        local = self._local_deep("")
+        local = self.local_deep("")
         return replace(local, route=f"upstream:{up.name}", upstream=up, reason=f"task: deep work goes to {up.name}")
 
     def fall_back(self, why: str) -> Decision:
         """The local engine for deep work, when the upstream cannot answer."""
-        return replace(self._local_deep(f"fallback: {why}"), fallback=why)
+        return replace(self.local_deep(f"fallback: {why}"), fallback=why)
 
-    def _local_deep(self, reason: str) -> Decision:
+    def local_deep(self, reason: str = "task: deep work goes to codex") -> Decision:
+        """Codex (spark when codex is off), never an upstream: for work that must stay on this machine."""
         route = "codex" if "codex" in self.engines.routes else "spark"
         return Decision(route, self.engines.routes[route], reason)
 

@@ -20,8 +20,9 @@ from codespark.guard.auth import KeyChecker, RateLimiter
 from codespark.guard.ignore import NeverSend
 from codespark.metrics import Metrics
 from codespark.router import Router
-from codespark.server import errors, infill, openai
+from codespark.server import errors, infill, openai, sql
 from codespark.server.access import AccessControl
+from codespark.sql.service import SqlService
 
 log = logging.getLogger("codespark.server")
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
         for upstream in upstreams.values():
             await upstream.aclose()
         engines.close()
+        app.state.sql.close()
 
     app = FastAPI(
         title="codespark",
@@ -64,6 +66,7 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
     codex_upstream = upstreams[settings.codex_upstream] if settings.codex_upstream else None
     app.state.router = Router(engines, settings.router_fim, settings.fim_latency_budget_ms, codex_upstream)
     app.state.fim = FimSessions(app.state.metrics)
+    app.state.sql = SqlService()
     errors.install(app)
     app.add_middleware(
         AccessControl,
@@ -74,6 +77,7 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
     )
     app.include_router(openai.router)
     app.include_router(infill.router)
+    app.include_router(sql.router)
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, object]:

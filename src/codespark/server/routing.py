@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import replace
 from typing import Any
 
 from fastapi import Request
@@ -11,7 +13,7 @@ from fastapi import Request
 from codespark.config import Settings
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Event
-from codespark.engine.fim import FimRequest
+from codespark.engine.fim import ExtraFile, FimRequest
 from codespark.engine.spark import FimSessions
 from codespark.engine.upstream import Endpoint, UpstreamUnavailable
 from codespark.errors import InvalidRequestError
@@ -19,6 +21,7 @@ from codespark.metrics import Metrics
 from codespark.router import Decision, Router
 from codespark.server.generation import recorded
 from codespark.server.protocol import _Request
+from codespark.sql.service import SqlService
 
 log = logging.getLogger("codespark.server")
 
@@ -62,6 +65,16 @@ def session_of(request: Request, hint: str | None, filename: str | None) -> str:
     return f"{host}:{filename or ''}"
 
 
+async def _with_schema(request: Request, req: FimRequest) -> FimRequest:
+    """A .sql file's completion sees the schema of ``sql_db`` (the same text each time, so the cache holds)."""
+    url = settings_of(request).sql_db
+    if not url or not (req.filename or "").lower().endswith(".sql"):
+        return req
+    service: SqlService = request.app.state.sql
+    text = await asyncio.to_thread(service.schema_text, url)
+    return replace(req, extra=(ExtraFile("schema.sql", text), *req.extra))
+
+
 def observed(request: Request, decision: Decision, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
     state = request.app.state
     metrics: Metrics = state.metrics
@@ -84,6 +97,7 @@ async def plan_fim(
     router = router_of(request)
     sessions: FimSessions = request.app.state.fim
     session = session_of(request, session_hint, req.filename)
+    req = await _with_schema(request, req)
     pinned = router.pinned(model)
     early = await sessions.answer_early(session, req, params, pinned.route if pinned else None)
     if early is not None:

@@ -15,6 +15,7 @@ from typing import cast
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import traverse_scope
 
 from codespark.errors import InvalidRequestError
 from codespark.sql.database import Database, DatabaseError
@@ -71,6 +72,27 @@ def validate(sql: str, schema: Schema, db: Database | None, *, allow_write: bool
     return result
 
 
+def _qualified_column_problem(tree: exp.Query, schema: Schema, unknown: list[str]) -> str | None:
+    """``alias.column`` where the alias's table has no such column: name the table and where the column is."""
+    for scope in traverse_scope(tree):
+        for column in scope.columns:
+            source = scope.sources.get(column.table) if column.table else None
+            if not isinstance(source, exp.Table):
+                continue  # unqualified, or a subquery/CTE: sqlglot's qualifier checks those
+            table = schema.table(source.name)
+            if table is None or table.column(column.name) is not None:
+                continue
+            unknown.append(f"{column.table}.{column.name}")
+            owners = [f"{t.name}.{c.name}" for t in schema.tables for c in t.columns if c.name == column.name]
+            where = f" It is in {', '.join(owners)}: join that table." if owners else ""
+            columns = ", ".join(c.name for c in table.columns)
+            return (
+                f"Table {table.name} (as {column.table}) has no column {column.name!r}.{where} "
+                f"Columns of {table.name}: {columns}."
+            )
+    return None
+
+
 def _identifier_problem(tree: exp.Query, schema: Schema, unknown: list[str]) -> str | None:
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     known = {t.name.lower(): t for t in schema.tables}
@@ -81,6 +103,9 @@ def _identifier_problem(tree: exp.Query, schema: Schema, unknown: list[str]) -> 
             close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             return f"Table {table.name!r} does not exist.{hint} Tables: {', '.join(t.name for t in schema.tables)}."
+    problem = _qualified_column_problem(tree, schema, unknown)
+    if problem is not None:
+        return problem
     try:
         qualify(
             tree.copy(),

@@ -1,0 +1,54 @@
+"""``POST /v1/sql``: a question about a database in, checked SQL, explanation and rows out."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from codespark.server.protocol import _Request
+from codespark.server.routing import note_unknown_fields, router_of
+from codespark.sql.assistant import Options, SqlAssistant
+from codespark.sql.service import SqlService
+
+router = APIRouter()
+
+
+class SqlRequest(_Request):
+    """codespark: the SQL assistant.  Read-only: statements that change data are refused over HTTP."""
+
+    question: str = Field(min_length=1, description="The question, in plain language.")
+    db: str = Field(description="SQLAlchemy URL: sqlite:///path.db, duckdb:///path.duckdb, postgresql://…")
+    model: str | None = Field(None, description="Engine: codex (default) or spark.")
+    max_rows: int = Field(100, ge=1, le=10_000, description="Rows to return at most.")
+    explain_only: bool = Field(False, description="Generate and validate, but do not run.")
+    repair: bool = Field(True, description="Feed validation errors back to the model (up to 3 rounds).")
+    refresh_schema: bool = Field(False, description="Introspect the database again instead of the cached schema.")
+
+
+class SqlResponse(BaseModel):
+    question: str
+    sql: str
+    explanation: str
+    valid: bool
+    error: str | None
+    columns: list[str]
+    rows: list[list[object]]
+    truncated: bool
+    tables_in_prompt: list[str]
+    validation: list[dict[str, object]]
+    rounds: int
+    timings: dict[str, float]
+    model: str
+
+
+@router.post("/v1/sql")
+async def sql(body: SqlRequest, request: Request) -> SqlResponse:
+    note_unknown_fields(body, "/v1/sql")
+    service: SqlService = request.app.state.sql
+    db, schema = await asyncio.to_thread(service.open, body.db, refresh=body.refresh_schema)
+    decision = router_of(request).pinned(body.model) or router_of(request).local_deep()
+    options = Options(repair=body.repair, execute=not body.explain_only, max_rows=body.max_rows)
+    answer = await SqlAssistant(decision.engine, db, schema).ask(body.question, options)
+    return SqlResponse(**answer.as_dict(), model=decision.route)
