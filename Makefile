@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec bench-redaction fim-eval clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-redaction sql-eval fim-eval clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-spec: models
 
 bench-redaction: setup
 	$(PY) benchmarks/redaction.py --per-format 200 --seeds 3 --json bench-out/redaction.json
+
+sql-eval: models
+	$(PY) benchmarks/sql_eval.py --engines codex spark --styles ddl compact --json bench-out/sql_eval.json
 
 fim-eval: models
 	$(PY) benchmarks/fim_quality.py --tasks 100

@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from codespark.errors import InvalidRequestError
 
@@ -102,15 +102,20 @@ class Database:
         except (NoSuchModuleError, ArgumentError) as exc:
             raise DatabaseError(f"Cannot use {self.display}: {exc}") from exc
 
+    @property
+    def engine(self) -> sa.Engine:
+        return self._engine
+
     @contextmanager
     def connect(self) -> Iterator[Connection]:
+        """A connection; any database failure that escapes becomes a ``DatabaseError`` (a 400, not a 500)."""
         try:
             with self._engine.connect() as conn:
                 yield conn
         except DBAPIError as exc:
-            if exc.connection_invalidated or "connect" in str(exc.orig).lower():
-                raise DatabaseError(f"Cannot connect to {self.display}: {_first_line(exc.orig)}") from exc
-            raise
+            raise DatabaseError(f"{self.dialect} error on {self.display}: {_first_line(exc.orig)}") from exc
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"Cannot use {self.display}: {_first_line(exc)}") from exc
 
     def run(self, sql: str, max_rows: int) -> Rows:
         """Execute ``sql`` and fetch at most ``max_rows`` rows, under the timeout."""

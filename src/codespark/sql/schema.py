@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from codespark.sql.database import Database
+from codespark.sql.database import Database, DatabaseError
 
 SAMPLE_MAX_DISTINCT = 12
 SAMPLES_SHOWN = 6
@@ -70,9 +70,9 @@ class Schema:
 
 def introspect(db: Database, samples: bool = True) -> Schema:
     """Read the schema of ``db`` (its default schema only)."""
-    inspector = sa.inspect(db._engine)
     tables: list[Table] = []
     with db.connect() as conn:
+        inspector = sa.inspect(conn)
         duck_keys = _duckdb_keys(conn) if db.backend == "duckdb" else None
         for name in sorted(inspector.get_table_names()):
             pk: list[str]
@@ -100,6 +100,8 @@ def introspect(db: Database, samples: bool = True) -> Schema:
             if samples:
                 _add_samples(conn, db, table)
             tables.append(table)
+    if not tables:
+        raise DatabaseError(f"{db.display} has no tables to ask about.")
     return Schema(db.dialect, tables)
 
 
