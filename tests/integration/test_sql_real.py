@@ -91,3 +91,15 @@ def test_http_on_postgres_with_the_repair_loop(server: Server, clinic_postgres: 
     assert first["unknown_identifiers"] and not first["ok"]
     assert "execute" not in [s["check"] for s in first["steps"]]
     assert body["rounds"] == 2 and body["valid"] and body["rows"] == [[89]]
+
+
+def test_interactive_session_reads_questions_until_quit(shop: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "codespark", "sql", "--db", f"sqlite:///{shop}"],
+        input="How many customers are there?\n\\schema\n\\q\n",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "150" in proc.stdout and "schema refreshed" in proc.stderr
