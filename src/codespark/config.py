@@ -118,6 +118,16 @@ class Settings(BaseSettings):
         512, ge=0, description="RAM for parked KV caches of idle editing sessions, per engine (LRU)."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    repo_dir: Path | None = Field(
+        None, description="Repository to index (tree-sitter, SQLite) for cross-file context in completions."
+    )
+    context_tokens: int = Field(768, ge=0, le=8192, description="Token budget for repo context in a completion.")
+    context_mode: str = Field(
+        "full",
+        pattern="^(none|similar|full)$",
+        description="Repo context: 'full' (definitions of the names near the cursor, then similar code), "
+        "'similar' (BM25 snippets only) or 'none'.",
+    )
     sql_db: str | None = Field(
         None,
         description="Database URL whose schema is added as context to completions in .sql files "

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from codespark import __version__
 from codespark.config import Settings
+from codespark.context.service import RepoContext
 from codespark.engine.loader import Engines
 from codespark.engine.spark import FimSessions
 from codespark.engine.upstream import Upstream
@@ -36,6 +37,21 @@ async def _expire_sessions(app: FastAPI, ttl_s: float) -> None:
         app.state.fim.expire(ttl_s)
 
 
+async def _index_repo(repo: RepoContext) -> None:
+    """Index the repo off the event loop; completions use repo context once it is ready."""
+    report = await asyncio.to_thread(repo.refresh)
+    log.info(
+        "indexed %s: %d files (%d parsed, %d unchanged, %d skipped, %d with parse errors) in %.1f s",
+        repo.root,
+        report.files,
+        report.parsed,
+        report.unchanged,
+        report.skipped,
+        report.with_errors,
+        report.seconds,
+    )
+
+
 def create_app(settings: Settings, engines: Engines) -> FastAPI:
     """A FastAPI app serving ``engines``.  The app closes them on shutdown."""
 
@@ -44,8 +60,12 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(_expire_sessions(app, settings.session_ttl_s))
+        indexing = asyncio.create_task(_index_repo(app.state.repo)) if app.state.repo is not None else None
         yield
         sweeper.cancel()
+        if indexing is not None:
+            await asyncio.gather(indexing, return_exceptions=True)
+            app.state.repo.index.close()
         for upstream in upstreams.values():
             await upstream.aclose()
         engines.close()
@@ -67,6 +87,7 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
     app.state.router = Router(engines, settings.router_fim, settings.fim_latency_budget_ms, codex_upstream)
     app.state.fim = FimSessions(app.state.metrics)
     app.state.sql = SqlService()
+    app.state.repo = RepoContext(settings.repo_dir, settings.cache_dir) if settings.repo_dir else None
     errors.install(app)
     app.add_middleware(
         AccessControl,

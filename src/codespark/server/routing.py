@@ -11,6 +11,8 @@ from typing import Any
 from fastapi import Request
 
 from codespark.config import Settings
+from codespark.context.retrieve import merge_by_path
+from codespark.context.service import RepoContext, client_snippet
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Event
 from codespark.engine.fim import ExtraFile, FimRequest
@@ -75,6 +77,30 @@ async def _with_schema(request: Request, req: FimRequest) -> FimRequest:
     return replace(req, extra=(ExtraFile("schema.sql", text), *req.extra))
 
 
+async def _with_repo_context(request: Request, req: FimRequest) -> FimRequest:
+    """Merge the client's context files with the repo's (definitions, similar code) within the budget.
+
+    The snippets used are kept on ``request.state.context`` for the routes' debug output.
+    """
+    settings = settings_of(request)
+    repo: RepoContext | None = request.app.state.repo
+    client = [client_snippet(e.filename, e.text, 5.0, "sent by the client") for e in req.extra]
+    if repo is None or not repo.ready.is_set() or not req.filename or settings.context_mode == "none":
+        request.state.context = client
+        return req
+    pieces = await asyncio.to_thread(
+        repo.for_completion,
+        req.filename,
+        req.prefix,
+        req.suffix,
+        settings.context_tokens,
+        client,
+        settings.context_mode,
+    )
+    request.state.context = pieces
+    return replace(req, extra=tuple(ExtraFile(path, text) for path, text in merge_by_path(pieces)))
+
+
 def observed(request: Request, decision: Decision, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
     state = request.app.state
     metrics: Metrics = state.metrics
@@ -98,6 +124,7 @@ async def plan_fim(
     sessions: FimSessions = request.app.state.fim
     session = session_of(request, session_hint, req.filename)
     req = await _with_schema(request, req)
+    req = await _with_repo_context(request, req)
     pinned = router.pinned(model)
     early = await sessions.answer_early(session, req, params, pinned.route if pinned else None)
     if early is not None:

@@ -1,0 +1,54 @@
+"""A repo's context engine: its index, retrieval, and the merge with what clients send."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from codespark.context.index import Progress, RepoIndex, Report
+from codespark.context.retrieve import Retriever, Snippet, pack, relative_to
+
+MODES = ("none", "similar", "full")
+
+
+class RepoContext:
+    """Index and retrieval for one repo root.  ``ready`` is set once the first refresh finished."""
+
+    def __init__(self, root: Path, cache_dir: Path) -> None:
+        self.root = root.resolve()
+        self.index = RepoIndex.open(self.root, cache_dir)
+        self.retriever = Retriever(self.index)
+        self.ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def refresh(self, progress: Progress | None = None) -> Report:
+        with self._lock:
+            report = self.index.refresh(progress)
+            self.retriever = Retriever(self.index)  # chunks re-read lazily, from the refreshed files
+        self.ready.set()
+        return report
+
+    def relative(self, filename: str) -> str:
+        return relative_to(str(self.root), filename)
+
+    def for_completion(
+        self,
+        filename: str,
+        prefix: str,
+        suffix: str,
+        budget_tokens: int,
+        client: list[Snippet] | None = None,
+        mode: str = "full",
+    ) -> list[Snippet]:
+        """The pieces for a completion in ``filename``: the client's, and ours per ``mode``, packed."""
+        path = self.relative(filename)
+        pieces = list(client or [])
+        if mode == "full":
+            pieces += self.retriever.definitions(path, prefix, suffix)
+        if mode in ("full", "similar"):
+            pieces += self.retriever.similar(path, prefix)
+        return pack(pieces, budget_tokens)
+
+
+def client_snippet(path: str, text: str, score: float, reason: str) -> Snippet:
+    return Snippet(path, text, score, reason)
