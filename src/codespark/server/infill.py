@@ -10,7 +10,7 @@ from codespark.engine.engine import Finished
 from codespark.engine.fim import ExtraFile, FimRequest
 from codespark.server.generation import route_headers, run_to_end, sse, timing_headers
 from codespark.server.protocol import InfillRequest
-from codespark.server.routing import check_max_tokens, note_unknown_fields, plan_fim, settings_of
+from codespark.server.routing import check_max_tokens, debug_data, note_unknown_fields, plan_fim, settings_of
 
 router = APIRouter()
 
@@ -71,4 +71,7 @@ async def infill(body: InfillRequest, request: Request) -> Response:
     result = await run_to_end(request, events)
     if result is None:
         return Response(status_code=499)
-    return JSONResponse(_final(decision.route, result, result.text), headers=timing_headers(decision, result))
+    payload = _final(decision.route, result, result.text)
+    if body.debug:
+        payload["debug_data"] = debug_data(request)
+    return JSONResponse(payload, headers=timing_headers(decision, result))

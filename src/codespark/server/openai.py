@@ -21,12 +21,14 @@ from codespark.server.generation import route_headers, run_to_end, sse, timing_h
 from codespark.server.protocol import ChatCompletionRequest, CompletionRequest
 from codespark.server.routing import (
     check_max_tokens,
+    debug_data,
     deep_events,
     note_unknown_fields,
     observed,
     plan_fim,
     router_of,
     settings_of,
+    tabby_fim,
 )
 from codespark.server.sse import DONE
 
@@ -58,6 +60,10 @@ def _finish_reason(result: Finished) -> str:
 
 
 def _prompt_text(body: CompletionRequest) -> str:
+    if body.prompt is None:
+        if body.segments is not None:
+            return body.segments.prefix
+        raise InvalidRequestError("Send a prompt (or Tabby's segments).", param="prompt")
     if isinstance(body.prompt, list):
         if len(body.prompt) != 1:
             raise InvalidRequestError("Send exactly one prompt per request (n=1).", param="prompt")
@@ -82,6 +88,11 @@ async def _completion_events(body: CompletionRequest, request: Request) -> tuple
     router = router_of(request)
     text = _prompt_text(body)
     stops = _stops(body.stop)
+    if body.segments is not None:
+        max_tokens = check_max_tokens(settings, body.max_tokens if body.max_tokens is not None else 256)
+        return await plan_fim(
+            request, body.model, body.user, tabby_fim(body.segments), _params(body, max_tokens), stops, None, None
+        )
     if body.suffix is None:
         decision = router.plain(body.model)
         engine = decision.engine
@@ -110,7 +121,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     decision, events = await _completion_events(body, request)
     route = decision.route
     ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-    echo = _prompt_text(body) if body.echo else ""
+    echo = _prompt_text(body) if body.echo and body.segments is None else ""
 
     def chunk(text: str, finish: str | None) -> dict[str, object]:
         return {
@@ -140,6 +151,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         return Response(status_code=499)
     payload = chunk(echo + result.text, _finish_reason(result))
     payload["usage"] = usage(result.timings)
+    if body.wants_context():
+        payload["debug_data"] = debug_data(request)
     return JSONResponse(payload, headers=timing_headers(decision, result))
 
 

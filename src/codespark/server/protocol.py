@@ -26,11 +26,44 @@ class StreamOptions(BaseModel):
 # --------------------------------------------------------------------------- OpenAI completions
 
 
+class TabbyDeclaration(BaseModel):
+    filepath: str
+    body: str
+
+
+class TabbySnippet(BaseModel):
+    filepath: str
+    body: str
+    score: float = 1.0
+
+
+class TabbySegments(BaseModel):
+    """Tabby's ``segments``: the text around the cursor and the context its editor agent collected."""
+
+    prefix: str
+    suffix: str | None = None
+    filepath: str | None = None
+    git_url: str | None = None
+    declarations: list[TabbyDeclaration] | None = None
+    relevant_snippets_from_changed_files: list[TabbySnippet] | None = None
+    relevant_snippets_from_recently_opened_files: list[TabbySnippet] | None = None
+    clipboard: str | None = None
+
+
+class TabbyDebugOptions(BaseModel):
+    return_snippets: bool = False
+    return_prompt: bool = False
+    disable_retrieval_augmented_code_completion: bool = False
+
+
 class CompletionRequest(_Request):
-    """OpenAI ``POST /v1/completions``.  A ``suffix`` makes it a FIM request."""
+    """OpenAI ``POST /v1/completions``.  A ``suffix`` makes it a FIM request.
+
+    Tabby's body for the same path (``segments``, ``language``, ``debug_options``) is accepted as well.
+    """
 
     model: str | None = None
-    prompt: str | list[str]
+    prompt: str | list[str] | None = None
     best_of: int | None = Field(None, ge=1, le=1)
     echo: bool = False
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
@@ -52,6 +85,14 @@ class CompletionRequest(_Request):
     min_p: float = Field(0.0, ge=0, le=1, description="codespark: min-p sampling.")
     repeat_penalty: float = Field(1.0, gt=0, description="codespark: llama.cpp repeat penalty.")
     max_latency_ms: float | None = Field(None, ge=0, description="codespark: latency budget for the router.")
+    debug: bool = Field(False, description="codespark: return the context snippets used, in debug_data.")
+    # Tabby
+    language: str | None = Field(None, description="Tabby: the document's language.")
+    segments: TabbySegments | None = Field(None, description="Tabby: prefix, suffix, file path and context.")
+    debug_options: TabbyDebugOptions | None = Field(None, description="Tabby: return_snippets returns the context.")
+
+    def wants_context(self) -> bool:
+        return self.debug or bool(self.debug_options and self.debug_options.return_snippets)
 
 
 # --------------------------------------------------------------------------- OpenAI chat
@@ -144,3 +185,4 @@ class InfillRequest(_Request):
     max_latency_ms: float | None = Field(
         None, ge=0, description="codespark: latency budget for the router (default: t_max_predict_ms)."
     )
+    debug: bool = Field(False, description="codespark: return the context snippets used, in debug_data.")

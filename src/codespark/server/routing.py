@@ -22,7 +22,7 @@ from codespark.errors import InvalidRequestError
 from codespark.metrics import Metrics
 from codespark.router import Decision, Router
 from codespark.server.generation import recorded
-from codespark.server.protocol import _Request
+from codespark.server.protocol import TabbySegments, _Request
 from codespark.sql.service import SqlService
 
 log = logging.getLogger("codespark.server")
@@ -99,6 +99,26 @@ async def _with_repo_context(request: Request, req: FimRequest) -> FimRequest:
     )
     request.state.context = pieces
     return replace(req, extra=tuple(ExtraFile(path, text) for path, text in merge_by_path(pieces)))
+
+
+def tabby_fim(segments: TabbySegments) -> FimRequest:
+    """A FIM request from Tabby's segments: its declarations and snippets become context files."""
+    extra = [ExtraFile(d.filepath, d.body) for d in segments.declarations or []]
+    snippets = (segments.relevant_snippets_from_changed_files or []) + (
+        segments.relevant_snippets_from_recently_opened_files or []
+    )
+    extra += [ExtraFile(s.filepath, s.body) for s in snippets]
+    return FimRequest(segments.prefix, segments.suffix or "", tuple(extra), segments.filepath)
+
+
+def debug_data(request: Request) -> dict[str, object]:
+    """The context snippets a completion used (Tabby's ``debug_data`` shape, with our reasons)."""
+    pieces = getattr(request.state, "context", [])
+    return {
+        "snippets": [
+            {"filepath": p.path, "body": p.text, "score": round(p.score, 3), "reason": p.reason} for p in pieces
+        ]
+    }
 
 
 def observed(request: Request, decision: Decision, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
