@@ -324,6 +324,73 @@ def sql(
         service.close()
 
 
+@app.command()
+def index(
+    path: Annotated[Path, typer.Argument(help="Repository root to index.")] = Path("."),
+    config: ConfigOpt = None,
+) -> None:
+    """Index a repository (tree-sitter, SQLite in the cache dir) for cross-file context; fast when unchanged."""
+    from codespark.context.service import RepoContext
+
+    if not path.is_dir():
+        raise _fail(CodesparkError(f"{path} is not a directory. Pass a repository root."))
+    try:
+        settings = load_settings(config)
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    repo = RepoContext(path, settings.cache_dir)
+    with Progress(TextColumn("[bold]indexing"), BarColumn(), TextColumn("{task.completed}/{task.total} files"),
+                  TimeRemainingColumn(), console=console, transient=True) as progress:  # fmt: skip
+        task = progress.add_task("index", total=None)
+        report = repo.refresh(lambda done, total: progress.update(task, completed=done, total=total))
+    stats = repo.index.stats()
+    console.print(
+        f"{report.files} files indexed in {report.seconds:.2f} s: {report.parsed} parsed, {report.unchanged} "
+        f"unchanged, {report.removed} removed, {report.skipped} skipped (binary, too large or not UTF-8), "
+        f"{report.with_errors} with parse errors; {stats['symbols']} definitions, {stats['imports']} imports."
+    )
+    console.print(f"index: {repo.index.db_path}")
+
+
+@app.command()
+def context(
+    file: Annotated[Path, typer.Argument(help="The file being edited.")],
+    line: Annotated[int, typer.Option(min=1, help="Cursor line (1-based); the cursor is at its end.")],
+    repo: Annotated[Path | None, typer.Option(help="Repository root (default: the git root, or the cwd).")] = None,
+    mode: Annotated[str, typer.Option(help="full, similar or none.")] = "full",
+    tokens: Annotated[int, typer.Option(min=0, help="Token budget.")] = 768,
+    config: ConfigOpt = None,
+) -> None:
+    """Show the context a completion at FILE:LINE would get, and why each piece was chosen."""
+    from codespark.context.service import MODES, RepoContext
+    from codespark.engine.tasks import split_at
+
+    if mode not in MODES:
+        raise typer.BadParameter(f"use one of {', '.join(MODES)}", param_hint="--mode")
+    try:
+        settings = load_settings(config)
+        prefix, suffix = split_at(file.read_text(errors="replace"), line, None)
+    except (CodesparkError, OSError) as exc:
+        raise _fail(exc if isinstance(exc, CodesparkError) else CodesparkError(str(exc))) from exc
+    root = repo or _git_root(file) or Path.cwd()
+    ctx = RepoContext(root, settings.cache_dir)
+    ctx.refresh()
+    pieces = ctx.for_completion(str(file.resolve()), prefix, suffix, tokens, None, mode)
+    out = _stdout()
+    if not pieces:
+        console.print("no context found for this position")
+    for piece in pieces:
+        out.rule(f"{piece.path}  [dim]{escape(piece.reason)}, score {piece.score:.2f}[/dim]")
+        out.print(escape(piece.text), highlight=False)
+
+
+def _git_root(file: Path) -> Path | None:
+    for parent in file.resolve().parents:
+        if (parent / ".git").exists():
+            return parent
+    return None
+
+
 keys_app = typer.Typer(help="API keys for the server (stored hashed in api_keys).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

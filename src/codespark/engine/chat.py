@@ -44,6 +44,11 @@ def context_text(files: Sequence[tuple[str, str]]) -> str:
     return CONTEXT_HEADER + "\n\n" + "\n\n".join(blocks)
 
 
+def repo_map_text(repo_map: str) -> str:
+    """The repo map (key files and their top-level signatures) as a block for a system message."""
+    return "Map of the repository (most central files first):\n\n" + repo_map
+
+
 def _raise(message: str) -> NoReturn:
     raise InvalidRequestError(f"The model's chat template refused the messages: {message}", param="messages")
 

@@ -20,6 +20,7 @@ from codespark.router import Decision
 from codespark.server.generation import route_headers, run_to_end, sse, timing_headers
 from codespark.server.protocol import ChatCompletionRequest, CompletionRequest
 from codespark.server.routing import (
+    chat_repo_map,
     check_max_tokens,
     debug_data,
     deep_events,
@@ -181,13 +182,15 @@ _UPSTREAM_CHAT_FIELDS = {
 }
 
 
-def _messages(body: ChatCompletionRequest, never_send: NeverSend | None) -> list[chat.Message]:
-    """The request's messages, with its context files (less the never-send ones) in the system message."""
+def _messages(body: ChatCompletionRequest, never_send: NeverSend | None, repo_map: str) -> list[chat.Message]:
+    """The request's messages, with the repo map and its context files (less the never-send ones) in the
+    system message."""
     messages = [chat.Message(m.role if m.role != "developer" else "system", m.text()) for m in body.messages]
     files = [(f.filename, f.text) for f in body.context if never_send is None or not never_send.blocks(f.filename)]
-    if not files:
+    blocks = ([chat.repo_map_text(repo_map)] if repo_map else []) + ([chat.context_text(files)] if files else [])
+    if not blocks:
         return messages
-    block = chat.context_text(files)
+    block = "\n\n".join(blocks)
     if messages[0].role == "system":
         return [chat.Message("system", messages[0].content + "\n\n" + block), *messages[1:]]
     return [chat.Message("system", block), *messages]
@@ -196,13 +199,14 @@ def _messages(body: ChatCompletionRequest, never_send: NeverSend | None) -> list
 def _upstream_payload(body: ChatCompletionRequest, request: Request) -> dict[str, object]:
     payload = body.model_dump(include=_UPSTREAM_CHAT_FIELDS, exclude_none=True)
     never_send: NeverSend = request.app.state.never_send
-    payload["messages"] = [{"role": m.role, "content": m.content} for m in _messages(body, never_send)]
+    messages = _messages(body, never_send, chat_repo_map(request, body.repo, body.messages))
+    payload["messages"] = [{"role": m.role, "content": m.content} for m in messages]
     return payload
 
 
 def _chat_job(body: ChatCompletionRequest, request: Request, engine: Engine) -> GenerationRequest:
     settings = settings_of(request)
-    messages = _messages(body, None)
+    messages = _messages(body, None, chat_repo_map(request, body.repo, body.messages))
     prompt = chat.build_prompt(engine.backend.info, messages)
     requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     if requested is None:

@@ -149,6 +149,9 @@ class ChatCompletionRequest(_Request):
     top_k: int = Field(40, ge=0, description="codespark: top-k sampling (0 disables).")
     min_p: float = Field(0.0, ge=0, le=1, description="codespark: min-p sampling.")
     repeat_penalty: float = Field(1.0, gt=0, description="codespark: llama.cpp repeat penalty.")
+    repo: str | None = Field(
+        None, description="codespark: add a map of this repo (the server's repo_dir, by path or name) to the prompt."
+    )
     context: list[ContextFile] = Field(
         default_factory=list,
         description="codespark: workspace files to add as context; never-send files (.env, *.pem, "

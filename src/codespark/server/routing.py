@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Request
 
 from codespark.config import Settings
+from codespark.context.repomap import repo_map
 from codespark.context.retrieve import merge_by_path
 from codespark.context.service import RepoContext, client_snippet
 from codespark.engine.backend import SamplingParams
@@ -18,11 +19,11 @@ from codespark.engine.engine import Event
 from codespark.engine.fim import ExtraFile, FimRequest
 from codespark.engine.spark import FimSessions
 from codespark.engine.upstream import Endpoint, UpstreamUnavailable
-from codespark.errors import InvalidRequestError
+from codespark.errors import EngineError, InvalidRequestError
 from codespark.metrics import Metrics
 from codespark.router import Decision, Router
 from codespark.server.generation import recorded
-from codespark.server.protocol import TabbySegments, _Request
+from codespark.server.protocol import ChatMessage, TabbySegments, _Request
 from codespark.sql.service import SqlService
 
 log = logging.getLogger("codespark.server")
@@ -99,6 +100,22 @@ async def _with_repo_context(request: Request, req: FimRequest) -> FimRequest:
     )
     request.state.context = pieces
     return replace(req, extra=tuple(ExtraFile(path, text) for path, text in merge_by_path(pieces)))
+
+
+def chat_repo_map(request: Request, repo: str | None, messages: list[ChatMessage]) -> str:
+    """The repo map for a chat that names the server's repo, focused on the files the messages mention."""
+    if repo is None:
+        return ""
+    context: RepoContext | None = request.app.state.repo
+    if context is None or repo not in (str(context.root), context.root.name, "."):
+        where = f"it serves {context.root}" if context is not None else "start it with --repo-dir PATH"
+        raise InvalidRequestError(f"This server has no index for the repo {repo!r}: {where}.", param="repo")
+    if not context.ready.is_set():
+        raise EngineError("The repo is still being indexed; retry in a few seconds.")
+    text = "\n".join(m.text() for m in messages)
+    files = [row[0] for row in context.index.conn.execute("SELECT path FROM files")]
+    focus = [f for f in files if f in text or f.rsplit("/", 1)[-1] in text]
+    return repo_map(context.index, settings_of(request).context_tokens, focus)
 
 
 def tabby_fim(segments: TabbySegments) -> FimRequest:
