@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pathspec
 
-from codespark.context.parse import Parsed, language_of, parse
+from codespark.context.parse import Import, Parsed, language_of, parse
 
 MAX_BYTES = 1_000_000
 SCHEMA_VERSION = 1
@@ -229,6 +229,10 @@ class RepoIndex:
             "ORDER BY start_line",
             (path,),
         ).fetchall()
+
+    def imports_of(self, path: str) -> list[Import]:
+        rows = self.conn.execute("SELECT module, name, alias, level FROM imports WHERE path = ?", (path,)).fetchall()
+        return [Import(module, name, alias, level) for module, name, alias, level in rows]
 
     def module_of(self, path: str) -> str | None:
         row = self.conn.execute("SELECT module FROM files WHERE path = ?", (path,)).fetchone()

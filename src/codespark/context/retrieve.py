@@ -116,8 +116,13 @@ class Retriever:
     # ----------------------------------------------------------------------------- resolution
 
     def definitions(self, path: str, prefix: str, suffix: str) -> list[Snippet]:
-        """Definitions in other files of the names used near the cursor."""
-        imports = parse((prefix + suffix).encode(), "python").imports if path.endswith(".py") else []
+        """Definitions in other files of the names the file imports: those used nearest the cursor first,
+        in full; the others as bare signatures (the model may be about to call one)."""
+        if not path.endswith(".py"):
+            return []
+        # The file's imports from the index (an editor sends a window that may not reach them) and from
+        # the text as it is now.
+        imports = self.index.imports_of(path) + parse((prefix + suffix).encode(), "python").imports
         if not imports:
             return []
         here = module_name(path)
@@ -135,41 +140,49 @@ class Retriever:
                 name = types.get(name, name)
                 if name in bound:
                     wanted[(name, None)] = max(wanted.get((name, None), 0), weight * 0.8)
+        for name in bound:  # imported, not used nearby: a low-ranked, brief signature
+            if "." not in name and bound[name][1] is not None:
+                wanted.setdefault((name, None), 0.0)
         out: dict[str, Snippet] = {}
         for (name, attr), weight in sorted(wanted.items(), key=lambda kv: -kv[1]):
-            found = self._resolve(bound[name], attr)
+            found = self._resolve(bound[name], attr, brief=weight == 0.0)
             if found is None:
                 continue
             file, text, what = found
             if file == path:
                 continue
             key = f"{file}:{what}"
-            if key not in out or out[key].score < 10 * weight:
-                out[key] = Snippet(file, text, 10 * weight, f"definition of {name}{'.' + attr if attr else ''}")
+            score = 10 * weight if weight else 1.0
+            if key not in out or out[key].score < score:
+                out[key] = Snippet(file, text, score, f"definition of {name}{'.' + attr if attr else ''}")
         return list(out.values())
 
-    def _resolve(self, target: tuple[str, str | None], attr: str | None, depth: int = 0) -> tuple[str, str, str] | None:
+    def _resolve(
+        self, target: tuple[str, str | None], attr: str | None, depth: int = 0, brief: bool = False
+    ) -> tuple[str, str, str] | None:
         module, name = target
         if name is None:  # a module: ``mod.attr``
-            return self._symbol_in_module(module, attr, None) if attr else None
-        found = self._symbol_in_module(module, name, attr)
+            return self._symbol_in_module(module, attr, None, brief) if attr else None
+        found = self._symbol_in_module(module, name, attr, brief)
         if found is not None or depth > 2:
             return found
         for file in self.index.files_for_module(module):  # ``from pkg import mod`` or a re-export
             submodule = self.index.files_for_module(f"{module}.{name}")
             if submodule:
-                return self._symbol_in_module(f"{module}.{name}", attr, None) if attr else None
+                return self._symbol_in_module(f"{module}.{name}", attr, None, brief) if attr else None
             rows = self.index.conn.execute(
                 "SELECT module, level FROM imports WHERE path = ? AND (name = ? OR alias = ?)", (file, name, name)
             ).fetchall()
             for source_module, level in rows:
                 resolved = _absolute(source_module, level, module_name(file), file.endswith("__init__.py"))
-                hit = self._resolve((resolved, name), attr, depth + 1)
+                hit = self._resolve((resolved, name), attr, depth + 1, brief)
                 if hit is not None:
                     return hit
         return None
 
-    def _symbol_in_module(self, module: str, name: str | None, attr: str | None) -> tuple[str, str, str] | None:
+    def _symbol_in_module(
+        self, module: str, name: str | None, attr: str | None, brief: bool = False
+    ) -> tuple[str, str, str] | None:
         if name is None:
             return None
         for file in self.index.files_for_module(module):
@@ -177,6 +190,9 @@ class Retriever:
             top = next((s for s in symbols if s[0] == name and s[2] is None), None)
             if top is None:
                 continue
+            if brief:
+                init = next((s for s in symbols if s[2] == name and s[0] == "__init__"), None)
+                return file, top[5] + (f"\n    {init[5]} ..." if init else ""), name
             if top[1] == "class":
                 return file, _class_skeleton(top, symbols, attr), name
             return file, _function_text(top), name
