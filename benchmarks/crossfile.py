@@ -103,16 +103,21 @@ def edit_similarity(a: str, b: str) -> float:
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     cache = Path(tempfile.mkdtemp(prefix="codespark-crossfile-"))
     contexts: dict[str, RepoContext] = {}
-    chosen: list[Task] = []
-    per_package = -(-args.tasks // len(args.packages))
+    pools: dict[str, list[Task]] = {}
     for package in args.packages:
         ctx = RepoContext(SITE / package, cache)
         report = ctx.refresh()
         contexts[package] = ctx
         found = find_tasks(package, ctx, args.prefix_lines, args.suffix_lines)
         random.Random(f"{package}:{args.seed}").shuffle(found)
-        chosen += found[:per_package]
-        print(f"{package}: {report.files} files, {len(found)} qualifying lines, {min(per_package, len(found))} taken")
+        pools[package] = found
+        print(f"{package}: {report.files} files, {len(found)} qualifying lines")
+    chosen: list[Task] = []
+    while len(chosen) < args.tasks and any(pools.values()):  # round-robin: as even as the packages allow
+        for package in args.packages:
+            if pools[package] and len(chosen) < args.tasks:
+                chosen.append(pools[package].pop(0))
+    chosen.sort(key=lambda t: (args.packages.index(t.package), t.path, t.line))
     engines = load_engines(load_settings(), only=(args.engine,))
     engine = engines.routes[args.engine]
     loop = asyncio.new_event_loop()

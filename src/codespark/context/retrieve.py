@@ -34,8 +34,10 @@ CHARS_PER_TOKEN = 3.5
 MAX_METHODS = 12
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CHAIN = re.compile(r"(?<![\w.])((?:self\.)?[A-Za-z_]\w*)\.([A-Za-z_]\w*)")
-_ASSIGNED = re.compile(r"(?<![\w.])((?:self\.)?[A-Za-z_]\w*)\s*(?::\s*([A-Za-z_][\w.]*))?\s*=\s*([A-Za-z_][\w.]*)\(")
-_ANNOTATED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\s*:\s*(?:Optional\[)?([A-Z][\w.]*)")
+_ASSIGNED = re.compile(
+    r"(?<![\w.])((?:self\.)?[A-Za-z_]\w*)[ \t]*(?::[ \t]*([A-Za-z_][\w.]*))?[ \t]*=[ \t]*([A-Za-z_][\w.]*)\("
+)
+_ANNOTATED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]*:[ \t]*(?:Optional\[)?([A-Z][\w.]*)")
 
 
 @dataclass(frozen=True)
