@@ -30,7 +30,7 @@ def make_client(env: str) -> Client:
     """A client for an environment."""
     return Client(f"https://{env}.shop")
 ''',
-    "shop/orders.py": '''from shop.net import Client
+    "shop/orders.py": """from shop.net import Client
 from shop.pricing import total_price
 
 
@@ -38,7 +38,7 @@ def place(order_id: int, items: list[int]) -> None:
     client = Client("https://api")
     amount = total_price(items)
     client.
-''',
+""",
     "shop/pricing.py": '''def total_price(items: list[int], discount: float = 0.0) -> float:
     """Sum of item prices less the discount."""
     return sum(items) * (1 - discount)
@@ -46,7 +46,7 @@ def place(order_id: int, items: list[int]) -> None:
     "shop/broken.py": "def fine():\n    return 1\n\ndef broken(:\n    pass\n",
     "web/app.ts": "import { send } from './api';\nexport class App { start(port: number) { send(port) } }\n",
     "web/api.ts": "export function send(x: number): void {}\n",
-    "svc/main.go": 'package main\nimport "fmt"\nfunc (s *Server) Serve(addr string) error { fmt.Println(addr); return nil }\n',
+    "svc/main.go": 'package main\nimport "fmt"\nfunc (s *Server) Serve(addr string) error { return nil }\n',
     "svc/Main.java": "import java.util.List;\nclass Main { void run(List<String> args) {} }\n",
     "svc/lib.rs": "use std::io;\n/// Adds.\npub fn add(a: i32, b: i32) -> i32 { a + b }\n",
     "build/generated.py": "def generated():\n    pass\n",

@@ -57,7 +57,9 @@ def test_refresh_is_incremental(repo: Path, tmp_path: Path) -> None:
 
 
 def test_other_languages_have_definitions_and_imports() -> None:
-    ts = parse(b"import { send } from './api';\nexport class App { start(port: number) { send(port) } }\n", "typescript")
+    ts = parse(
+        b"import { send } from './api';\nexport class App { start(port: number) { send(port) } }\n", "typescript"
+    )
     assert [(s.name, s.kind) for s in ts.symbols] == [("App", "class"), ("start", "method")]
     assert ts.imports[0].module == "./api"
     go = parse(b'package m\nimport "fmt"\nfunc Serve(addr string) error { return nil }\n', "go")
