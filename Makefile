@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec bench-redaction sql-eval fim-eval clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-redaction sql-eval crossfile-eval fim-eval clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench-redaction: setup
 
 sql-eval: models
 	$(PY) benchmarks/sql_eval.py --engines codex spark --styles ddl compact --json bench-out/sql_eval.json
+
+crossfile-eval: models
+	$(PY) benchmarks/crossfile.py --tasks 200 --engine spark --json bench-out/crossfile.json
+	$(PY) benchmarks/crossfile.py --latency --json bench-out/crossfile-latency.json
 
 fim-eval: models
 	$(PY) benchmarks/fim_quality.py --tasks 100
