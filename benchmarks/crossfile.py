@@ -2,9 +2,10 @@
 
 **Task set.** Real code nobody here wrote: installed packages (``click``, ``rich``, ``httpx``,
 ``sqlalchemy`` by default) are multi-module repos.  A line qualifies when it calls or instantiates a
-name that the file imports from another module of the same package (``Name(`` or ``module.name(``),
-as resolved through the index.  The line is cut where that call starts; the model completes the
-rest of the line (single-line FIM).  Lines are sampled with a fixed seed, the same number per package.
+name that the file imports from another module of the same package (``Name(``), as resolved through
+the index.  The line is cut just after that call's ``(``, where an editor asks "what goes here?";
+the model completes the rest of the line (single-line FIM): the arguments, which it can only get
+right if it knows the definition.  Lines are sampled with a fixed seed, round-robin over packages.
 
 **Conditions**, same prompt window (``--prefix-lines`` before, ``--suffix-lines`` after):
 ``none`` (no context), ``similar`` (BM25 snippets of other files only), ``full`` (definitions of
@@ -86,11 +87,12 @@ def find_tasks(package: str, ctx: RepoContext, prefix_lines: int, suffix_lines: 
             match = pattern.search(line)
             if match is None or line.lstrip().startswith(("#", "def ", "class ", "@")):
                 continue
-            target = line[match.start() :].rstrip()
-            if not 6 <= len(target) <= 120:
+            cut = match.end()
+            target = line[cut:].rstrip()
+            if not 4 <= len(target) <= 100 or target.startswith(")"):
                 continue
             before = "\n".join(lines[max(0, i - prefix_lines) : i])
-            prefix = (before + "\n" if before else "") + line[: match.start()]
+            prefix = (before + "\n" if before else "") + line[:cut]
             suffix = "\n" + "\n".join(lines[i + 1 : i + 1 + suffix_lines])
             tasks.append(Task(package, path, i + 1, prefix, suffix, target, match.group(1)))
     return tasks
