@@ -8,8 +8,9 @@ classes.  A class comes as a skeleton (signature, docstring, method
 signatures), a function as its signature and docstring: what a model needs to
 call them right.
 
-**Similar code.** BM25 (bm25s) over 20-line chunks of the other files, and
-over the snippets a client sends from open or recently edited files.
+**Similar code.** BM25 (bm25s) over 12-line chunks of the other files, and
+over the snippets a client sends from open or recently edited files (a 20-line
+chunk costs ~200 tokens, too much of a small budget for one example).
 
 Pieces are ranked (definitions used nearest the cursor first) and packed into
 a token budget, then ordered by path, so that the context, and the spark
@@ -28,7 +29,7 @@ import bm25s
 from codespark.context.index import RepoIndex, module_name
 from codespark.context.parse import Import, parse
 
-CHUNK_LINES = 20
+CHUNK_LINES = 12
 NEAR_LINES = 40
 CHARS_PER_TOKEN = 3.5
 MAX_METHODS = 12

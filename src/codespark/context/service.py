@@ -44,7 +44,9 @@ class RepoContext:
         path = self.relative(filename)
         pieces = list(client or [])
         if mode == "full":
-            pieces += self.retriever.definitions(path, prefix, suffix)
+            # Definitions get at most half the budget: examples of use (similar code) carry the local
+            # conventions that definitions alone do not, and measurably help the small model more.
+            pieces += pack(self.retriever.definitions(path, prefix, suffix), budget_tokens // 2)
         if mode in ("full", "similar"):
             pieces += self.retriever.similar(path, prefix)
         return pack(pieces, budget_tokens)
