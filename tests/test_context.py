@@ -80,7 +80,7 @@ def test_cross_file_definitions_through_a_reexport(repo: Path, tmp_path: Path) -
     assert client.path == "shop/net/client.py"
     assert "def send(self, path: str, payload: dict, *, retries: int = 3) -> Response: ..." in client.text
     assert by_reason["definition of total_price"].path == "shop/pricing.py"
-    # Near the cursor beats far away; a tiny budget keeps the best piece only.
+    # Near the cursor beats far away: a small budget keeps the best definition only.
     # Definitions get half of the budget, similar code the rest.
     best = ctx.for_completion(str(repo / "shop/orders.py"), prefix, suffix, 2 * client.tokens, None, "full")
     assert [p.reason for p in best if p.reason.startswith("definition")] == ["definition of Client"]
