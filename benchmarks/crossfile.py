@@ -49,6 +49,9 @@ from codespark.engine.loader import load_engines
 
 SITE = Path(sysconfig.get_paths()["purelib"])
 CONDITIONS = ("none", "similar", "full")
+# ``layout``: no context, but the repo-level prompt form (file name, <|file_sep|>) the other two use:
+# separates what the context adds from what the form costs.
+ALL_CONDITIONS = (*CONDITIONS, "layout", "full-comment", "similar-comment")
 
 
 @dataclass
@@ -98,6 +101,15 @@ def find_tasks(package: str, ctx: RepoContext, prefix_lines: int, suffix_lines: 
     return tasks
 
 
+def comment_context(files: list[tuple[str, str]]) -> str:
+    """Context as comment lines at the top of the prefix, in plain PSM (no repo-level tokens)."""
+    lines = []
+    for path, text in files:
+        lines.append(f"# Path: {path}")
+        lines += [f"# {line}" if line else "#" for line in text.splitlines()]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def edit_similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b).ratio()
 
@@ -128,16 +140,21 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         for n, task in enumerate(chosen, start=1):
             row: dict[str, Any] = {**asdict(task), "prefix": None, "suffix": None}
             ctx = contexts[task.package]
-            for condition in CONDITIONS:
+            for condition in args.conditions:
+                mode, _, layout = condition.partition("-")
                 pieces = (
                     []
-                    if condition == "none"
+                    if mode in ("none", "layout")
                     else ctx.for_completion(
-                        str(ctx.root / task.path), task.prefix, task.suffix, args.context_tokens, None, condition
+                        str(ctx.root / task.path), task.prefix, task.suffix, args.context_tokens, None, mode
                     )
                 )
-                extra = tuple(ExtraFile(p, t) for p, t in merge_by_path(pieces))
-                req = FimRequest(task.prefix, task.suffix, extra, task.path if extra else None)
+                if layout == "comment":
+                    req = FimRequest(comment_context(merge_by_path(pieces)) + task.prefix, task.suffix)
+                else:
+                    extra = tuple(ExtraFile(p, t) for p, t in merge_by_path(pieces))
+                    named = bool(extra) or condition == "layout"
+                    req = FimRequest(task.prefix, task.suffix, extra, task.path if named else None)
                 job = generation(engine, req, SamplingParams(max_tokens=48, temperature=0.0))
                 started = time.perf_counter()
                 text = loop.run_until_complete(engine.run(job)).text
@@ -151,7 +168,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                     "ms": (time.perf_counter() - started) * 1000,
                 }
             results.append(row)
-            marks = " ".join(f"{c}={'Y' if row[c]['exact'] else '.'}" for c in CONDITIONS)
+            marks = " ".join(f"{c}={'Y' if row[c]['exact'] else '.'}" for c in args.conditions)
             print(f"[{n}/{len(chosen)}] {marks}  {task.package}/{task.path}:{task.line}  {task.target[:60]}")
             if args.json and n % 10 == 0:
                 _write(args.json, _summary(results, args), results)
@@ -168,14 +185,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def _summary(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     n = len(results)
     out: dict[str, Any] = {"engine": args.engine, "tasks": n, "context_tokens": args.context_tokens}
-    for c in CONDITIONS:
+    for c in args.conditions:
         out[c] = {
             "exact_match": sum(r[c]["exact"] for r in results) / n if n else 0.0,
             "edit_similarity": statistics.mean(r[c]["similarity"] for r in results) if n else 0.0,
         }
-    out["definition_found_full"] = sum(r["full"]["definition_found"] for r in results) / n if n else 0.0
+    if "full" in args.conditions:
+        out["definition_found_full"] = sum(r["full"]["definition_found"] for r in results) / n if n else 0.0
     out["by_package"] = {
-        p: {c: sum(r[c]["exact"] for r in results if r["package"] == p) for c in CONDITIONS}
+        p: {c: sum(r[c]["exact"] for r in results if r["package"] == p) for c in args.conditions}
         | {"n": sum(r["package"] == p for r in results)}
         for p in args.packages
     }
@@ -228,6 +246,7 @@ def main() -> None:
     parser.add_argument("--suffix-lines", type=int, default=6)
     parser.add_argument("--context-tokens", type=int, default=384)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=ALL_CONDITIONS)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--latency", action="store_true", help="measure indexing and retrieval speed instead")
     parser.add_argument("--latency-root", type=Path, default=SITE)
