@@ -33,6 +33,7 @@ CHUNK_LINES = 12
 NEAR_LINES = 40
 CHARS_PER_TOKEN = 3.5
 MAX_METHODS = 12
+MAX_BRIEF = 16
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CHAIN = re.compile(r"(?<![\w.])((?:self\.)?[A-Za-z_]\w*)\.([A-Za-z_]\w*)")
 _ASSIGNED = re.compile(
@@ -71,6 +72,25 @@ class Retriever:
         self._chunks: list[tuple[str, int, str]] = []  # (path, first line, text)
         self._bm25: bm25s.BM25 | None = None
         self._lock = threading.Lock()
+        # Look-up caches: the index does not change under a Retriever (a refresh makes a new one).
+        self._module_files: dict[str, list[str]] = {}
+        self._symbols: dict[str, list[tuple[str, str, str | None, int, int, str, str]]] = {}
+        self._imports: dict[str, list[Import]] = {}
+
+    def _files_for_module(self, module: str) -> list[str]:
+        if module not in self._module_files:
+            self._module_files[module] = self.index.files_for_module(module)
+        return self._module_files[module]
+
+    def _symbols_in(self, path: str) -> list[tuple[str, str, str | None, int, int, str, str]]:
+        if path not in self._symbols:
+            self._symbols[path] = self.index.symbols_in(path)
+        return self._symbols[path]
+
+    def _imports_of(self, path: str) -> list[Import]:
+        if path not in self._imports:
+            self._imports[path] = self.index.imports_of(path)
+        return self._imports[path]
 
     # ----------------------------------------------------------------------------- similar code
 
@@ -125,7 +145,7 @@ class Retriever:
             return []
         # The file's imports from the index (an editor sends a window that may not reach them) and from
         # the text as it is now.
-        imports = self.index.imports_of(path) + parse((prefix + suffix).encode(), "python").imports
+        imports = self._imports_of(path) + parse((prefix + suffix).encode(), "python").imports
         if not imports:
             return []
         here = module_name(path)
@@ -143,9 +163,9 @@ class Retriever:
                 name = types.get(name, name)
                 if name in bound:
                     wanted[(name, None)] = max(wanted.get((name, None), 0), weight * 0.8)
-        for name in bound:  # imported, not used nearby: a low-ranked, brief signature
-            if "." not in name and bound[name][1] is not None:
-                wanted.setdefault((name, None), 0.0)
+        unused = [n for n in bound if "." not in n and bound[n][1] is not None and (n, None) not in wanted]
+        for name in unused[:MAX_BRIEF]:  # imported, not used nearby: a low-ranked, brief signature
+            wanted[(name, None)] = 0.0
         out: dict[str, Snippet] = {}
         for (name, attr), weight in sorted(wanted.items(), key=lambda kv: -kv[1]):
             found = self._resolve(bound[name], attr, brief=weight == 0.0)
@@ -169,15 +189,13 @@ class Retriever:
         found = self._symbol_in_module(module, name, attr, brief)
         if found is not None or depth > 2:
             return found
-        for file in self.index.files_for_module(module):  # ``from pkg import mod`` or a re-export
-            submodule = self.index.files_for_module(f"{module}.{name}")
+        for file in self._files_for_module(module):  # ``from pkg import mod`` or a re-export
+            submodule = self._files_for_module(f"{module}.{name}")
             if submodule:
                 return self._symbol_in_module(f"{module}.{name}", attr, None, brief) if attr else None
-            rows = self.index.conn.execute(
-                "SELECT module, level FROM imports WHERE path = ? AND (name = ? OR alias = ?)", (file, name, name)
-            ).fetchall()
-            for source_module, level in rows:
-                resolved = _absolute(source_module, level, module_name(file), file.endswith("__init__.py"))
+            sources = [i for i in self._imports_of(file) if name in (i.name, i.alias)]
+            for source in sources:
+                resolved = _absolute(source.module, source.level, module_name(file), file.endswith("__init__.py"))
                 hit = self._resolve((resolved, name), attr, depth + 1, brief)
                 if hit is not None:
                     return hit
@@ -188,8 +206,8 @@ class Retriever:
     ) -> tuple[str, str, str] | None:
         if name is None:
             return None
-        for file in self.index.files_for_module(module):
-            symbols = self.index.symbols_in(file)
+        for file in self._files_for_module(module):
+            symbols = self._symbols_in(file)
             top = next((s for s in symbols if s[0] == name and s[2] is None), None)
             if top is None:
                 continue
