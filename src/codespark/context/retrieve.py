@@ -150,10 +150,9 @@ class Retriever:
             return []
         here = module_name(path)
         bound = _bindings(imports, here, path.endswith("__init__.py"))
-        near_lines = prefix.splitlines()[-NEAR_LINES:] + suffix.splitlines()[:5]
         types = _local_types(prefix)
         wanted: dict[tuple[str, str | None], float] = {}  # (bound name, attribute) -> weight
-        for distance, line in enumerate(reversed(near_lines[: len(near_lines) - len(suffix.splitlines()[:5])])):
+        for distance, line in enumerate(reversed(prefix.splitlines()[-NEAR_LINES:])):
             weight = 1.0 / (1 + distance / 4)
             for base, attr in _CHAIN.findall(line):
                 key = types.get(base, base)
