@@ -17,7 +17,8 @@ from codespark.engine.loader import Engines
 from codespark.guard import corpus
 from codespark.guard.auth import hash_key
 from codespark.server.app import create_app
-from tests.fake_upstream import FakeUpstream, free_port, running_upstream
+from tests.fake_upstream import FakeUpstream, running_upstream
+from tests.integration.conftest import free_port
 from tests.test_server import sse_payloads
 
 SECRETS = corpus.generate(per_format=2, seed=11)

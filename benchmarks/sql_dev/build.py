@@ -183,10 +183,8 @@ def _hr(rng: random.Random) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
 _DATA = {"clinic": _clinic, "shop": _shop, "hr": _hr}
 
 
-def build_sqlite(name: str, path: Path) -> Path:
-    """Create the ``name`` database as a SQLite file at ``path`` (replacing it)."""
-    path.unlink(missing_ok=True)
-    conn = sqlite3.connect(path)
+def _load(conn: Any, name: str) -> None:
+    """Create and fill the ``name`` tables through a DB-API connection that takes ``?`` parameters."""
     try:
         for ddl in SCHEMAS[name]:
             conn.execute(ddl)
@@ -196,6 +194,12 @@ def build_sqlite(name: str, path: Path) -> Path:
         conn.commit()
     finally:
         conn.close()
+
+
+def build_sqlite(name: str, path: Path) -> Path:
+    """Create the ``name`` database as a SQLite file at ``path`` (replacing it)."""
+    path.unlink(missing_ok=True)
+    _load(sqlite3.connect(path), name)
     return path
 
 
@@ -204,15 +208,7 @@ def build_duckdb(name: str, path: Path) -> Path:
     import duckdb
 
     path.unlink(missing_ok=True)
-    conn = duckdb.connect(str(path))
-    try:
-        for ddl in SCHEMAS[name]:
-            conn.execute(ddl)
-        for table, rows in _DATA[name](random.Random(name)):
-            marks = ", ".join("?" * len(rows[0]))
-            conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
-    finally:
-        conn.close()
+    _load(duckdb.connect(str(path)), name)
     return path
 
 

@@ -234,10 +234,6 @@ class RepoIndex:
         rows = self.conn.execute("SELECT module, name, alias, level FROM imports WHERE path = ?", (path,)).fetchall()
         return [Import(module, name, alias, level) for module, name, alias, level in rows]
 
-    def module_of(self, path: str) -> str | None:
-        row = self.conn.execute("SELECT module FROM files WHERE path = ?", (path,)).fetchone()
-        return row[0] if row else None
-
     def stats(self) -> dict[str, int]:
         return {
             table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

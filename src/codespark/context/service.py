@@ -50,7 +50,3 @@ class RepoContext:
         if mode in ("full", "similar"):
             pieces += self.retriever.similar(path, prefix)
         return pack(pieces, budget_tokens)
-
-
-def client_snippet(path: str, text: str, score: float, reason: str) -> Snippet:
-    return Snippet(path, text, score, reason)

@@ -12,8 +12,8 @@ from fastapi import Request
 
 from codespark.config import Settings
 from codespark.context.repomap import repo_map
-from codespark.context.retrieve import merge_by_path
-from codespark.context.service import RepoContext, client_snippet
+from codespark.context.retrieve import Snippet, merge_by_path
+from codespark.context.service import RepoContext
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Event
 from codespark.engine.fim import ExtraFile, FimRequest
@@ -85,7 +85,7 @@ async def _with_repo_context(request: Request, req: FimRequest) -> FimRequest:
     """
     settings = settings_of(request)
     repo: RepoContext | None = request.app.state.repo
-    client = [client_snippet(e.filename, e.text, 5.0, "sent by the client") for e in req.extra]
+    client = [Snippet(e.filename, e.text, 5.0, "sent by the client") for e in req.extra]
     if repo is None or not repo.ready.is_set() or not req.filename or settings.context_mode == "none":
         request.state.context = client
         return req

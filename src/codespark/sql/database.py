@@ -102,10 +102,6 @@ class Database:
         except (NoSuchModuleError, ArgumentError) as exc:
             raise DatabaseError(f"Cannot use {self.display}: {exc}") from exc
 
-    @property
-    def engine(self) -> sa.Engine:
-        return self._engine
-
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A connection; any database failure that escapes becomes a ``DatabaseError`` (a 400, not a 500)."""
