@@ -9,6 +9,14 @@ after the cursor.  Before typing a line the client sends one warm-up request
 sent one after another, each streamed, and timed on the client: time to first
 content (TTFT) and to the end.
 
+``--lines N`` removes N consecutive lines at each point and types them all
+(Enter and the editor's indentation count as one keystroke).  ``--cps C``
+types at C characters per second instead of back to back: each request is
+sent at its keystroke's time whether or not the previous one has answered
+(the server supersedes it), as an editor does while the user types on.  Only
+requests that were not superseded count in the latency figures; the share of
+superseded ones is reported beside them.
+
 Servers, in the same run: codespark in its default configuration (the router
 decides), codespark pinned to spark and to codex, and llama.cpp's llama-server
 (PSM with ``--cache-reuse``, and ``--spm-infill``), built by ``benchmarks/peers.py``.
@@ -22,8 +30,9 @@ import argparse
 import json
 import statistics
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,18 +53,49 @@ N_PREFIX_LINES, N_SUFFIX_LINES = 128, 32
 
 @dataclass(frozen=True)
 class Point:
+    """``count`` consecutive lines from ``index`` on, to be removed and typed back."""
+
     file: str
     lines: list[str]
     index: int
+    count: int = 1
 
     @property
-    def indent(self) -> str:
+    def before(self) -> str:
+        return "".join(self.lines[max(0, self.index - N_PREFIX_LINES) : self.index])
+
+    @property
+    def after(self) -> str:
+        end = self.index + self.count
+        return "\n" + "".join(self.lines[end : end + N_SUFFIX_LINES])
+
+    def keystrokes(self, step: int) -> Iterator[tuple[int, str, str]]:
+        """(keystrokes so far, prefix, rest of the line) for each request while the lines are typed."""
+        typed_lines = ""
+        keys = 0
+        for line in self.lines[self.index : self.index + self.count]:
+            text = line.strip()
+            indent = line[: len(line) - len(line.lstrip())]
+            keys += 1 if typed_lines else 0  # Enter (the editor indents)
+            for n in range(step, len(text) + 1, step):
+                yield keys + n, self.before + typed_lines + indent + text[:n], text[n:]
+            keys += len(text)
+            typed_lines += indent + text + "\n"
+
+    @property
+    def first_indent(self) -> str:
         line = self.lines[self.index]
         return line[: len(line) - len(line.lstrip())]
 
-    @property
-    def text(self) -> str:
-        return self.lines[self.index].strip()
+
+def _typable(line: str) -> bool:
+    stripped = line.strip()
+    return (
+        20 <= len(stripped) <= 70
+        and not stripped.startswith(("#", '"', "'", "@"))
+        and any(c in line for c in "=(")
+        and line.startswith("    ")
+    )
 
 
 def stdlib_file(name: str) -> Path:
@@ -64,29 +104,28 @@ def stdlib_file(name: str) -> Path:
     return Path(sysconfig.get_paths()["stdlib"]) / name
 
 
-def pick_points(per_file: int) -> list[Point]:
-    """Evenly spaced code lines (20-70 characters, not comments or docstrings) in each file."""
+def pick_points(per_file: int, count: int = 1) -> list[Point]:
+    """Evenly spaced runs of ``count`` code lines (20-70 characters, not comments or docstrings) per file."""
     points = []
     for name in STDLIB_FILES:
         lines = stdlib_file(name).read_text().splitlines(keepends=True)
         ok = [
             i
-            for i, line in enumerate(lines)
-            if N_PREFIX_LINES // 2 <= i < len(lines) - 4
-            and 20 <= len(line.strip()) <= 70
-            and not line.strip().startswith(("#", '"', "'", "@"))
-            and any(c in line for c in "=(")
-            and line.startswith("    ")
+            for i in range(N_PREFIX_LINES // 2, len(lines) - 4 - count)
+            if all(_typable(line) for line in lines[i : i + count])
         ]
         step = len(ok) // per_file
-        points += [Point(name, lines, ok[step // 2 + k * step]) for k in range(per_file)]
+        points += [Point(name, lines, ok[step // 2 + k * step], count) for k in range(per_file)]
     return points
 
 
-def stream_infill(http: httpx.Client, base: str, body: dict[str, Any], session: str) -> tuple[float, float, str]:
-    """(ttft_ms, total_ms, content) for one streamed /infill request."""
+def stream_infill(
+    http: httpx.Client, base: str, body: dict[str, Any], session: str
+) -> tuple[float, float, str, str | None]:
+    """(ttft_ms, total_ms, content, finish_reason) for one streamed /infill request."""
     started = time.perf_counter()
     first: float | None = None
+    finish: str | None = None
     content = []
     with http.stream("POST", base + "/infill", json={**body, "stream": True}, headers={"X-Session": session}) as r:
         r.raise_for_status()
@@ -99,58 +138,69 @@ def stream_infill(http: httpx.Client, base: str, body: dict[str, Any], session: 
                 first = time.perf_counter()
             content.append(piece)
             if data.get("stop"):
+                finish = data.get("finish_reason")
                 break
     end = time.perf_counter()
-    return ((first or end) - started) * 1000, (end - started) * 1000, "".join(content)
+    return ((first or end) - started) * 1000, (end - started) * 1000, "".join(content), finish
 
 
-def replay(base: str, points: list[Point], step: int, n_predict: int, model: str | None) -> dict[str, Any]:
+def replay(base: str, points: list[Point], step: int, n_predict: int, model: str | None, cps: float) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     warmups: list[float] = []
-    with httpx.Client(timeout=600) as http:
+    with httpx.Client(timeout=600, limits=httpx.Limits(max_connections=64)) as http:
         for p in points:
-            before = "".join(p.lines[max(0, p.index - N_PREFIX_LINES) : p.index])
-            after = "\n" + "".join(p.lines[p.index + 1 : p.index + 1 + N_SUFFIX_LINES])
             common = {
-                "input_suffix": after,
+                "input_suffix": p.after,
                 "n_predict": n_predict,
                 "t_max_predict_ms": 1000,
                 "temperature": 0,
                 **({"model": model} if model else {}),
             }
-            session = p.file
             started = time.perf_counter()
             http.post(
                 base + "/infill",
-                json={**common, "input_prefix": before + p.indent, "n_predict": 0},
-                headers={"X-Session": session},
+                json={**common, "input_prefix": p.before + p.first_indent, "n_predict": 0},
+                headers={"X-Session": p.file},
             ).raise_for_status()
             warmups.append((time.perf_counter() - started) * 1000)
-            for typed in range(step, len(p.text) + 1, step):
-                ttft, total, content = stream_infill(
-                    http, base, {**common, "input_prefix": before + p.indent + p.text[:typed]}, session
-                )
-                rest = p.text[typed:]
+
+            def one(prefix: str, rest: str, body: dict[str, Any] = common, point: Point = p) -> None:
+                ttft, total, content, finish = stream_infill(http, base, {**body, "input_prefix": prefix}, point.file)
                 records.append(
                     {
-                        "file": p.file,
-                        "line": p.index + 1,
-                        "typed": typed,
+                        "file": point.file,
+                        "line": point.index + 1,
                         "ttft_ms": ttft,
                         "total_ms": total,
+                        "superseded": finish == "cancelled",
                         "predicted_rest": bool(rest) and content.startswith(rest),
                     }
                 )
                 print(f"\r  {len(records)} requests, last TTFT {ttft:7.0f} ms", end="", file=sys.stderr, flush=True)
+
+            t0 = time.perf_counter()
+            threads = []
+            for keys, prefix, rest in p.keystrokes(step):
+                if cps <= 0:
+                    one(prefix, rest)  # back to back: each request waits for the previous answer
+                    continue
+                time.sleep(max(0.0, t0 + keys / cps - time.perf_counter()))
+                thread = threading.Thread(target=one, args=(prefix, rest))
+                thread.start()
+                threads.append(thread)
+            for thread in threads:
+                thread.join()
     print(file=sys.stderr)
-    ttfts = sorted(r["ttft_ms"] for r in records)
+    shown = [r for r in records if not r["superseded"]]
+    ttfts = sorted(r["ttft_ms"] for r in shown)
     return {
         "requests": len(records),
+        "superseded": len(records) - len(shown),
         "ttft_p50_ms": statistics.median(ttfts),
         "ttft_p95_ms": ttfts[int(0.95 * (len(ttfts) - 1))],
-        "total_p50_ms": statistics.median(r["total_ms"] for r in records),
+        "total_p50_ms": statistics.median(r["total_ms"] for r in shown),
         "warmup_p50_ms": statistics.median(warmups),
-        "rest_of_line_predicted": sum(r["predicted_rest"] for r in records) / len(records),
+        "rest_of_line_predicted": sum(r["predicted_rest"] for r in shown) / len(shown),
         "records": records,
     }
 
@@ -161,13 +211,15 @@ def model_path(name: str) -> Path:
     return Settings().models_dir / spec.filename
 
 
-def configs(out: Path) -> dict[str, tuple[Callable[[], AbstractContextManager[str]], str | None]]:
-    """name -> (server factory, model field to send)."""
+def configs(
+    out: Path, env: dict[str, str] | None = None
+) -> dict[str, tuple[Callable[[], AbstractContextManager[str]], str | None]]:
+    """name -> (server factory, model field to send).  ``env``: settings for codespark."""
     spark, codex = model_path("spark"), model_path("codex")
     return {
-        "codespark": (lambda: codespark_server(out / "codespark.log"), None),
-        "codespark-spark": (lambda: codespark_server(out / "codespark.log"), "spark"),
-        "codespark-codex": (lambda: codespark_server(out / "codespark.log"), "codex"),
+        "codespark": (lambda: codespark_server(out / "codespark.log", env), None),
+        "codespark-spark": (lambda: codespark_server(out / "codespark.log", env), "spark"),
+        "codespark-codex": (lambda: codespark_server(out / "codespark.log", env), "codex"),
         "llama-psm-0.5b": (lambda: llama_server(spark, ["--cache-reuse", "16"], out / "llama.log"), None),
         "llama-spm-0.5b": (
             lambda: llama_server(spark, ["--cache-reuse", "16", "--spm-infill"], out / "llama.log"),
@@ -182,21 +234,24 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["codespark", "llama-psm-0.5b", "llama-spm-0.5b"])
     parser.add_argument("--points", type=int, default=3, help="lines typed per file (5 files; 0: quality only)")
     parser.add_argument("--step", type=int, default=3, help="characters typed between requests")
+    parser.add_argument("--lines", type=int, default=1, help="consecutive lines typed at each point")
+    parser.add_argument("--cps", type=float, default=0, help="typing speed, characters/s (0: back to back)")
+    parser.add_argument("--env", nargs="*", default=[], help="KEY=VALUE settings for the codespark server")
     parser.add_argument("--n-predict", type=int, default=64)
     parser.add_argument("--quality-tasks", type=int, default=100, help="HumanEval FIM tasks per config (0: skip)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
-    points = pick_points(args.points)
+    points = pick_points(args.points, args.lines)
     tasks = (
         load_tasks(DATA / "HumanEval-SingleLineInfilling.jsonl.gz", args.quality_tasks) if args.quality_tasks else []
     )
-    table = configs(args.out)
+    table = configs(args.out, dict(kv.split("=", 1) for kv in args.env))
     results: dict[str, Any] = {}
     for name in args.configs:
         factory, model = table[name]
         print(f"{name}: replaying {len(points)} lines", file=sys.stderr)
         with factory() as base:
-            result = replay(base, points, args.step, args.n_predict, model) if points else {}
+            result = replay(base, points, args.step, args.n_predict, model, args.cps) if points else {}
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / f"latency-{name}.json").write_text(json.dumps(result, indent=1) + "\n")
             if tasks:

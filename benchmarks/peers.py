@@ -25,15 +25,39 @@ from scripts.build_llama import VERSION, cache_dir, cmake_args, cpu_flags
 from benchmarks.harness import free_port, http_process
 
 
-def llama_server_binary() -> Path:
-    """Path to a built ``llama-server`` (building it the first time, ~5 min on 2 cores)."""
+def llama_tool(name: str = "llama-server") -> Path:
+    """Path to a built llama.cpp tool (building it the first time, ~5 min on 2 cores)."""
     args = [a for a in cmake_args(cpu_flags()) if not a.startswith("-DLLAVA")]
     key = hashlib.sha256(" ".join([VERSION, *args]).encode()).hexdigest()[:16]
     out = cache_dir().parent / "peers" / key
-    binary = out / "build" / "bin" / "llama-server"
+    binary = out / "build" / "bin" / name
     if binary.exists():
         return binary
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / "src").exists():
+        _unpack_sdist(out / "src")
+    source = next((out / "src").glob("llama_cpp_python-*")) / "vendor" / "llama.cpp"
+    build = out / "build"
+    subprocess.run(
+        [
+            "cmake",
+            "-S",
+            str(source),
+            "-B",
+            str(build),
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DLLAMA_CURL=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DBUILD_SHARED_LIBS=OFF",
+            *args,
+        ],
+        check=True,
+    )
+    subprocess.run(["cmake", "--build", str(build), "--target", name, "-j", str(os.cpu_count() or 2)], check=True)
+    return binary
+
+
+def _unpack_sdist(dest: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [
@@ -52,35 +76,14 @@ def llama_server_binary() -> Path:
         )
         sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         with tarfile.open(sdist) as tar:
-            tar.extractall(out / "src", filter="data")
-    source = next((out / "src").glob("llama_cpp_python-*")) / "vendor" / "llama.cpp"
-    build = out / "build"
-    subprocess.run(
-        [
-            "cmake",
-            "-S",
-            str(source),
-            "-B",
-            str(build),
-            "-DCMAKE_BUILD_TYPE=Release",
-            "-DLLAMA_CURL=OFF",
-            "-DLLAMA_BUILD_TESTS=OFF",
-            "-DBUILD_SHARED_LIBS=OFF",
-            *args,
-        ],
-        check=True,
-    )
-    subprocess.run(
-        ["cmake", "--build", str(build), "--target", "llama-server", "-j", str(os.cpu_count() or 2)], check=True
-    )
-    return binary
+            tar.extractall(dest, filter="data")
 
 
 def llama_server(model: Path, extra: list[str], log: Path, n_ctx: int = 8192) -> AbstractContextManager[str]:
     """Run llama-server on ``model`` with ``extra`` flags; yield its base URL."""
     port = free_port()
     cmd = [
-        str(llama_server_binary()),
+        str(llama_tool()),
         "-m",
         str(model),
         "--host",
@@ -99,4 +102,4 @@ def llama_server(model: Path, extra: list[str], log: Path, n_ctx: int = 8192) ->
 
 
 if __name__ == "__main__":
-    print(llama_server_binary())
+    print(llama_tool())

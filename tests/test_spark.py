@@ -165,3 +165,56 @@ def test_idle_sessions_are_parked_and_restored(fake: FakeBackend) -> None:
         assert isinstance(timings, dict)
         assert timings["prompt_n"] - timings["cache_n"] <= 2  # session one's KV came back
         assert set(engine.sessions.sessions()) == {"one", "two"}
+
+
+def lookahead_outcomes(client: TestClient) -> dict[str, float]:
+    out = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("codespark_lookahead_lines_total{"):
+            out[line.split('outcome="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def wait_for_lookahead(client: TestClient) -> dict[str, float]:
+    deadline = time.monotonic() + 10
+    while not (outcomes := lookahead_outcomes(client)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return outcomes
+
+
+def test_lookahead_predicts_the_next_line_in_idle_time(fake: FakeBackend) -> None:
+    fake.replies = {"files = os.listdir(root)": "\n    return sorted(files)", "files =": " os.listdir(root)"}
+    app = create_app(Settings(fim_lookahead=True), Engines(routes={"spark": Engine(fake)}))
+    with TestClient(app) as client:
+        assert infill(client, PREFIX + "    files = ")["content"] == "os.listdir(root)"
+        assert wait_for_lookahead(client) == {"done": 1.0}
+        generated = fake.generated_tokens
+        # The user accepts, presses Enter and types on: the next line is already there.
+        hit = infill(client, PREFIX + "    files = os.listdir(root)\n    ret")
+        assert hit["content"] == "urn sorted(files)"
+        assert hit["timings"]["typed_ahead"] is True  # type: ignore[index]
+        assert fake.generated_tokens == generated
+
+
+def test_lookahead_is_off_unless_configured(fake: FakeBackend) -> None:
+    fake.replies = {"files = os.listdir(root)": "\n    return sorted(files)", "files =": " os.listdir(root)"}
+    app = create_app(Settings(), Engines(routes={"spark": Engine(fake)}))
+    with TestClient(app) as client:
+        infill(client, PREFIX + "    files = ")
+        time.sleep(0.2)
+        assert lookahead_outcomes(client) == {}
+        assert infill(client, PREFIX + "    files = os.listdir(root)\n    ret")["timings"]["typed_ahead"] is False  # type: ignore[index]
+
+
+def test_any_request_preempts_the_lookahead(fake: FakeBackend) -> None:
+    fake.token_delay = 0.005
+    fake.replies = {"files = os.listdir(root)": "\n" + "x" * 1000, "files =": " os.listdir(root)"}
+    app = create_app(Settings(fim_lookahead=True), Engines(routes={"spark": Engine(fake)}))
+    with TestClient(app) as client:
+        infill(client, PREFIX + "    files = ")
+        time.sleep(0.05)  # the lookahead is running now (it would take 5 s)
+        started = time.perf_counter()
+        other = infill(client, "def f(x):\n    return ", session="another file", n_predict=4)
+        assert time.perf_counter() - started < 1.0
+        assert other["timings"]["typed_ahead"] is False  # type: ignore[index]
+        assert wait_for_lookahead(client) == {"preempted": 1.0}

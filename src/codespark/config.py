@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         description="End FIM answers like an editor: one line when code follows in the same block, "
         "and at the end of the block otherwise (see engine/fim.py FimStops).",
     )
+    fim_lookahead: bool = Field(
+        False,
+        description="In idle time, predict the line after a completed FIM answer, so typing it is answered "
+        "at once (typed-ahead). Any request preempts it; see docs/BENCHMARKS.md section 4.",
+    )
     spec_ngram: bool = Field(
         True, description="Speculative decoding by prompt lookup (n-gram drafts) for greedy requests; lossless."
     )
