@@ -5,7 +5,9 @@
 name that the file imports from another module of the same package (``Name(``), as resolved through
 the index.  The line is cut just after that call's ``(``, where an editor asks "what goes here?";
 the model completes the rest of the line (single-line FIM): the arguments, which it can only get
-right if it knows the definition.  Lines are sampled with a fixed seed, round-robin over packages.
+right if it knows the definition.  ``--cut callee`` cuts before the called name instead, so the
+model must also know which name to call.  Lines are sampled with a fixed seed, round-robin over
+packages.
 
 **Conditions**, same prompt window (``--prefix-lines`` before, ``--suffix-lines`` after):
 ``none`` (no context), ``similar`` (BM25 snippets of other files only), ``full`` (definitions of
@@ -65,8 +67,13 @@ class Task:
     callee: str
 
 
-def find_tasks(package: str, ctx: RepoContext, prefix_lines: int, suffix_lines: int) -> list[Task]:
-    """Every qualifying line of ``package``: a call of a name imported from another of its modules."""
+def find_tasks(
+    package: str, ctx: RepoContext, prefix_lines: int, suffix_lines: int, cut_at: str = "args"
+) -> list[Task]:
+    """Every qualifying line of ``package``: a call of a name imported from another of its modules.
+
+    ``cut_at``: "args" cuts after the call's ``(``, "callee" before the called name.
+    """
     tasks: list[Task] = []
     files = [row[0] for row in ctx.index.conn.execute("SELECT path FROM files WHERE language = 'python'")]
     for path in sorted(files):
@@ -90,10 +97,10 @@ def find_tasks(package: str, ctx: RepoContext, prefix_lines: int, suffix_lines: 
             match = pattern.search(line)
             if match is None or line.lstrip().startswith(("#", "def ", "class ", "@")):
                 continue
-            cut = match.end()
-            target = line[cut:].rstrip()
-            if not 4 <= len(target) <= 100 or target.startswith(")"):
+            if not 4 <= len(line[match.end() :].rstrip()) <= 100 or line[match.end() :].startswith(")"):
                 continue
+            cut = match.end() if cut_at == "args" else match.start(1)
+            target = line[cut:].rstrip()
             before = "\n".join(lines[max(0, i - prefix_lines) : i])
             prefix = (before + "\n" if before else "") + line[:cut]
             suffix = "\n" + "\n".join(lines[i + 1 : i + 1 + suffix_lines])
@@ -122,7 +129,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         ctx = RepoContext(SITE / package, cache)
         report = ctx.refresh()
         contexts[package] = ctx
-        found = find_tasks(package, ctx, args.prefix_lines, args.suffix_lines)
+        found = find_tasks(package, ctx, args.prefix_lines, args.suffix_lines, args.cut)
         random.Random(f"{package}:{args.seed}").shuffle(found)
         pools[package] = found
         print(f"{package}: {report.files} files, {len(found)} qualifying lines")
@@ -184,7 +191,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def _summary(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     n = len(results)
-    out: dict[str, Any] = {"engine": args.engine, "tasks": n, "context_tokens": args.context_tokens}
+    out: dict[str, Any] = {"engine": args.engine, "tasks": n, "cut": args.cut, "context_tokens": args.context_tokens}
     for c in args.conditions:
         out[c] = {
             "exact_match": sum(r[c]["exact"] for r in results) / n if n else 0.0,
@@ -246,6 +253,7 @@ def main() -> None:
     parser.add_argument("--suffix-lines", type=int, default=6)
     parser.add_argument("--context-tokens", type=int, default=384)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cut", choices=("args", "callee"), default="args", help="where the line is cut")
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=ALL_CONDITIONS)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--latency", action="store_true", help="measure indexing and retrieval speed instead")

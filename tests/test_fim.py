@@ -1,13 +1,4 @@
-from codespark.engine.fim import (
-    Echo,
-    ExtraFile,
-    FimRequest,
-    FimStops,
-    NextLineStops,
-    build_prompt,
-    echo_target,
-    fit,
-)
+from codespark.engine.fim import Echo, ExtraFile, FimRequest, FimStops, build_prompt, echo_target, fit
 from codespark.engine.prompt import Special, render
 from codespark.engine.text import TextAssembler
 
@@ -131,14 +122,3 @@ def test_single_line_for_a_short_suffix_line_drops_the_suffix_newline() -> None:
     # The suffix starts with a newline and a one-character line: echo cannot judge "}", the newline rule still does.
     prefix, suffix = "if (x) {\n    ", "\n    y();\n}\n"
     assert answer(prefix, suffix, ["z();\n", "    w();\n"]) == "z();"
-
-
-def test_next_line_stops_keep_exactly_the_following_line() -> None:
-    stops = NextLineStops("\n\nprint(main())\n")
-    assert stops.cut("", final=False) is None
-    assert stops.cut("\n    return x", final=False) is None  # the line is not finished yet
-    assert stops.cut("\n    return x\n    y = 1", final=False) == len("\n    return x")
-    assert stops.cut("\n    return x", final=True) == len("\n    return x")
-    assert stops.cut("(1)", final=False) == 0  # goes on with the cursor line: not a next line
-    assert stops.cut("\n\n", final=False) == 0  # a blank line
-    assert stops.cut("\nprint(main())\n", final=False) == 0  # the suffix's first line: nothing to add

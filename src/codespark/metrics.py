@@ -42,12 +42,6 @@ class Metrics:
         self.typed_ahead = Counter(
             "codespark_typed_ahead_hits", "Keystrokes answered from a previous completion.", ["engine"], registry=r
         )
-        self.lookahead = Counter(
-            "codespark_lookahead_lines",
-            "Idle-time next-line predictions, by outcome (done, empty, preempted).",
-            ["engine", "outcome"],
-            registry=r,
-        )
         self.routes = Counter("codespark_route_decisions", "Router decisions.", ["engine", "reason"], registry=r)
         self.drafted = Counter(
             "codespark_spec_drafted_tokens",

@@ -5,8 +5,6 @@ cross to the event loop through an ``asyncio.Queue``.  Text assembly (UTF-8,
 stop strings, suffix echo) and the ``t_max_predict_ms`` budget are applied in
 the worker, so a stop takes effect within one token.  Closing the async
 iterator early (client gone) cancels the generation, also within one token.
-Background work (``idle=True``) yields to any other request: it is cancelled
-as soon as one arrives.
 """
 
 from __future__ import annotations
@@ -134,7 +132,6 @@ class Engine:
         self._lock = asyncio.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codespark-engine")
         self._specials: dict[str, int] = {}
-        self._idle: set[CancelToken] = set()
 
     @property
     def n_ctx(self) -> int:
@@ -195,17 +192,12 @@ class Engine:
         return Prepared(request, tokens)
 
     async def stream(
-        self,
-        job: GenerationRequest | Prepared,
-        cancel: CancelToken | None = None,
-        session: str | None = None,
-        idle: bool = False,
+        self, job: GenerationRequest | Prepared, cancel: CancelToken | None = None, session: str | None = None
     ) -> AsyncGenerator[Event, None]:
         """Run a request; yield ``Delta`` pieces and then one ``Finished``.
 
         Leaving the loop early (``aclose()``, task cancellation) cancels the
         generation and waits, at most one token, for the worker to stop.
-        ``idle``: background work, cancelled ("preempted") when another request arrives.
         """
         prepared = job if isinstance(job, Prepared) else self.prepare(job)
         request, tokens = prepared.request, prepared.tokens
@@ -217,14 +209,8 @@ class Engine:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         run = _Run(request, cancel, session, emit)
-        if idle:
-            self._idle.add(cancel)
-        else:
-            for background in self._idle:
-                background.cancel("preempted")
         async with self._lock:
             if cancel.cancelled:
-                self._idle.discard(cancel)
                 return
             future = loop.run_in_executor(self._worker, self._generate, run, tokens)
             try:
@@ -239,7 +225,6 @@ class Engine:
                         break
             finally:
                 cancel.cancel("client gone")
-                self._idle.discard(cancel)
                 await asyncio.shield(future)
 
     async def run(

@@ -192,33 +192,6 @@ class FimStops:
         return len(text[:start].rstrip()) if undecided else len(text)
 
 
-class NextLineStops:
-    """The line after a completed cursor line (idle-time lookahead): a newline, then one line.
-
-    Anything else (text that goes on with the cursor line, a blank line, or a
-    copy of the suffix's first line) ends the answer empty.
-    """
-
-    def __init__(self, suffix: str) -> None:
-        self._echo = echo_target(suffix)
-
-    def cut(self, text: str, final: bool) -> int | None:
-        if not text:
-            return None
-        if not text.startswith("\n"):
-            return 0
-        end = text.find("\n", 1)
-        if end < 0 and not final:
-            return None
-        line = text[1:] if end < 0 else text[1:end]
-        if not line.strip() or (self._echo is not None and line.strip() == self._echo.line):
-            return 0
-        return len(text) if end < 0 else end
-
-    def hold_from(self, text: str) -> int:
-        return 0  # nothing is streamed: the line is kept for typed-ahead
-
-
 def _keep_tail_lines(text: str, count: Callable[[str], int], budget: int) -> str:
     """The longest run of whole lines ending ``text`` that fits ``budget`` tokens."""
     lines = text.splitlines(keepends=True)

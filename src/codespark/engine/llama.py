@@ -33,7 +33,7 @@ class LlamaOptions:
     n_ctx: int = 8192
     n_batch: int = 512
     n_threads: int | None = None
-    flash_attn: bool = False
+    flash_attn: bool = True
     repack: bool = False
 
 

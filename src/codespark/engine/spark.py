@@ -22,35 +22,23 @@ completion predicted, the rest of that completion is the answer: no forward
 pass at all.  A request that arrives while a completion is still being
 generated waits for it if the user typed what it has produced so far, and
 otherwise supersedes (cancels) it.
-
-**Lookahead** (``lookahead=True``).  When an answer completes the cursor line,
-the engine, if nothing else wants it, goes on to predict the next line, as if
-the user accepted the answer and pressed Enter.  That line is appended to the
-remembered answer, so typing it is answered typed-ahead too.  It runs as idle
-work: any request on the engine preempts it within one token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from codespark.engine.backend import CancelToken, SamplingParams
 from codespark.engine.engine import Delta, Engine, Event, Finished, GenerationRequest, Prepared, Timings
-from codespark.engine.fim import FimRequest, FimStops, NextLineStops, build_prompt, fit, prompt_budget
-from codespark.engine.text import StopPolicy
-from codespark.errors import CodesparkError
+from codespark.engine.fim import FimRequest, FimStops, build_prompt, fit, prompt_budget
 from codespark.metrics import Metrics
-
-log = logging.getLogger(__name__)
 
 MAX_TYPED_LINES = 8
 MAX_TYPED_CHARS = 600
-LOOKAHEAD_TOKENS = 48
 
 
 @dataclass
@@ -83,8 +71,6 @@ class _Session:
     last_route: str = ""
     inflight: _Inflight | None = None
     touched: float = field(default_factory=time.monotonic)
-    lookahead: asyncio.Task[None] | None = None
-    looked_ahead: str | None = None  # the text (prefix + answer) the last lookahead started from
 
 
 @dataclass
@@ -92,10 +78,10 @@ class FimJob:
     """A planned FIM request: an immediate typed-ahead answer, or a generation to run."""
 
     route: str
-    request: FimRequest
-    params: SamplingParams
     text: str | None = None
     prepared: Prepared | None = None
+    prefix: str = ""
+    suffix: str = ""
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -118,11 +104,10 @@ def _keeps_anchor(anchor: _Anchor | None, req: FimRequest) -> bool:
 class FimSessions:
     """Per-session FIM state for every engine.  Lives on ``app.state``."""
 
-    def __init__(self, metrics: Metrics | None = None, max_sessions: int = 512, lookahead: bool = False) -> None:
+    def __init__(self, metrics: Metrics | None = None, max_sessions: int = 512) -> None:
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._metrics = metrics
         self._max = max_sessions
-        self._lookahead = lookahead
 
     def _session(self, session: str) -> _Session:
         state = self._sessions.pop(session, None) or _Session()
@@ -180,7 +165,7 @@ class FimSessions:
         state.last_prefix, state.last_text = req.prefix, rest
         if self._metrics:
             self._metrics.typed_ahead.labels(state.last_route).inc()
-        return FimJob(route=state.last_route, request=req, params=params, text=rest)
+        return FimJob(route=state.last_route, text=rest)
 
     def plan(
         self,
@@ -192,12 +177,8 @@ class FimSessions:
         stops: tuple[str, ...] = (),
         t_max_predict_ms: float | None = None,
         block_stops: bool = True,
-        next_line: bool = False,
     ) -> FimJob:
-        """Prepare an anchored generation of ``req`` on ``engine``.
-
-        ``next_line``: generate the line after the cursor line (lookahead) instead of the middle.
-        """
+        """Prepare an anchored generation of ``req`` on ``engine``."""
         state = self._session(session)
         anchor = state.anchors.get(route)
         if anchor is None or not _keeps_anchor(anchor, req):
@@ -218,86 +199,36 @@ class FimSessions:
         prompt = build_prompt(fitted)
         if shown:
             prompt.append(shown)
-        policy: StopPolicy = (
-            NextLineStops(fitted.suffix) if next_line else FimStops(fitted.prefix + typed, fitted.suffix, block_stops)
-        )
         generation = GenerationRequest(
             prompt=prompt,
             params=params,
             stops=stops,
-            policy=policy,
+            policy=FimStops(fitted.prefix + typed, fitted.suffix, block_stops),
             t_max_predict_ms=t_max_predict_ms,
             heal=heal,
         )
-        return FimJob(route=route, request=req, params=params, prepared=engine.prepare(generation))
+        return FimJob(route=route, prepared=engine.prepare(generation), prefix=req.prefix, suffix=req.suffix)
 
     async def events(self, job: FimJob, engine: Engine, session: str) -> AsyncGenerator[Event, None]:
         """Run a planned job; remember its answer for typed-ahead."""
-        req = job.request
         if job.text is not None:
             yield Delta(job.text)
             elapsed = (time.perf_counter() - job.started) * 1000
             yield Finished(job.text, "stop", Timings(0, 0, 0, 0.0, elapsed, 0.0, typed_ahead=True))
-            self._look_ahead(job, engine, session, job.text)
             return
         assert job.prepared is not None
         state = self._session(session)
-        inflight = _Inflight(job.route, req.prefix, req.suffix)
+        inflight = _Inflight(job.route, job.prefix, job.suffix)
         state.inflight = inflight
         try:
             async for event in engine.stream(job.prepared, inflight.cancel, session):
                 if isinstance(event, Delta):
                     inflight.text += event.text
                 elif event.finish_reason != "cancelled":
-                    state.last_prefix, state.last_suffix = req.prefix, req.suffix
+                    state.last_prefix, state.last_suffix = job.prefix, job.suffix
                     state.last_text, state.last_route = event.text, job.route
-                    if event.finish_reason == "stop":
-                        self._look_ahead(job, engine, session, event.text)
                 yield event
         finally:
             inflight.done.set()
             if state.inflight is inflight:
                 state.inflight = None
-
-    def _look_ahead(self, job: FimJob, engine: Engine, session: str, answer: str) -> None:
-        """Start predicting the line after ``answer`` in the background, when it completes the cursor line."""
-        req = job.request
-        state = self._sessions.get(session)
-        end_of_line = not req.suffix.split("\n", 1)[0].strip()
-        if not self._lookahead or state is None or not answer.strip() or "\n" in answer or not end_of_line:
-            return
-        if state.lookahead is not None and not state.lookahead.done():
-            return
-        start = req.prefix + answer
-        if state.looked_ahead == start:
-            return
-        state.looked_ahead = start
-        params = replace(job.params, max_tokens=LOOKAHEAD_TOKENS)
-        ahead = FimRequest(start, req.suffix, req.extra, req.filename, req.repo_name)
-        try:
-            planned = self.plan(job.route, engine, session, ahead, params, next_line=True)
-        except CodesparkError:
-            return  # no room left in the context: simply no lookahead
-        state.lookahead = asyncio.create_task(self._run_lookahead(planned, engine, session, start))
-
-    async def _run_lookahead(self, job: FimJob, engine: Engine, session: str, start: str) -> None:
-        assert job.prepared is not None
-        result: Finished | None = None
-        try:
-            async for event in engine.stream(job.prepared, CancelToken(), session, idle=True):
-                if isinstance(event, Finished):
-                    result = event
-        except CodesparkError as exc:
-            log.warning("Lookahead failed: %s", exc.message)
-            return
-        if result is None or result.finish_reason == "cancelled":
-            outcome = "preempted"
-        else:
-            outcome = "done" if result.text else "empty"
-        if self._metrics:
-            self._metrics.lookahead.labels(job.route, outcome).inc()
-        state = self._sessions.get(session)
-        if result is None or outcome != "done" or state is None or state.last_prefix is None:
-            return
-        if state.last_route == job.route and state.last_prefix + state.last_text == start:
-            state.last_text += result.text  # still the predicted end of line: typing on is answered typed-ahead
