@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec bench-redaction sql-eval crossfile-eval fim-eval clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction sql-eval crossfile-eval fim-eval clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,13 @@ bench: models
 bench-latency: models
 	$(PY) benchmarks/latency.py --configs codespark llama-psm-0.5b llama-spm-0.5b --points 2
 
+# The edit task, in process and through llama-server (plain, n-gram, 0.5B draft model).
 bench-spec: models
-	$(PY) benchmarks/speculative.py --runs 3
+	$(PY) benchmarks/speculative.py --runs 3 --peers
+
+# llama-bench over threads, ubatch, flash attention, repacking and requantized files (never in CI).
+bench-prefill: models
+	$(PY) benchmarks/prefill.py --json bench-out/prefill.json
 
 bench-redaction: setup
 	$(PY) benchmarks/redaction.py --per-format 200 --seeds 3 --json bench-out/redaction.json

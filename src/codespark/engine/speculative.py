@@ -84,7 +84,7 @@ class DraftBudget:
     tokens more slowly than plain steps.
     """
 
-    def __init__(self, max_draft: int = 16, cooldown: int = 4, baseline: int = 2, min_rounds: int = 3) -> None:
+    def __init__(self, max_draft: int = 32, cooldown: int = 4, baseline: int = 2, min_rounds: int = 3) -> None:
         self._max = max_draft
         self._cooldown = cooldown
         self._min_rounds = min_rounds
