@@ -23,9 +23,14 @@ def free_port() -> int:
 
 @contextmanager
 def http_process(
-    cmd: list[str], base: str, log: Path, env: dict[str, str] | None = None, timeout_s: float = 900
+    cmd: list[str],
+    base: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 900,
+    health: str = "/health",
 ) -> Iterator[str]:
-    """Run ``cmd`` until the block ends, once ``base``/health answers 200; yield ``base``."""
+    """Run ``cmd`` until the block ends, once ``base + health`` answers 200; yield ``base``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -35,7 +40,7 @@ def http_process(
             if proc.poll() is not None:
                 raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}; see {log}")
             try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                if httpx.get(base + health, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

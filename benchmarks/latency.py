@@ -18,8 +18,10 @@ requests that were not superseded count in the latency figures; the share of
 superseded ones is reported beside them.
 
 Servers, in the same run: codespark in its default configuration (the router
-decides), codespark pinned to spark and to codex, and llama.cpp's llama-server
-(PSM with ``--cache-reuse``, and ``--spm-infill``), built by ``benchmarks/peers.py``.
+decides), codespark pinned to spark and to codex, llama.cpp's llama-server
+(PSM with ``--cache-reuse``, and ``--spm-infill``), built by ``benchmarks/peers.py``,
+and llama-cpp-python's own server (``llama-cpp-python-0.5b``; its FIM is broken,
+so it gets the same PSM prompt as text on ``/v1/completions``, and no pass rate).
 
     python benchmarks/latency.py --configs codespark llama-psm --points 3
 """
@@ -43,7 +45,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.fim_quality import DATA, evaluate, load_tasks
 from benchmarks.harness import codespark_server
-from benchmarks.peers import llama_server
+from benchmarks.peers import llama_cpp_python_server, llama_server
 from codespark.config import Settings
 from codespark.models.catalog import find
 
@@ -119,32 +121,45 @@ def pick_points(per_file: int, count: int = 1) -> list[Point]:
     return points
 
 
-def stream_infill(
-    http: httpx.Client, base: str, body: dict[str, Any], session: str
+def _psm(body: dict[str, Any]) -> dict[str, Any]:
+    """An /infill body as a raw Qwen PSM prompt for ``/v1/completions`` (servers with no FIM endpoint)."""
+    prompt = "<|fim_prefix|>" + body["input_prefix"] + "<|fim_suffix|>" + body["input_suffix"] + "<|fim_middle|>"
+    return {"prompt": prompt, "max_tokens": max(1, body["n_predict"]), "temperature": 0}
+
+
+def stream_request(
+    http: httpx.Client, base: str, body: dict[str, Any], session: str, protocol: str = "infill"
 ) -> tuple[float, float, str, str | None]:
-    """(ttft_ms, total_ms, content, finish_reason) for one streamed /infill request."""
+    """(ttft_ms, total_ms, content, finish_reason) for one streamed request.
+
+    ``protocol``: "infill" (llama-server's /infill), or "completions" (the same prompt as raw PSM text).
+    """
+    url, payload = (base + "/infill", body) if protocol == "infill" else (base + "/v1/completions", _psm(body))
     started = time.perf_counter()
     first: float | None = None
     finish: str | None = None
     content = []
-    with http.stream("POST", base + "/infill", json={**body, "stream": True}, headers={"X-Session": session}) as r:
+    with http.stream("POST", url, json={**payload, "stream": True}, headers={"X-Session": session}) as r:
         r.raise_for_status()
         for line in r.iter_lines():
-            if not line.startswith("data: "):
+            if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             data = json.loads(line[6:])
-            piece = data.get("content", "")
+            choice = data["choices"][0] if protocol == "completions" else data
+            piece = choice.get("text" if protocol == "completions" else "content") or ""
             if piece and first is None:
                 first = time.perf_counter()
             content.append(piece)
-            if data.get("stop"):
-                finish = data.get("finish_reason")
+            if data.get("stop") or choice.get("finish_reason"):
+                finish = choice.get("finish_reason")
                 break
     end = time.perf_counter()
     return ((first or end) - started) * 1000, (end - started) * 1000, "".join(content), finish
 
 
-def replay(base: str, points: list[Point], step: int, n_predict: int, model: str | None, cps: float) -> dict[str, Any]:
+def replay(
+    base: str, points: list[Point], step: int, n_predict: int, model: str | None, cps: float, protocol: str
+) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     warmups: list[float] = []
     with httpx.Client(timeout=600, limits=httpx.Limits(max_connections=64)) as http:
@@ -156,16 +171,13 @@ def replay(base: str, points: list[Point], step: int, n_predict: int, model: str
                 "temperature": 0,
                 **({"model": model} if model else {}),
             }
-            started = time.perf_counter()
-            http.post(
-                base + "/infill",
-                json={**common, "input_prefix": p.before + p.first_indent, "n_predict": 0},
-                headers={"X-Session": p.file},
-            ).raise_for_status()
-            warmups.append((time.perf_counter() - started) * 1000)
+            warm_up = {**common, "input_prefix": p.before + p.first_indent, "n_predict": 0}
+            warmups.append(stream_request(http, base, warm_up, p.file, protocol)[1])
 
             def one(prefix: str, rest: str, body: dict[str, Any] = common, point: Point = p) -> None:
-                ttft, total, content, finish = stream_infill(http, base, {**body, "input_prefix": prefix}, point.file)
+                ttft, total, content, finish = stream_request(
+                    http, base, {**body, "input_prefix": prefix}, point.file, protocol
+                )
                 records.append(
                     {
                         "file": point.file,
@@ -211,21 +223,32 @@ def model_path(name: str) -> Path:
     return Settings().models_dir / spec.filename
 
 
-def configs(
-    out: Path, env: dict[str, str] | None = None
-) -> dict[str, tuple[Callable[[], AbstractContextManager[str]], str | None]]:
-    """name -> (server factory, model field to send).  ``env``: settings for codespark."""
+@dataclass(frozen=True)
+class Config:
+    """A server to replay against: how to start it, the model field to send, and its protocol."""
+
+    start: Callable[[], AbstractContextManager[str]]
+    model: str | None = None
+    protocol: str = "infill"
+
+
+def configs(out: Path, env: dict[str, str] | None = None) -> dict[str, Config]:
+    """The servers by name.  ``env``: settings for codespark."""
     spark, codex = model_path("spark"), model_path("codex")
     return {
-        "codespark": (lambda: codespark_server(out / "codespark.log", env), None),
-        "codespark-spark": (lambda: codespark_server(out / "codespark.log", env), "spark"),
-        "codespark-codex": (lambda: codespark_server(out / "codespark.log", env), "codex"),
-        "llama-psm-0.5b": (lambda: llama_server(spark, ["--cache-reuse", "16"], out / "llama.log"), None),
-        "llama-spm-0.5b": (
-            lambda: llama_server(spark, ["--cache-reuse", "16", "--spm-infill"], out / "llama.log"),
-            None,
+        "codespark": Config(lambda: codespark_server(out / "codespark.log", env)),
+        "codespark-spark": Config(lambda: codespark_server(out / "codespark.log", env), "spark"),
+        "codespark-codex": Config(lambda: codespark_server(out / "codespark.log", env), "codex"),
+        "llama-psm-0.5b": Config(lambda: llama_server(spark, ["--cache-reuse", "16"], out / "llama.log")),
+        "llama-spm-0.5b": Config(
+            lambda: llama_server(spark, ["--cache-reuse", "16", "--spm-infill"], out / "llama.log")
         ),
-        "llama-psm-1.5b": (lambda: llama_server(codex, ["--cache-reuse", "16"], out / "llama.log"), None),
+        "llama-psm-1.5b": Config(lambda: llama_server(codex, ["--cache-reuse", "16"], out / "llama.log")),
+        # llama-cpp-python 0.3.36 builds FIM prompts with token id 0 for the FIM tokens (a "TODO: Fix" in
+        # its source), so its ``suffix`` cannot be used: the replay sends the PSM prompt as text instead.
+        "llama-cpp-python-0.5b": Config(
+            lambda: llama_cpp_python_server(spark, out / "llama-cpp-python.log"), protocol="completions"
+        ),
     }
 
 
@@ -248,14 +271,18 @@ def main() -> None:
     table = configs(args.out, dict(kv.split("=", 1) for kv in args.env))
     results: dict[str, Any] = {}
     for name in args.configs:
-        factory, model = table[name]
+        config = table[name]
         print(f"{name}: replaying {len(points)} lines", file=sys.stderr)
-        with factory() as base:
-            result = replay(base, points, args.step, args.n_predict, model, args.cps) if points else {}
+        with config.start() as base:
+            result = (
+                replay(base, points, args.step, args.n_predict, config.model, args.cps, config.protocol)
+                if points
+                else {}
+            )
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / f"latency-{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-            if tasks:
-                quality = evaluate(base, model or "auto", tasks, 64)
+            if tasks and config.protocol == "infill":  # the quality harness speaks /infill
+                quality = evaluate(base, config.model or "auto", tasks, 64)
                 result["fim_pass_rate"] = quality["pass_rate"]
         results[name] = result
         print(

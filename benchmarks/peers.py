@@ -1,9 +1,12 @@
-"""Peers for side-by-side benchmarks: llama.cpp's own ``llama-server``, built here.
+"""Peers for side-by-side benchmarks: llama.cpp's own ``llama-server`` (and tools), built here,
+and llama-cpp-python's own server (``python -m llama_cpp.server``).
 
-The server is built from the llama.cpp sources vendored in the llama-cpp-python
-sdist we pin, with the same no-AMX flags as our wheel (``scripts/build_llama.py``),
-into ``~/.cache/codespark/peers/<key>/``.  Benchmarks build it on first use;
-CI never does.
+llama.cpp's tools are built from the llama.cpp sources vendored in the
+llama-cpp-python sdist we pin, with the same no-AMX flags as our wheel
+(``scripts/build_llama.py``), into ``~/.cache/codespark/peers/<key>/``.
+llama-cpp-python's server runs on our installed wheel; its two extra
+dependencies are installed beside it, outside our environment.  Benchmarks
+set peers up on first use; CI never does.
 
     python benchmarks/peers.py   # build (or find) llama-server and print its path
 """
@@ -99,6 +102,27 @@ def llama_server(model: Path, extra: list[str], log: Path, n_ctx: int = 8192) ->
         *extra,
     ]
     return http_process(cmd, f"http://127.0.0.1:{port}", log, timeout_s=300)
+
+
+# llama-cpp-python's ``[server]`` extra, less what our environment already has (pinned as tested).
+PY_SERVER_DEPS = ("sse-starlette==3.7.0", "starlette-context==0.5.1")
+
+
+def llama_cpp_python_server(model: Path, log: Path, n_ctx: int = 8192) -> AbstractContextManager[str]:
+    """Run ``python -m llama_cpp.server`` on ``model`` (2 threads, flash attention, as ours); yield its URL."""
+    extra = cache_dir().parent / "peers" / "llama-cpp-server"
+    if not (extra / "sse_starlette").exists():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(extra), *PY_SERVER_DEPS],
+            check=True,
+        )
+    port = free_port()
+    threads = str(os.cpu_count() or 2)
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", str(n_ctx)]
+    cmd += ["--n_threads", threads, "--n_threads_batch", threads, "--flash_attn", "true"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "PYTHONPATH": str(extra)}
+    return http_process(cmd, f"http://127.0.0.1:{port}", log, env, timeout_s=300, health="/v1/models")
 
 
 if __name__ == "__main__":
