@@ -53,7 +53,8 @@ SITE = Path(sysconfig.get_paths()["purelib"])
 CONDITIONS = ("none", "similar", "full")
 # ``layout``: no context, but the repo-level prompt form (file name, <|file_sep|>) the other two use:
 # separates what the context adds from what the form costs.
-ALL_CONDITIONS = (*CONDITIONS, "layout", "full-comment", "similar-comment")
+# ``sig-inline``: only the called name's signature, as a comment just above the cursor line (plain PSM).
+ALL_CONDITIONS = (*CONDITIONS, "layout", "full-comment", "similar-comment", "sig-inline")
 
 
 @dataclass
@@ -117,6 +118,25 @@ def comment_context(files: list[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def callee_signature(ctx: RepoContext, task: Task) -> str | None:
+    """The called name's signature (a class's with its ``__init__``), resolved through the file's imports."""
+    text = (ctx.root / task.path).read_text(errors="replace")
+    bound = _bindings(parse(text.encode(), "python").imports, module_name(task.path), task.path.endswith("__init__.py"))
+    target = bound.get(task.callee)
+    found = ctx.retriever._resolve(target, None, brief=True) if target and target[1] else None
+    return found[1] if found else None
+
+
+def above_cursor(prefix: str, note: str | None) -> str:
+    """``prefix`` with ``note`` as comment lines just above the cursor line, at its indentation."""
+    if not note:
+        return prefix
+    head, _, line = prefix.rpartition("\n")
+    indent = line[: len(line) - len(line.lstrip())]
+    comment = "".join(f"{indent}# {part.strip()}\n" for part in note.splitlines() if part.strip())
+    return (head + "\n" if head else "") + comment + line
+
+
 def edit_similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b).ratio()
 
@@ -151,12 +171,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 mode, _, layout = condition.partition("-")
                 pieces = (
                     []
-                    if mode in ("none", "layout")
+                    if mode in ("none", "layout", "sig")
                     else ctx.for_completion(
                         str(ctx.root / task.path), task.prefix, task.suffix, args.context_tokens, None, mode
                     )
                 )
-                if layout == "comment":
+                if condition == "sig-inline":
+                    req = FimRequest(above_cursor(task.prefix, callee_signature(ctx, task)), task.suffix)
+                elif layout == "comment":
                     req = FimRequest(comment_context(merge_by_path(pieces)) + task.prefix, task.suffix)
                 else:
                     extra = tuple(ExtraFile(p, t) for p, t in merge_by_path(pieces))
