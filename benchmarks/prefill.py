@@ -5,7 +5,7 @@ no-AMX flags as our wheel (``benchmarks/peers.py``), over a grid of settings:
 threads, micro-batch size, flash attention, weight repacking, and quantization
 types made from the shipped files with llama.cpp's ``llama-quantize``
 (``--allow-requantize``; the quality of a requantized file must be checked
-separately with ``benchmarks/fim_quality.py --model-file``).
+separately, e.g. ``CODESPARK_SPARK_MODEL=FILE python benchmarks/fim_quality.py``).
 
     python benchmarks/prefill.py --json bench-out/prefill.json
 """
