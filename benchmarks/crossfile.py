@@ -6,7 +6,8 @@ name that the file imports from another module of the same package (``Name(``), 
 the index.  The line is cut just after that call's ``(``, where an editor asks "what goes here?";
 the model completes the rest of the line (single-line FIM): the arguments, which it can only get
 right if it knows the definition.  ``--cut callee`` cuts before the called name instead, so the
-model must also know which name to call.  Lines are sampled with a fixed seed, round-robin over
+model must also know which name to call; ``--cut kwarg`` cuts before the call's first keyword
+argument, whose name only the definition gives.  Lines are sampled with a fixed seed, round-robin over
 packages.
 
 **Conditions**, same prompt window (``--prefix-lines`` before, ``--suffix-lines`` after):
@@ -73,7 +74,8 @@ def find_tasks(
 ) -> list[Task]:
     """Every qualifying line of ``package``: a call of a name imported from another of its modules.
 
-    ``cut_at``: "args" cuts after the call's ``(``, "callee" before the called name.
+    ``cut_at``: "args" cuts after the call's ``(``, "callee" before the called name, "kwarg" before
+    the call's first keyword argument (lines without one are left out).
     """
     tasks: list[Task] = []
     files = [row[0] for row in ctx.index.conn.execute("SELECT path FROM files WHERE language = 'python'")]
@@ -100,13 +102,36 @@ def find_tasks(
                 continue
             if not 4 <= len(line[match.end() :].rstrip()) <= 100 or line[match.end() :].startswith(")"):
                 continue
-            cut = match.end() if cut_at == "args" else match.start(1)
+            if cut_at == "args":
+                cut: int | None = match.end()
+            elif cut_at == "callee":
+                cut = match.start(1)
+            else:
+                cut = _first_keyword(line, match.end())
+            if cut is None:
+                continue
             target = line[cut:].rstrip()
             before = "\n".join(lines[max(0, i - prefix_lines) : i])
             prefix = (before + "\n" if before else "") + line[:cut]
             suffix = "\n" + "\n".join(lines[i + 1 : i + 1 + suffix_lines])
             tasks.append(Task(package, path, i + 1, prefix, suffix, target, match.group(1)))
     return tasks
+
+
+def _first_keyword(line: str, start: int) -> int | None:
+    """Where the first ``name=`` argument of the call opened just before ``start`` begins, if any."""
+    depth = 0
+    for m in re.finditer(r"[()\[\]{}]|\b[A-Za-z_]\w*=(?!=)", line[start:]):
+        token = m.group()
+        if token in "([{":
+            depth += 1
+        elif token in ")]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif depth == 0:
+            return start + m.start()
+    return None
 
 
 def comment_context(files: list[tuple[str, str]]) -> str:
@@ -275,7 +300,7 @@ def main() -> None:
     parser.add_argument("--suffix-lines", type=int, default=6)
     parser.add_argument("--context-tokens", type=int, default=384)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cut", choices=("args", "callee"), default="args", help="where the line is cut")
+    parser.add_argument("--cut", choices=("args", "callee", "kwarg"), default="args", help="where the line is cut")
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=ALL_CONDITIONS)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--latency", action="store_true", help="measure indexing and retrieval speed instead")
