@@ -73,21 +73,25 @@ class Point:
 
     def keystrokes(self, step: int) -> Iterator[tuple[int, str, str]]:
         """(keystrokes so far, prefix, rest of the line) for each request while the lines are typed."""
+        before = self.before
         typed_lines = ""
         keys = 0
         for line in self.lines[self.index : self.index + self.count]:
             text = line.strip()
-            indent = line[: len(line) - len(line.lstrip())]
+            indent = _indent(line)
             keys += 1 if typed_lines else 0  # Enter (the editor indents)
             for n in range(step, len(text) + 1, step):
-                yield keys + n, self.before + typed_lines + indent + text[:n], text[n:]
+                yield keys + n, before + typed_lines + indent + text[:n], text[n:]
             keys += len(text)
             typed_lines += indent + text + "\n"
 
     @property
     def first_indent(self) -> str:
-        line = self.lines[self.index]
-        return line[: len(line) - len(line.lstrip())]
+        return _indent(self.lines[self.index])
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
 
 
 def _typable(line: str) -> bool:
