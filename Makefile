@@ -16,7 +16,7 @@ $(PY):
 
 # llama-cpp-python is built once per machine and flag set (no AMX; see README "Build").
 $(STAMP): $(PY) pyproject.toml scripts/build_llama.py
-	$(PY) -m pip install --quiet "$$($(PY) scripts/build_llama.py)"
+	wheel="$$($(PY) scripts/build_llama.py)" && $(PY) -m pip install --quiet "$$wheel"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

@@ -34,7 +34,8 @@ from benchmarks.sql_dev.build import build_sqlite
 from codespark.config import load_settings
 from codespark.engine.loader import load_engines
 from codespark.sql.assistant import Options, SqlAssistant
-from codespark.sql.database import Database, DatabaseError
+from codespark.errors import DatabaseError
+from codespark.sql.database import Database
 from codespark.sql.schema import introspect
 
 QUESTIONS = Path(__file__).resolve().parent / "sql_dev" / "questions.json"

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 VERSION = "0.3.36"
@@ -86,7 +88,6 @@ def ensure_wheel() -> Path:
     wheels = sorted(out.glob("llama_cpp_python-*.whl"))
     if wheels:
         return wheels[-1]
-    out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["CMAKE_ARGS"] = " ".join(args)
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
@@ -96,28 +97,44 @@ def ensure_wheel() -> Path:
         file=sys.stderr,
         flush=True,
     )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-cache-dir",
-            "--no-binary",
-            "llama-cpp-python",
-            "-w",
-            str(out),
-            f"llama-cpp-python=={VERSION}",
-        ],
-        check=True,
-        env=env,
-    )
-    wheels = sorted(out.glob("llama_cpp_python-*.whl"))
-    if not wheels:
-        raise SystemExit(f"pip wheel finished but left no wheel in {out}")
-    (out / "CMAKE_ARGS").write_text(env["CMAKE_ARGS"] + "\n")
-    return wheels[-1]
+    # Build into a scratch directory and rename it into place only when a wheel is
+    # there, so an interrupted build never leaves a directory that looks finished.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=out.parent))
+    try:
+        # stdout is the script's answer (one wheel path): everything pip prints,
+        # progress and index notes included, goes to stderr.
+        subprocess.run(
+            [
+                *pip_command(),
+                "wheel",
+                "--no-deps",
+                "--no-cache-dir",
+                "--no-binary",
+                "llama-cpp-python",
+                "-w",
+                str(scratch),
+                f"llama-cpp-python=={VERSION}",
+            ],
+            check=True,
+            env=env,
+            stdout=sys.stderr,
+        )
+        if not sorted(scratch.glob("llama_cpp_python-*.whl")):
+            raise SystemExit(f"pip wheel finished but left no wheel in {scratch}")
+        (scratch / "CMAKE_ARGS").write_text(env["CMAKE_ARGS"] + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        scratch.rename(out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return sorted(out.glob("llama_cpp_python-*.whl"))[-1]
+
+
+def pip_command() -> list[str]:
+    """The pip to build with; ``CODESPARK_PIP`` (space-separated) replaces it, for tests."""
+    override = os.environ.get("CODESPARK_PIP", "").split()
+    return override or [sys.executable, "-m", "pip"]
 
 
 def main() -> None:

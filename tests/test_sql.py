@@ -19,8 +19,9 @@ from codespark.errors import InvalidRequestError
 from codespark.server.app import create_app
 from codespark.sql.assistant import Options, SqlAssistant
 from codespark.sql.chart import chart_kind, render_chart
-from codespark.sql.database import Database, DatabaseError, QueryTimeoutError, Rows
-from codespark.sql.safety import UnsafeSQLError, check_read_only
+from codespark.errors import DatabaseError, QueryTimeoutError, UnsafeSQLError
+from codespark.sql.database import Database, Rows
+from codespark.sql.safety import check_read_only
 from codespark.sql.schema import introspect, render, select_tables
 from codespark.sql.validate import validate
 from tests.postgres import running_postgres

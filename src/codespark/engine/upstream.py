@@ -27,15 +27,11 @@ import httpx
 
 from codespark.config import UpstreamSettings
 from codespark.engine.engine import Delta, Event, Finished, Timings
-from codespark.errors import UpstreamError
+from codespark.errors import UpstreamError, UpstreamUnavailable
 from codespark.guard.redactor import Redactor
 
 Endpoint = Literal["chat/completions", "completions"]
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
-
-
-class UpstreamUnavailable(UpstreamError):
-    """The provider could not be reached (or kept failing) within the retries."""
 
 
 class Upstream:

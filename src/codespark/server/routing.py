@@ -18,8 +18,8 @@ from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Event
 from codespark.engine.fim import ExtraFile, FimRequest
 from codespark.engine.spark import FimSessions
-from codespark.engine.upstream import Endpoint, UpstreamUnavailable
-from codespark.errors import EngineError, InvalidRequestError
+from codespark.engine.upstream import Endpoint
+from codespark.errors import EngineError, InvalidRequestError, UpstreamUnavailable
 from codespark.metrics import Metrics
 from codespark.router import Decision, Router
 from codespark.server.generation import recorded

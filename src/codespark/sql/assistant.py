@@ -20,9 +20,9 @@ from codespark.engine import chat
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Engine, GenerationRequest
 from codespark.engine.prompt import Prompt
-from codespark.errors import InvalidRequestError
+from codespark.errors import DatabaseError, InvalidRequestError
 from codespark.sql import prompts
-from codespark.sql.database import Database, DatabaseError, Rows
+from codespark.sql.database import Database, Rows
 from codespark.sql.explain import explain
 from codespark.sql.safety import parse, read_only_refusal
 from codespark.sql.schema import Schema, render, select_tables

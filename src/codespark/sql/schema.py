@@ -21,7 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from codespark.sql.database import Database, DatabaseError
+from codespark.errors import DatabaseError
+from codespark.sql.database import Database
 
 SAMPLE_MAX_DISTINCT = 12
 SAMPLES_SHOWN = 6

@@ -17,9 +17,9 @@ from sqlglot.errors import OptimizeError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
-from codespark.errors import InvalidRequestError
-from codespark.sql.database import Database, DatabaseError
-from codespark.sql.safety import check_read_only, parse
+from codespark.errors import DatabaseError, SqlParseError, UnsafeSQLError
+from codespark.sql.database import Database
+from codespark.sql.safety import check_read_only, check_writable
 from codespark.sql.schema import Schema
 
 
@@ -49,12 +49,12 @@ def validate(sql: str, schema: Schema, db: Database | None, *, allow_write: bool
     """Run the checks in order, stopping at the first failure; ``db=None`` skips EXPLAIN."""
     result = Validation(sql)
     try:
-        tree = parse(sql, schema.dialect)[0] if allow_write else check_read_only(sql, schema.dialect)
-    except InvalidRequestError as exc:
-        check = "parse" if "does not parse" in exc.message or "no SQL" in exc.message else "read_only"
-        if check == "read_only":
-            result.steps.append(Step("parse", True))
-        result.steps.append(Step(check, False, exc.message))
+        tree = check_writable(sql, schema.dialect) if allow_write else check_read_only(sql, schema.dialect)
+    except SqlParseError as exc:
+        result.steps.append(Step("parse", False, exc.message))
+        return result
+    except UnsafeSQLError as exc:
+        result.steps += [Step("parse", True), Step("read_only", False, exc.message)]
         return result
     result.steps += [Step("parse", True), Step("read_only", True, "write allowed" if allow_write else "")]
     if isinstance(tree, exp.Query):
