@@ -139,36 +139,57 @@ class Database:
             try:
                 yield conn
             except DBAPIError as exc:
-                raise self._error(exc) from exc
+                raise self._error(exc.orig) from exc
             except SQLAlchemyError as exc:
                 raise DatabaseError(f"Cannot use {self.display}: {_first_line(exc)}") from exc
 
     def run(self, sql: str, max_rows: int) -> Rows:
         """Execute ``sql`` and fetch at most ``max_rows`` rows, under the timeout."""
         with self.connect() as conn, self._deadline(conn):
-            try:
-                result = conn.exec_driver_sql(sql)
-                if not result.returns_rows:
-                    if self.writable:
-                        conn.commit()
-                    return Rows([], [], False)
-                fetched = result.fetchmany(max_rows + 1)
-                columns = list(result.keys())
-                if self.writable:
-                    conn.commit()
-            except DBAPIError as exc:
-                raise self._error(exc) from exc
-        return Rows(columns, [tuple(r) for r in fetched[:max_rows]], len(fetched) > max_rows)
+            columns, fetched = self._execute(conn, sql, max_rows + 1)
+        return Rows(columns or [], [tuple(r) for r in fetched[:max_rows]], len(fetched) > max_rows)
 
     def explain(self, sql: str) -> str:
         """The database's plan for ``sql``: proof that it compiles against the real schema."""
         prefix = "EXPLAIN QUERY PLAN " if self.backend == "sqlite" else "EXPLAIN "
         with self.connect() as conn, self._deadline(conn):
-            try:
-                rows = conn.exec_driver_sql(prefix + sql).fetchall()
-            except DBAPIError as exc:
-                raise self._error(exc) from exc
+            _, rows = self._execute(conn, prefix + sql, None)
         return "\n".join(" | ".join(str(v) for v in row) for row in rows)
+
+    def _execute(self, conn: Connection, sql: str, limit: int | None) -> tuple[list[str] | None, list[Any]]:
+        """Run one statement: its column names (None if it returns no rows) and up to ``limit`` rows."""
+        try:
+            if self.backend == "postgresql":
+                return self._execute_postgres(conn, sql, limit)
+            result = conn.exec_driver_sql(sql)
+            if not result.returns_rows:
+                columns, rows = None, []
+            else:
+                rows = list(result.fetchall() if limit is None else result.fetchmany(limit))
+                columns = list(result.keys())
+            if self.writable:
+                conn.commit()
+            return columns, rows
+        except DBAPIError as exc:
+            raise self._error(exc.orig) from exc
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+
+    def _execute_postgres(self, conn: Connection, sql: str, limit: int | None) -> tuple[list[str] | None, list[Any]]:
+        # On psycopg's own cursor, as a prepared statement with no parameters: a prepared statement
+        # holds exactly one command (so no "; COMMIT; …" can leave the read-only transaction), and
+        # with no parameters a '%' in the SQL is just a character.
+        raw: Any = conn.connection.dbapi_connection
+        with raw.cursor() as cursor:
+            cursor.execute(sql, prepare=True)
+            if cursor.description is None:
+                columns, rows = None, []
+            else:
+                columns = [d.name for d in cursor.description]
+                rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+        if self.writable:
+            raw.commit()
+        return columns, rows
 
     def _connect_error(self, exc: DBAPIError) -> CodesparkError:
         if isinstance(exc.orig, psycopg.OperationalError):
@@ -178,9 +199,8 @@ class Database:
             )
         return DatabaseError(f"Cannot open {self.display}: {_first_line(exc.orig)}")
 
-    def _error(self, exc: DBAPIError) -> CodesparkError:
+    def _error(self, orig: BaseException | None) -> CodesparkError:
         """The codespark error for a statement the driver refused, by exception type or error code."""
-        orig = exc.orig
         text = _first_line(orig)
         timed_out = QueryTimeoutError(f"The query ran longer than {self.timeout_s:g} s and was stopped.")
         if isinstance(orig, sqlite3.Error):
