@@ -4,6 +4,7 @@ allow-list, validation, timeouts, row limits, charts, and the repair loop on a s
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,15 +12,14 @@ import pytest
 from benchmarks.sql_dev.build import build_duckdb, build_postgres, build_sqlite
 from fastapi.testclient import TestClient
 
-from codespark.config import Settings
+from codespark.config import DatabaseSettings, Settings
 from codespark.engine.engine import Engine
 from codespark.engine.fake import FakeBackend
 from codespark.engine.loader import Engines
-from codespark.errors import InvalidRequestError
+from codespark.errors import DatabaseError, InvalidRequestError, QueryTimeoutError, UnsafeSQLError
 from codespark.server.app import create_app
 from codespark.sql.assistant import Options, SqlAssistant
 from codespark.sql.chart import chart_kind, render_chart
-from codespark.errors import DatabaseError, QueryTimeoutError, UnsafeSQLError
 from codespark.sql.database import Database, Rows
 from codespark.sql.safety import check_read_only
 from codespark.sql.schema import introspect, render, select_tables
@@ -245,15 +245,41 @@ def test_http_sql_route_and_sql_files_get_the_schema_as_fim_context(shop_sqlite:
     fake = FakeBackend(replies={"Question:": "SELECT status, COUNT(*) FROM orders GROUP BY status```"})
     engine = Engine(fake)
     engines = Engines(routes={"spark": engine, "codex": engine}, aliases={})
-    with TestClient(create_app(Settings(sql_db=shop_sqlite), engines)) as client:
-        r = client.post("/v1/sql", json={"question": "Orders per status?", "db": shop_sqlite})
+    databases = [
+        DatabaseSettings(name="shop", url=shop_sqlite, description="the shop"),
+        DatabaseSettings(name="gone", url="sqlite:////nonexistent/x.db"),
+    ]
+    settings = Settings(sql_db=shop_sqlite, databases=databases)
+    with TestClient(create_app(settings, engines), base_url="http://localhost") as client:
+        r = client.post("/v1/sql", json={"question": "Orders per status?", "db": "shop"})
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["valid"] and body["columns"] == ["status", "COUNT(*)"] and len(body["rows"]) == 4
         assert [s["check"] for s in body["validation"][0]["steps"]][-1] == "execute"
-        bad = client.post("/v1/sql", json={"question": "x", "db": "sqlite:////nonexistent/x.db"})
+        bad = client.post("/v1/sql", json={"question": "x", "db": "gone"})
         assert bad.status_code == 400 and "No SQLite database" in bad.json()["error"]["message"]
+        listed = client.get("/v1/sql/databases").json()["data"]
+        assert [(d["name"], d["dialect"]) for d in listed] == [("shop", "sqlite"), ("gone", "sqlite")]
+        assert shop_sqlite not in json.dumps(listed)  # names and descriptions only, never the URL
         client.post("/infill", json={"input_prefix": "SELECT ", "input_suffix": "", "filename": "report.sql"})
         assert "CREATE TABLE orders" in fake.prompts[-1]
         client.post("/infill", json={"input_prefix": "x = ", "input_suffix": "", "filename": "app.py"})
         assert "CREATE TABLE" not in fake.prompts[-1]
+
+
+def test_http_requests_name_a_configured_database_never_a_url(shop_sqlite: str, tmp_path: Path) -> None:
+    engine = Engine(FakeBackend(default="SELECT 1```"))
+    engines = Engines(routes={"spark": engine, "codex": engine}, aliases={})
+    other = f"sqlite:///{build_sqlite('shop', tmp_path / 'other.db')}"
+    settings = Settings(databases=[DatabaseSettings(name="shop", url=shop_sqlite)])
+    with TestClient(create_app(settings, engines), base_url="http://localhost") as client:
+        for name in (other, "duckdb:///etc/passwd", "postgresql://10.0.0.1/x", "nope"):
+            r = client.post("/v1/sql", json={"question": "Orders?", "db": name})
+            assert r.status_code == 404, r.text
+            error = r.json()["error"]
+            assert error["code"] == "database_not_found" and error["param"] == "db"
+            assert "Configured: shop" in error["message"]
+        assert client.post("/v1/sql", json={"question": "Orders?"}).status_code == 200  # the only one is the default
+    with TestClient(create_app(Settings(), engines), base_url="http://localhost") as client:
+        r = client.post("/v1/sql", json={"question": "Orders?", "db": shop_sqlite})
+        assert r.status_code == 404 and "[[databases]]" in r.json()["error"]["message"]

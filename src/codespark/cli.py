@@ -251,7 +251,10 @@ def config(config: ConfigOpt = None) -> None:
 def sql(
     question: Annotated[str | None, typer.Argument(help="The question; leave out for an interactive session.")] = None,
     db: Annotated[
-        str, typer.Option("--db", help="SQLAlchemy URL: sqlite:///f.db, duckdb:///f.duckdb, postgresql://…")
+        str,
+        typer.Option(
+            "--db", help="SQLAlchemy URL (sqlite:///f.db, duckdb:///f.duckdb, postgresql://…) or a [[databases]] name"
+        ),
     ] = "",
     chart: Annotated[Path | None, typer.Option(help="Plot the result to this .png or .html file.")] = None,
     explain_only: Annotated[bool, typer.Option("--explain-only", help="Generate and validate; do not run.")] = False,
@@ -272,10 +275,13 @@ def sql(
     if not db:
         raise _fail(CodesparkError("Name the database with --db URL, e.g. --db sqlite:///shop.db"))
     options = Options(repair=repair, execute=not explain_only, max_rows=max_rows, allow_write=allow_write)
-    service = SqlService(timeout_s=timeout)
     try:
         settings = load_settings(config)
-        database, schema = service.open(db, writable=allow_write)
+        service = SqlService(settings.databases, timeout_s=timeout)
+        url = service.resolve(db).url if "://" not in db else db  # a URL, or a name from [[databases]]
+        database, schema = service.open(url, writable=allow_write)
+        for warning in database.warnings or []:
+            console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
         with console.status(f"loading the {model} model"):
             engines, engine = load_one(settings, model)
     except CodesparkError as exc:
@@ -314,7 +320,7 @@ def sql(
             return
 
         def refresh() -> None:
-            assistant.db, assistant.schema = service.open(db, refresh=True, writable=allow_write)
+            assistant.db, assistant.schema = service.open(url, refresh=True, writable=allow_write)
 
         sql_render.repl(console, database.display, ask, refresh)
     finally:

@@ -57,6 +57,17 @@ class UpstreamSettings(BaseModel):
         return None
 
 
+class DatabaseSettings(BaseModel):
+    """One database the SQL assistant may answer questions about over HTTP (``[[databases]]``)."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$", description="The name requests use (`db`).")
+    url: str = Field(description="SQLAlchemy URL: sqlite:///shop.db, duckdb:///data.duckdb, postgresql://…")
+    description: str = Field("", description="What is in it, shown by GET /v1/sql/databases.")
+    default: bool = Field(False, description="Answer requests that name no database from this one.")
+
+
 DEFAULT_NEVER_SEND = [".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_ed25519*", ".netrc"]
 
 
@@ -132,6 +143,11 @@ class Settings(BaseSettings):
         description="Repo context: 'full' (definitions of the names near the cursor, then similar code), "
         "'similar' (BM25 snippets only) or 'none'.",
     )
+    databases: list[DatabaseSettings] = Field(
+        default_factory=list,
+        description="Databases the SQL assistant answers about over HTTP ([[databases]] tables: name, url, "
+        "description, default). Requests name one; they never pass a URL.",
+    )
     sql_db: str | None = Field(
         None,
         description="Database URL whose schema is added as context to completions in .sql files "
@@ -179,6 +195,11 @@ class Settings(BaseSettings):
             raise ValueError(f"upstream names must be unique, got {names}")
         if self.codex_upstream is not None and self.codex_upstream not in names:
             raise ValueError(f"codex_upstream {self.codex_upstream!r} names no upstream; define it in [[upstreams]]")
+        databases = [d.name for d in self.databases]
+        if len(set(databases)) != len(databases):
+            raise ValueError(f"database names must be unique, got {databases}")
+        if sum(d.default for d in self.databases) > 1:
+            raise ValueError("at most one of [[databases]] may be the default")
         if self.log_prompts and self.zero_retention:
             raise ValueError("log_prompts writes prompts to the log: turn zero_retention off to use it")
         for key in self.api_keys:

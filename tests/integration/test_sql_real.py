@@ -13,7 +13,7 @@ import httpx
 import pytest
 from benchmarks.sql_dev.build import build_duckdb, build_postgres, build_sqlite
 
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, launch, stop
 from tests.postgres import running_postgres
 
 pytestmark = pytest.mark.integration
@@ -72,8 +72,19 @@ def clinic_postgres() -> Iterator[str]:
         yield url
 
 
-def test_http_on_postgres_with_the_repair_loop(server: Server, clinic_postgres: str) -> None:
-    ask = {"db": clinic_postgres, "model": "codex"}
+@pytest.fixture(scope="module")
+def sql_server(clinic_postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose settings name the clinic database; requests name it, never its URL."""
+    databases = [{"name": "clinic", "url": clinic_postgres, "description": "patients and visits"}]
+    log = tmp_path_factory.mktemp("sql-server") / "server.log"
+    running = launch({"CODESPARK_DATABASES": json.dumps(databases)}, log)
+    yield running
+    stop(running)
+
+
+def test_http_on_postgres_with_the_repair_loop(sql_server: Server) -> None:
+    server = sql_server
+    ask = {"db": "clinic", "model": "codex"}
     r = httpx.post(server.base + "/v1/sql", json={**ask, "question": "How many patients live in Porto?"}, timeout=600)
     assert r.status_code == 200, r.text
     body = r.json()

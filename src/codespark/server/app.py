@@ -86,7 +86,7 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
     codex_upstream = upstreams[settings.codex_upstream] if settings.codex_upstream else None
     app.state.router = Router(engines, settings.router_fim, settings.fim_latency_budget_ms, codex_upstream)
     app.state.fim = FimSessions(app.state.metrics)
-    app.state.sql = SqlService()
+    app.state.sql = SqlService(settings.databases)
     app.state.repo = RepoContext(settings.repo_dir, settings.cache_dir) if settings.repo_dir else None
     errors.install(app)
     app.add_middleware(

@@ -19,7 +19,11 @@ class SqlRequest(_Request):
     """codespark: the SQL assistant.  Read-only: statements that change data are refused over HTTP."""
 
     question: str = Field(min_length=1, description="The question, in plain language.")
-    db: str = Field(description="SQLAlchemy URL: sqlite:///path.db, duckdb:///path.duckdb, postgresql://…")
+    db: str | None = Field(
+        None,
+        description="A database configured in the server's [[databases]] (its name, not a URL); default: "
+        "the one marked default.",
+    )
     model: str | None = Field(None, description="Engine: codex (default) or spark.")
     max_rows: int = Field(100, ge=1, le=10_000, description="Rows to return at most.")
     explain_only: bool = Field(False, description="Generate and validate, but do not run.")
@@ -47,8 +51,30 @@ class SqlResponse(BaseModel):
 async def sql(body: SqlRequest, request: Request) -> SqlResponse:
     note_unknown_fields(body, "/v1/sql")
     service: SqlService = request.app.state.sql
-    db, schema = await asyncio.to_thread(service.open, body.db, refresh=body.refresh_schema)
+    db, schema = await asyncio.to_thread(service.named, body.db, refresh=body.refresh_schema)
     decision = router_of(request).pinned(body.model) or router_of(request).local_deep()
     options = Options(repair=body.repair, execute=not body.explain_only, max_rows=body.max_rows)
     answer = await SqlAssistant(decision.engine, db, schema).ask(body.question, options)
     return SqlResponse(**answer.as_dict(), model=decision.route)
+
+
+class DatabaseInfo(BaseModel):
+    name: str
+    description: str
+    dialect: str
+    default: bool
+
+
+@router.get("/v1/sql/databases")
+async def databases(request: Request) -> dict[str, list[DatabaseInfo]]:
+    """The databases requests may name (URLs stay on the server; passwords are never shown)."""
+    service: SqlService = request.app.state.sql
+    default = service.default_name()
+    return {
+        "data": [
+            DatabaseInfo(
+                name=d.name, description=d.description, dialect=d.url.split(":", 1)[0], default=d.name == default
+            )
+            for d in service.databases.values()
+        ]
+    }
