@@ -24,5 +24,5 @@ def client(fake: FakeBackend, tmp_path: object) -> Iterator[TestClient]:
     engine = Engine(fake)
     engines = Engines(routes={"spark": engine, "codex": engine}, aliases={"fake": "spark"})
     settings = Settings(max_tokens_limit=512)
-    with TestClient(create_app(settings, engines)) as c:
+    with TestClient(create_app(settings, engines), base_url="http://localhost") as c:
         yield c

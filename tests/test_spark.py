@@ -45,7 +45,7 @@ def test_typed_ahead_is_answered_without_a_forward_pass(fake: FakeBackend) -> No
     fake.replies = {"root": "    return sorted(os.listdir(root))"}
     engine = Engine(fake)
     app = create_app(Settings(), Engines(routes={"spark": engine}))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         first = infill(client, PREFIX)
         assert first["content"] == "    return sorted(os.listdir(root))"
         generated = fake.generated_tokens
@@ -112,7 +112,7 @@ def test_a_new_keystroke_supersedes_the_inflight_request(live_server: tuple[str,
 def test_router_follows_the_policy() -> None:
     spark, codex = Engine(FakeBackend(model_id="small")), Engine(FakeBackend(model_id="big"))
     app = create_app(Settings(fim_latency_budget_ms=250), Engines(routes={"spark": spark, "codex": codex}))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
 
         def route(prefix: str, **extra: object) -> tuple[str, str]:
             r = client.post(
@@ -157,7 +157,7 @@ def test_metrics_parse_as_prometheus_text(client: TestClient) -> None:
 def test_idle_sessions_are_parked_and_restored(fake: FakeBackend) -> None:
     engine = Engine(fake)
     app = create_app(Settings(), Engines(routes={"spark": engine}))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         infill(client, PREFIX + "    a", session="one")
         infill(client, "other file\n" + "    b", session="two")
         back = infill(client, PREFIX + "    ab", session="one")

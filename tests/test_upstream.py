@@ -35,7 +35,8 @@ def _client(base_url: str, **settings: object) -> TestClient:
     engine = Engine(FakeBackend(default="local answer"))
     engines = Engines(routes={"spark": engine, "codex": engine}, aliases={})
     cfg = UpstreamSettings(name="gpu", base_url=base_url, model="qwen-7b", retries=1, connect_timeout_s=2)
-    return TestClient(create_app(Settings(upstreams=[cfg], codex_upstream="gpu", **settings), engines))  # type: ignore[arg-type]
+    app = create_app(Settings(upstreams=[cfg], codex_upstream="gpu", **settings), engines)  # type: ignore[arg-type]
+    return TestClient(app, base_url="http://localhost")
 
 
 def _chat(client: TestClient, content: str, **extra: object) -> dict[str, Any]:
@@ -130,7 +131,7 @@ def guarded() -> Iterator[TestClient]:
     engine = Engine(FakeBackend(default="ok"))
     engines = Engines(routes={"spark": engine}, aliases={})
     settings = Settings(api_keys=[hash_key(KEY)], rate_limit_per_minute=3, max_request_bytes=2048)
-    with TestClient(create_app(settings, engines)) as client:
+    with TestClient(create_app(settings, engines), base_url="http://localhost") as client:
         yield client
 
 

@@ -183,6 +183,16 @@ class Settings(BaseSettings):
         description="Hashes of accepted API keys ('sha256:<hex>', from `codespark keys new`). "
         "Empty: no auth, loopback only.",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names served besides localhost, 127.0.0.1 and [::1] ('*.example.com' wildcards; '*' "
+        "for any). Other Host headers get a 403: the guard against DNS rebinding.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web page origins (https://app.example.com) allowed to call the server from a browser; "
+        "they get CORS headers. Empty: no CORS headers, and only loopback pages may send requests.",
+    )
     rate_limit_per_minute: int = Field(
         0, ge=0, description="Requests per minute per API key (per client address without keys); 0: no limit."
     )

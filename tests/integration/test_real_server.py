@@ -156,3 +156,9 @@ def test_bad_inputs_get_openai_errors_and_the_server_lives(server: Server) -> No
 def test_models_list(server: Server) -> None:
     ids = {m.id for m in server.client().models.list()}
     assert {"spark", "codex"} <= ids
+
+
+def test_a_rebound_host_name_is_refused_by_the_real_server(server: Server) -> None:
+    r = httpx.get(server.base + "/v1/models", headers={"Host": "attacker.example"}, timeout=10)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    assert httpx.get(server.base + "/v1/models", timeout=10).status_code == 200  # 127.0.0.1:port

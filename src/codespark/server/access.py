@@ -1,8 +1,9 @@
-"""Who may call the server, how often, and how much: API keys, rate limit, body size.
+"""Who may call the server, how often, and how much: host and origin, API keys, rate limit, body size.
 
-A pure ASGI middleware, so it runs before any body is parsed and can count
-the bytes of a chunked upload as they arrive.  ``/health`` stays open for
-load balancers.
+Pure ASGI middlewares, so they run before any body is parsed and can count
+the bytes of a chunked upload as they arrive.  ``HostGuard`` is the outermost
+layer and covers every path; ``AccessControl`` leaves ``/health`` open for load
+balancers.
 """
 
 from __future__ import annotations
@@ -12,8 +13,16 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from codespark.errors import AuthenticationError, CodesparkError, RateLimitError, RequestTooLargeError
+from codespark.errors import (
+    AuthenticationError,
+    CodesparkError,
+    ForbiddenError,
+    OverloadedError,
+    RateLimitError,
+    RequestTooLargeError,
+)
 from codespark.guard.auth import KeyChecker, RateLimiter, retry_after_header
+from codespark.guard.hosts import HostPolicy
 from codespark.server.errors import error_body
 
 Scope = MutableMapping[str, Any]
@@ -24,6 +33,34 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/health"})
 log = logging.getLogger("codespark.server")
+
+
+class HostGuard:
+    """Refuse (403) requests whose ``Host`` or ``Origin`` the policy does not serve: DNS rebinding, cross-site pages."""
+
+    def __init__(self, app: ASGIApp, policy: HostPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        refusal = self.policy.host_refusal(headers.get("host")) or self.policy.origin_refusal(headers.get("origin"))
+        if refusal is not None:
+            log.warning("refused a request: %s", refusal)
+            await _send_error(send, ForbiddenError(refusal))
+            return
+        await self.app(scope, receive, send)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name (a repeated header: the first)."""
+    out: dict[str, str] = {}
+    for name, value in scope.get("headers", []):
+        out.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return out
 
 
 class AccessControl:
@@ -119,7 +156,7 @@ def _too_large(limit: int) -> RequestTooLargeError:
 async def _send_error(send: Send, exc: CodesparkError) -> None:
     body = json.dumps(error_body(exc.message, exc.error_type, exc.param, exc.code)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if isinstance(exc, RateLimitError):
+    if isinstance(exc, RateLimitError | OverloadedError):
         headers.append((b"retry-after", retry_after_header(exc.retry_after).encode()))
     if isinstance(exc, AuthenticationError):
         headers.append((b"www-authenticate", b"Bearer"))

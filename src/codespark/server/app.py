@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from codespark import __version__
@@ -18,11 +19,12 @@ from codespark.engine.loader import Engines
 from codespark.engine.spark import FimSessions
 from codespark.engine.upstream import Upstream
 from codespark.guard.auth import KeyChecker, RateLimiter
+from codespark.guard.hosts import HostPolicy
 from codespark.guard.ignore import NeverSend
 from codespark.metrics import Metrics
 from codespark.router import Router
 from codespark.server import errors, infill, openai, sql
-from codespark.server.access import AccessControl
+from codespark.server.access import AccessControl, HostGuard
 from codespark.sql.service import SqlService
 
 log = logging.getLogger("codespark.server")
@@ -89,12 +91,24 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
     app.state.sql = SqlService(settings.databases)
     app.state.repo = RepoContext(settings.repo_dir, settings.cache_dir) if settings.repo_dir else None
     errors.install(app)
+    # Starlette runs the last middleware added first: host/origin check, then CORS, then keys and limits.
     app.add_middleware(
         AccessControl,
         keys=KeyChecker(settings.api_keys),
         limiter=RateLimiter(settings.rate_limit_per_minute),
         max_body_bytes=settings.max_request_bytes,
         log_bodies=settings.log_prompts and not settings.zero_retention,
+    )
+    if settings.cors_origins:  # no CORS headers at all unless origins are configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["X-Codespark-Engine", "X-Codespark-Fallback", "Retry-After"],
+        )
+    app.add_middleware(
+        HostGuard, policy=HostPolicy.for_bind(settings.host, settings.allowed_hosts, settings.cors_origins)
     )
     app.include_router(openai.router)
     app.include_router(infill.router)
