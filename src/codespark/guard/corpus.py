@@ -104,8 +104,27 @@ def _email(rng: random.Random) -> str:
     return f"{first}.{last}{rng.randint(1, 99)}@{domain}"
 
 
+def _opaque_jwt(rng: random.Random) -> str:
+    """A JWT-shaped token whose payload is not decodable JSON (encrypted, or just random bytes)."""
+    return "eyJhbGciOiJIUzI1NiJ9." + _pick(rng, _ALNUM + "-_", 43) + "." + _pick(rng, _ALNUM + "-_", 43)
+
+
+_AUTH_TEMPLATES = [
+    '"Authorization": "Bearer {v}"\n',
+    "curl -H 'Authorization: Bearer {v}' https://api.internal/v1/items\n",
+    "Authorization: Token {v}\n",
+    "headers = {{'authorization': 'bearer {v}'}}\n",
+    "proxy-authorization: Basic {v}\n",
+    "log.debug('retrying with Bearer {v}')\n",
+]
+
 # format -> (value generator, templates with {v} where the value goes)
 _FORMATS: dict[str, tuple[Callable[[random.Random], str], list[str]]] = {
+    "bearer_opaque_jwt": (_opaque_jwt, _AUTH_TEMPLATES),
+    "bearer_opaque_token": (
+        lambda r: _pick(r, _ALNUM, r.randint(4, 10)) + _pick(r, string.digits, 2) + _pick(r, _ALNUM + "._~-", 20),
+        _AUTH_TEMPLATES,
+    ),
     "aws_access_key_id": (
         lambda r: r.choice(["AKIA", "ASIA"]) + _pick(r, _UPPER_DIGITS, 16),
         ["AWS_ACCESS_KEY_ID={v}\n", 'session = boto3.Session(aws_access_key_id="{v}")\n', "aws_access_key_id = {v}\n"],

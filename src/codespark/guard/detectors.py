@@ -278,7 +278,38 @@ def _assignments(text: str) -> Iterator[Finding]:
             yield Finding("SECRET", *m.span(group))
 
 
+# A credential in an Authorization-shaped context is a secret whatever its shape: a JWT whose
+# payload is not JSON, an opaque token, base64 user:password.  Two forms: after an
+# ``Authorization``/``Proxy-Authorization`` key (header, dict entry, curl -H), with or without a
+# scheme; and after a ``Bearer``/``Basic`` scheme word anywhere, when the value looks generated
+# (long, with digits) rather than like prose ("bearer tokenization").
+_AUTH_HEADER = re.compile(
+    r"(?i)\b(?:proxy-)?authori[sz]ation[\"']?\s*[:=,]\s*[\"']?(?:(bearer|basic|token|digest|apikey|api-key|"
+    r"sso-key|key)\s+)?([A-Za-z0-9._~+/\-]{8,4096}={0,2})(?![\w(])"
+)
+_AUTH_SCHEME = re.compile(r"\b(?:[Bb]earer|BEARER|[Bb]asic|BASIC)[ \t]+([A-Za-z0-9._~+/\-]{16,4096}={0,2})")
+
+
+def _authorization(text: str) -> Iterator[Finding]:
+    lowered = text.lower()
+    if "author" in lowered:
+        for m in _AUTH_HEADER.finditer(text):
+            scheme, value = m.group(1), m.group(2)
+            if _PLACEHOLDER_VALUE.match(value):
+                continue
+            # With a scheme word it is a credential whatever its shape; without one, a bare
+            # identifier is code (``authorization = auth_header``), anything else a credential.
+            if scheme or not _CODE_VALUE.fullmatch(value) or any(c.isdigit() for c in value):
+                yield Finding("SECRET", *m.span(2))
+    if "bearer" in lowered or "basic" in lowered:
+        for m in _AUTH_SCHEME.finditer(text):
+            value = m.group(1)
+            if any(c.isdigit() for c in value) and any(c.isalpha() for c in value):
+                yield Finding("SECRET", *m.span(1))
+
+
 _STANDALONE_SECRETS: list[Detector] = [
+    _authorization,
     _regex("JWT", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]{8,}", "eyJ"),
     _regex("GOOGLE_API_KEY", r"\bAIza[0-9A-Za-z_\-]{35}(?![\w\-])", "AIza"),
     _regex("GITHUB_TOKEN", r"\bgithub_pat_[A-Za-z0-9_]{60,100}\b", "github_pat_"),
