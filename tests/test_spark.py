@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from codespark.config import Settings
 from codespark.engine.engine import Engine
 from codespark.engine.fake import FakeBackend
 from codespark.engine.loader import Engines
+from codespark.guard.auth import hash_key
 from codespark.server.app import create_app
 
 PREFIX = "import os\n\n\ndef list_files(root):\n"
@@ -67,15 +69,15 @@ def test_sessions_do_not_share_typed_ahead(client: TestClient) -> None:
     assert other["timings"]["typed_ahead"] is False  # type: ignore[index]
 
 
-@pytest.fixture
-def live_server() -> Iterator[tuple[str, FakeBackend]]:
+@contextmanager
+def serving(settings: Settings) -> Iterator[tuple[str, FakeBackend]]:
     """A real uvicorn server on loopback (streams need a real socket to be superseded)."""
     import uvicorn
 
     from tests.integration.conftest import free_port
 
     fake = FakeBackend(default="x" * 400, token_delay=0.01)
-    app = create_app(Settings(), Engines(routes={"spark": Engine(fake)}))
+    app = create_app(settings, Engines(routes={"spark": Engine(fake)}))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -85,6 +87,12 @@ def live_server() -> Iterator[tuple[str, FakeBackend]]:
     yield f"http://127.0.0.1:{port}", fake
     server.should_exit = True
     thread.join(5)
+
+
+@pytest.fixture
+def live_server() -> Iterator[tuple[str, FakeBackend]]:
+    with serving(Settings()) as running:
+        yield running
 
 
 def test_a_new_keystroke_supersedes_the_inflight_request(live_server: tuple[str, FakeBackend]) -> None:
@@ -164,4 +172,77 @@ def test_idle_sessions_are_parked_and_restored(fake: FakeBackend) -> None:
         timings = back["timings"]
         assert isinstance(timings, dict)
         assert timings["prompt_n"] - timings["cache_n"] <= 2  # session one's KV came back
-        assert set(engine.sessions.sessions()) == {"one", "two"}
+        assert {name.rsplit("|", 1)[1] for name in engine.sessions.sessions()} == {"id:one", "id:two"}
+
+
+KEYS = {"alice": "csk-alice-key", "bob": "csk-bob-key"}
+
+
+def _as(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[user]}", "X-Session": "shared-name"}
+
+
+def test_with_keys_one_user_never_supersedes_another() -> None:
+    with serving(Settings(api_keys=[hash_key(k) for k in KEYS.values()])) as (base, _):
+
+        async def main() -> tuple[dict[str, object], dict[str, object]]:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                body = {"input_prefix": PREFIX + "    a", "input_suffix": SUFFIX, "n_predict": 200}
+                first = asyncio.create_task(http.post("/infill", json=body, headers=_as("alice")))
+                await asyncio.sleep(0.3)
+                body2 = {**body, "input_prefix": PREFIX + "    ab"}  # same session name, same text, other user
+                second = await http.post("/infill", json=body2, headers=_as("bob"))
+                return (await first).json(), second.json()
+
+        first, second = asyncio.run(main())
+    assert first["finish_reason"] == "length" and first["tokens_predicted"] == 200
+    assert second["tokens_predicted"] == 200
+
+
+def test_with_keys_typed_ahead_is_never_handed_to_another_user(fake: FakeBackend) -> None:
+    fake.replies = {"root": "    return sorted(os.listdir(root))"}
+    app = create_app(Settings(api_keys=[hash_key(k) for k in KEYS.values()]), Engines(routes={"spark": Engine(fake)}))
+    with TestClient(app, base_url="http://localhost") as client:
+        body = {"input_prefix": PREFIX, "input_suffix": SUFFIX, "n_predict": 64}
+        assert client.post("/infill", json=body, headers=_as("alice")).json()["content"].startswith("    return")
+        typed = {**body, "input_prefix": PREFIX + "    return sor"}
+        bob = client.post("/infill", json=typed, headers=_as("bob")).json()
+        assert bob["timings"]["typed_ahead"] is False
+        alice = client.post("/infill", json=typed, headers=_as("alice")).json()
+        assert alice["timings"]["typed_ahead"] is True
+
+
+def test_buffers_without_session_or_filename_keep_their_own_caches(fake: FakeBackend) -> None:
+    engine = Engine(fake)
+    app = create_app(Settings(), Engines(routes={"spark": engine}))
+    other = "class Config:\n    debug = False\n\n\ndef load(path):\n"
+    with TestClient(app, base_url="http://localhost") as client:
+
+        def llama_vim(prefix: str) -> dict[str, object]:  # llama.vim sends no session id and no filename
+            r = client.post("/infill", json={"input_prefix": prefix, "input_suffix": SUFFIX, "n_predict": 8})
+            assert r.status_code == 200, r.text
+            timings: dict[str, object] = r.json()["timings"]
+            return timings
+
+        llama_vim(PREFIX + "    a")
+        llama_vim(other + "    b")
+        back = llama_vim(PREFIX + "    ab")
+        assert back["prompt_n"] - back["cache_n"] <= 2  # type: ignore[operator]  # buffer one's KV came back
+        assert len(engine.sessions.sessions()) == 2
+
+
+def test_a_keystroke_in_one_buffer_supersedes_the_same_callers_other_buffer(
+    live_server: tuple[str, FakeBackend],
+) -> None:
+    base, _ = live_server
+
+    async def main() -> dict[str, object]:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            body = {"input_prefix": PREFIX + "    a", "input_suffix": SUFFIX, "n_predict": 300}
+            first = asyncio.create_task(http.post("/infill", json=body))
+            await asyncio.sleep(0.3)
+            await http.post("/infill", json={**body, "input_prefix": "x = 1\ny = 2\n", "n_predict": 4})
+            result: dict[str, object] = (await first).json()
+            return result
+
+    assert asyncio.run(main())["finish_reason"] == "cancelled"

@@ -140,12 +140,22 @@ class FimSessions:
         return since if since is not None else req.prefix[len(anchor.prefix) :]
 
     async def answer_early(
-        self, session: str, req: FimRequest, params: SamplingParams, only_route: str | None = None
+        self,
+        session: str,
+        req: FimRequest,
+        params: SamplingParams,
+        only_route: str | None = None,
+        group: str | None = None,
     ) -> FimJob | None:
         """Settle the in-flight request (wait for it or supersede it); answer typed-ahead if possible.
 
         ``only_route``: the request is pinned to this engine; answers of others are not reused.
+        ``group``: a session-name prefix; in-flight requests of other sessions in it are superseded too.
         """
+        if group is not None:
+            for name, other in self._sessions.items():
+                if name != session and name.startswith(group) and other.inflight is not None:
+                    self._supersede(other.inflight)
         state = self._session(session)
         inflight = state.inflight
         if inflight is not None and not inflight.done.is_set():
@@ -153,9 +163,7 @@ class FimSessions:
             if typed is not None and params.max_tokens > 0 and inflight.text.startswith(typed):
                 await inflight.done.wait()  # it is producing what the user types: answer from it
             else:
-                inflight.cancel.cancel("superseded")
-                if self._metrics:
-                    self._metrics.supersedes.labels(inflight.route).inc()
+                self._supersede(inflight)
         if params.max_tokens <= 0 or (only_route is not None and only_route != state.last_route):
             return None
         typed = typed_since(state.last_prefix, state.last_suffix, req)
@@ -166,6 +174,13 @@ class FimSessions:
         if self._metrics:
             self._metrics.typed_ahead.labels(state.last_route).inc()
         return FimJob(route=state.last_route, text=rest)
+
+    def _supersede(self, inflight: _Inflight) -> None:
+        if inflight.done.is_set() or inflight.cancel.cancelled:
+            return
+        inflight.cancel.cancel("superseded")
+        if self._metrics:
+            self._metrics.supersedes.labels(inflight.route).inc()
 
     def plan(
         self,

@@ -91,6 +91,8 @@ class AccessControl:
         except CodesparkError as exc:
             await _send_error(send, exc)
             return
+        # Who is asking, for the routes: sessions, supersede and typed-ahead are scoped to it.
+        scope.setdefault("state", {})["identity"] = identity
         body = await self._read_body(receive)
         if body is None:
             await _send_error(send, _too_large(self.max_body_bytes))
@@ -104,6 +106,7 @@ class AccessControl:
         if not self.keys.enabled:
             client = scope.get("client")
             return f"client:{client[0]}" if client else "client:unknown"
+        # With keys on, the key is the user (its stored hash; the key itself is never kept).
         token = None
         for name, value in scope.get("headers", []):
             if name == b"authorization":

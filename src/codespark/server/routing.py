@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
@@ -57,15 +58,33 @@ def check_max_tokens(settings: Settings, value: int, param: str = "max_tokens") 
     return value
 
 
-def session_of(request: Request, hint: str | None, filename: str | None) -> str:
-    """The editing session: the ``X-Session`` header, a body field, or client address + file."""
-    header = request.headers.get(SESSION_HEADER)
-    if header:
-        return header[:200]
-    if hint:
-        return hint[:200]
-    host = request.client.host if request.client else "local"
-    return f"{host}:{filename or ''}"
+def session_of(request: Request, hint: str | None, req: FimRequest) -> str:
+    """The editing session, always scoped to the caller (its API key, or its address without keys).
+
+    Within the caller: the ``X-Session`` header or a body field, else the file name, else a
+    hash of the document's first lines, so that two buffers of one editor that sends neither
+    (llama.vim, llama.vscode) keep separate caches instead of evicting each other.
+    """
+    identity = getattr(request.state, "identity", None)
+    if identity is None:
+        identity = f"client:{request.client.host if request.client else 'local'}"
+    explicit = request.headers.get(SESSION_HEADER) or hint
+    if explicit:
+        return f"{identity}|id:{explicit[:200]}"
+    if req.filename:
+        return f"{identity}|file:{req.filename[:500]}"
+    return f"{identity}|{DERIVED}{_document_key(req.prefix)}"
+
+
+DERIVED = "doc:"  # the mark of a session derived from the text; see FimSessions.answer_early
+_DOCUMENT_LINES = 3
+
+
+def _document_key(prefix: str) -> str:
+    """A short hash of the first complete, non-blank lines of the prefix window: stable while the user types."""
+    complete = prefix[: prefix.rfind("\n") + 1].splitlines()  # not the cursor line, which changes per keystroke
+    lines = [line for line in complete[: _DOCUMENT_LINES * 4] if line.strip()][:_DOCUMENT_LINES]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 async def _with_schema(request: Request, req: FimRequest) -> FimRequest:
@@ -159,11 +178,14 @@ async def plan_fim(
     settings = settings_of(request)
     router = router_of(request)
     sessions: FimSessions = request.app.state.fim
-    session = session_of(request, session_hint, req.filename)
+    session = session_of(request, session_hint, req)
     req = await _with_schema(request, req)
     req = await _with_repo_context(request, req)
     pinned = router.pinned(model)
-    early = await sessions.answer_early(session, req, params, pinned.route if pinned else None)
+    # A caller types in one place at a time: a keystroke in a derived session also supersedes
+    # the caller's other derived sessions (the window of a big file slides as lines are added).
+    group = session.split("|", 1)[0] + "|" + DERIVED if DERIVED in session else None
+    early = await sessions.answer_early(session, req, params, pinned.route if pinned else None, group)
     if early is not None:
         route = early.route if early.route in router.engines.routes else next(iter(router.engines.routes))
         decision = Decision(route, router.engines.routes[route], "typed-ahead: the last completion predicted this")
