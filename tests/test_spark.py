@@ -70,14 +70,14 @@ def test_sessions_do_not_share_typed_ahead(client: TestClient) -> None:
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[tuple[str, FakeBackend]]:
+def serving(settings: Settings, max_queue: int = 16) -> Iterator[tuple[str, FakeBackend]]:
     """A real uvicorn server on loopback (streams need a real socket to be superseded)."""
     import uvicorn
 
     from tests.integration.conftest import free_port
 
     fake = FakeBackend(default="x" * 400, token_delay=0.01)
-    app = create_app(settings, Engines(routes={"spark": Engine(fake)}))
+    app = create_app(settings, Engines(routes={"spark": Engine(fake, max_queue=max_queue)}))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -246,3 +246,24 @@ def test_a_keystroke_in_one_buffer_supersedes_the_same_callers_other_buffer(
             return result
 
     assert asyncio.run(main())["finish_reason"] == "cancelled"
+
+
+def test_overload_is_shed_with_503_and_retry_after_never_queued_without_bound() -> None:
+    with serving(Settings(), max_queue=2) as (base, _):
+
+        async def main() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+                body = {"prompt": "x", "max_tokens": 40}
+                plain = [http.post("/v1/completions", json=body) for _ in range(6)]
+                streams = [http.post("/v1/completions", json={**body, "stream": True}) for _ in range(4)]
+                return list(await asyncio.gather(*plain, *streams))
+
+        answers = asyncio.run(main())
+        assert httpx.get(base + "/health").status_code == 200  # alive after
+    codes = sorted(r.status_code for r in answers)
+    assert set(codes) == {200, 503} and codes.count(200) >= 3  # one running + two waiting at least
+    for r in answers:
+        if r.status_code == 503:
+            assert r.headers["retry-after"].isdigit() and r.json()["error"]["code"] == "overloaded"
+        else:
+            assert "error" not in r.text

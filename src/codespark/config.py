@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     fim_latency_budget_ms: float = Field(
         250.0, ge=0, description="Latency budget for FIM routing when the client sends none."
     )
+    max_queue: int = Field(
+        16,
+        ge=0,
+        description="Requests that may wait per engine behind the one running; more are shed with 503 and "
+        "Retry-After instead of queueing without bound.",
+    )
     session_cache_mb: int = Field(
         512, ge=0, description="RAM for parked KV caches of idle editing sessions, per engine (LRU)."
     )

@@ -19,7 +19,13 @@ from codespark.engine.backend import Backend, CancelToken, GenerationStats, Samp
 from codespark.engine.prompt import Prompt, Special
 from codespark.engine.session import SessionCache
 from codespark.engine.text import StopPolicy, TextAssembler
-from codespark.errors import CodesparkError, ContextLengthExceededError, EngineError, InvalidRequestError
+from codespark.errors import (
+    CodesparkError,
+    ContextLengthExceededError,
+    EngineError,
+    InvalidRequestError,
+    OverloadedError,
+)
 
 
 @dataclass(frozen=True)
@@ -34,12 +40,38 @@ class GenerationRequest:
     t_max_predict_ms: float | None = None
 
 
+class Place:
+    """A request's place in an engine's queue, held from ``prepare`` until its stream ends.
+
+    Taken before any response starts, so a burst of requests is counted (and shed) as it
+    arrives; given back once, by the stream or, for a prepared request that never ran (the
+    client left before the body was sent), when it is dropped.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine: Engine | None = engine
+        engine._pending += 1
+
+    @property
+    def released(self) -> bool:
+        return self._engine is None
+
+    def release(self) -> None:
+        if self._engine is not None:
+            self._engine._pending -= 1
+            self._engine = None
+
+    def __del__(self) -> None:
+        self.release()
+
+
 @dataclass(frozen=True)
 class Prepared:
-    """A request whose prompt is tokenized and known to fit the context."""
+    """A request whose prompt is tokenized and known to fit the context, with its place in the queue."""
 
     request: GenerationRequest
     tokens: list[int]
+    place: Place | None = None
 
 
 @dataclass(frozen=True)
@@ -126,9 +158,12 @@ class _Run:
 class Engine:
     """A named engine (``spark``/``codex``) bound to one loaded backend."""
 
-    def __init__(self, backend: Backend, session_budget_bytes: int = 256 * 2**20) -> None:
+    def __init__(self, backend: Backend, session_budget_bytes: int = 256 * 2**20, max_queue: int = 16) -> None:
         self.backend = backend
         self.sessions = SessionCache(backend, session_budget_bytes)
+        self.max_queue = max_queue
+        self._pending = 0  # requests in ``stream``: the one running and those waiting for it
+        self._mean_s = 1.0  # moving mean of a request's time on the engine, for Retry-After
         self._lock = asyncio.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codespark-engine")
         self._specials: dict[str, int] = {}
@@ -183,13 +218,30 @@ class Engine:
                 param="max_tokens" if max_tokens else "prompt",
             )
 
+    @property
+    def pending(self) -> int:
+        """Requests running or waiting on this engine."""
+        return self._pending
+
+    def admit(self) -> None:
+        """``OverloadedError`` (503, Retry-After) when ``max_queue`` requests already wait for this engine."""
+        if self._pending > self.max_queue:
+            wait = max(1.0, self._mean_s * self._pending)
+            raise OverloadedError(
+                f"{self.backend.info.model_id} has {self._pending - 1} requests waiting, its limit "
+                f"(max_queue = {self.max_queue}); retry in {wait:.0f} s.",
+                retry_after=wait,
+            )
+
     def prepare(self, request: GenerationRequest) -> Prepared:
-        """Tokenize and check the size, so bad input fails before any response starts."""
+        """Tokenize, check the size and take a place in the queue: bad input and overload fail before any
+        response starts."""
         tokens = self.tokenize_prompt(request.prompt)
         if not tokens:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         self.check_fits(len(tokens), request.params.max_tokens)
-        return Prepared(request, tokens)
+        self.admit()
+        return Prepared(request, tokens, Place(self))
 
     async def stream(
         self, job: GenerationRequest | Prepared, cancel: CancelToken | None = None, session: str | None = None
@@ -199,8 +251,10 @@ class Engine:
         Leaving the loop early (``aclose()``, task cancellation) cancels the
         generation and waits, at most one token, for the worker to stop.
         """
-        prepared = job if isinstance(job, Prepared) else self.prepare(job)
-        request, tokens = prepared.request, prepared.tokens
+        if isinstance(job, GenerationRequest) or job.place is None or job.place.released:
+            job = self.prepare(job if isinstance(job, GenerationRequest) else job.request)  # a fresh place
+        request, tokens, place = job.request, job.tokens, job.place
+        assert place is not None
         cancel = cancel or CancelToken()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event | _Failure] = asyncio.Queue()
@@ -209,23 +263,28 @@ class Engine:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         run = _Run(request, cancel, session, emit)
-        async with self._lock:
-            if cancel.cancelled:
-                return
-            future = loop.run_in_executor(self._worker, self._generate, run, tokens)
-            try:
-                while True:
-                    item = await queue.get()
-                    if isinstance(item, _Failure):
-                        if isinstance(item.error, CodesparkError):
-                            raise item.error
-                        raise EngineError(f"Generation failed: {item.error}") from item.error
-                    yield item
-                    if isinstance(item, Finished):
-                        break
-            finally:
-                cancel.cancel("client gone")
-                await asyncio.shield(future)
+        try:
+            async with self._lock:
+                if cancel.cancelled:
+                    return
+                started = time.perf_counter()
+                future = loop.run_in_executor(self._worker, self._generate, run, tokens)
+                try:
+                    while True:
+                        item = await queue.get()
+                        if isinstance(item, _Failure):
+                            if isinstance(item.error, CodesparkError):
+                                raise item.error
+                            raise EngineError(f"Generation failed: {item.error}") from item.error
+                        yield item
+                        if isinstance(item, Finished):
+                            break
+                finally:
+                    cancel.cancel("client gone")
+                    await asyncio.shield(future)
+                    self._mean_s = 0.8 * self._mean_s + 0.2 * (time.perf_counter() - started)
+        finally:
+            place.release()
 
     async def run(
         self, job: GenerationRequest | Prepared, cancel: CancelToken | None = None, session: str | None = None

@@ -71,7 +71,7 @@ def load_engines(settings: Settings, progress: Progress | None = None, only: tup
                 draft_id, draft_path = resolve(draft_ref, settings.models_dir, settings.auto_provision, progress)
                 drafter = ModelDrafter(LlamaBackend(draft_path, draft_id, options))
             backend = LlamaBackend(path, model_id, options, drafter)
-            by_path[path] = Engine(backend, settings.session_cache_mb * 2**20)
+            by_path[path] = Engine(backend, settings.session_cache_mb * 2**20, settings.max_queue)
         engines.routes[route] = by_path[path]
         for alias in _aliases_for(model_id):
             engines.aliases.setdefault(alias, route)

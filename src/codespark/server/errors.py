@@ -9,7 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from codespark.errors import CodesparkError
+from codespark.errors import CodesparkError, OverloadedError, RateLimitError
+from codespark.guard.auth import retry_after_header
 
 log = logging.getLogger("codespark.server")
 
@@ -19,7 +20,14 @@ def error_body(message: str, error_type: str, param: str | None = None, code: st
 
 
 def error_response(exc: CodesparkError) -> JSONResponse:
-    return JSONResponse(error_body(exc.message, exc.error_type, exc.param, exc.code), status_code=exc.status_code)
+    headers = (
+        {"Retry-After": retry_after_header(exc.retry_after)}
+        if isinstance(exc, RateLimitError | OverloadedError)
+        else None
+    )
+    return JSONResponse(
+        error_body(exc.message, exc.error_type, exc.param, exc.code), status_code=exc.status_code, headers=headers
+    )
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
