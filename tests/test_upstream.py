@@ -4,6 +4,7 @@ and the access controls (keys, rate limit, body size) on the HTTP layer."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -173,3 +174,40 @@ def test_oversized_bodies_get_413_declared_or_chunked(guarded: TestClient) -> No
         headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
     )
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+
+def test_an_upstream_that_accepts_and_never_answers_falls_back_within_the_header_timeout() -> None:
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_say_nothing() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with _client(f"http://127.0.0.1:{listener.getsockname()[1]}/v1") as client:
+            out = _chat(client, "hello")
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        listener.close()
+    body = out["body"]
+    assert isinstance(body, dict) and body["choices"][0]["message"]["content"] == "local answer"
+    assert "gpu" in out["headers"]["x-codespark-fallback"]
+    assert elapsed < 2 * 2 * 2 + 5  # connect_timeout_s=2 for the headers, one retry, backoff; not timeout_s=120

@@ -88,8 +88,17 @@ class Upstream:
         for attempt in range(self.cfg.retries + 1):
             if attempt:
                 await self._sleep(0.25 * 2 ** (attempt - 1))
+            request = self._client.build_request("POST", endpoint, json=body)
             try:
-                response = await self._client.send(self._client.build_request("POST", endpoint, json=body), stream=True)
+                # A provider that accepts the connection and never answers must not hold the request for the
+                # whole read timeout: the response headers are due within connect_timeout_s (streams send them
+                # before the first token).
+                response = await asyncio.wait_for(
+                    self._client.send(request, stream=True), timeout=self.cfg.connect_timeout_s
+                )
+            except TimeoutError:
+                error = f"no response from {self.cfg.base_url} within {self.cfg.connect_timeout_s:g} s"
+                continue
             except httpx.TransportError as exc:
                 error = f"{type(exc).__name__} connecting to {self.cfg.base_url}"
                 continue
