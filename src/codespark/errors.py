@@ -5,6 +5,7 @@
     CodesparkError                      base; never raised itself
     ├── ConfigError                     bad settings or flags           (CLI exit 2)
     ├── ProvisionError                  model download/assembly/verify failed
+    ├── IndexingError                   the repo index could not be written (disk full); the old one stands
     ├── ModelNotFoundError              unknown model name               404 model_not_found
     ├── DatabaseNotFoundError           unknown database name            404 database_not_found
     ├── InvalidRequestError             bad client input                 400 invalid_request_error
@@ -56,6 +57,13 @@ class ProvisionError(CodesparkError):
 
     status_code = 503
     error_type = "provision_error"
+
+
+class IndexingError(CodesparkError):
+    """The repo index could not be updated (disk full, I/O error); its last complete state is kept."""
+
+    status_code = 503
+    error_type = "indexing_error"
 
 
 class ModelNotFoundError(CodesparkError):

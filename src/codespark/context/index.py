@@ -116,15 +116,31 @@ class RepoIndex:
         self.root = root.resolve()
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self.db_path = db_path
-        self.conn = sqlite3.connect(db_path, check_same_thread=False)
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            self.conn = self._connect()
+        except sqlite3.DatabaseError:  # not a database any more (a crash mid-copy, a bad disk): it is a cache
+            db_path.unlink(missing_ok=True)
+            self.conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, check_same_thread=False)
+        try:
+            self._prepare(conn)
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _prepare(conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
-            self.conn.executescript(
+            conn.executescript(
                 "DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS symbols; DROP TABLE IF EXISTS imports; "
                 "DROP TABLE IF EXISTS refs;"
             )
-            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self.conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.executescript(_SCHEMA)
 
     @classmethod
     def open(cls, root: Path, cache_dir: Path) -> RepoIndex:
@@ -132,6 +148,13 @@ class RepoIndex:
 
     def close(self) -> None:
         self.conn.close()
+
+    def file_count(self) -> int:
+        try:
+            count: int = self.conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+        return count
 
     def refresh(self, progress: Progress | None = None) -> Report:
         """Bring the index up to date with the files on disk."""

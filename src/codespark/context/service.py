@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
 from codespark.context.index import Progress, RepoIndex, Report
 from codespark.context.retrieve import Retriever, Snippet, pack, relative_to
+from codespark.errors import IndexingError
 
 MODES = ("none", "similar", "full")
 
@@ -22,8 +24,18 @@ class RepoContext:
         self._lock = threading.Lock()
 
     def refresh(self, progress: Progress | None = None) -> Report:
+        """Update the index.  A refresh is one transaction: if it fails (disk full, I/O error) it is rolled
+        back, the last complete index keeps serving, and ``IndexingError`` says what to do."""
         with self._lock:
-            report = self.index.refresh(progress)
+            try:
+                report = self.index.refresh(progress)
+            except (sqlite3.Error, OSError) as exc:
+                if self.index.file_count():
+                    self.ready.set()  # the previous index is intact: keep using it
+                raise IndexingError(
+                    f"Could not update the repo index {self.index.db_path} ({exc}). The previous index is kept; "
+                    "free some disk space (or set cache_dir elsewhere) and run `codespark index` again."
+                ) from exc
             self.retriever = Retriever(self.index)  # chunks re-read lazily, from the refreshed files
         self.ready.set()
         return report

@@ -18,6 +18,7 @@ from codespark.context.service import RepoContext
 from codespark.engine.loader import Engines
 from codespark.engine.spark import FimSessions
 from codespark.engine.upstream import Upstream
+from codespark.errors import CodesparkError
 from codespark.guard.auth import KeyChecker, RateLimiter
 from codespark.guard.hosts import HostPolicy
 from codespark.guard.ignore import NeverSend
@@ -41,7 +42,12 @@ async def _expire_sessions(app: FastAPI, ttl_s: float) -> None:
 
 async def _index_repo(repo: RepoContext) -> None:
     """Index the repo off the event loop; completions use repo context once it is ready."""
-    report = await asyncio.to_thread(repo.refresh)
+    try:
+        report = await asyncio.to_thread(repo.refresh)
+    except CodesparkError as exc:
+        state = "the previous index serves" if repo.ready.is_set() else "completions go without repo context"
+        log.warning("%s Meanwhile %s.", exc.message, state)
+        return
     log.info(
         "indexed %s: %d files (%d parsed, %d unchanged, %d skipped, %d with parse errors) in %.1f s",
         repo.root,
