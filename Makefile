@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction sql-eval crossfile-eval fim-eval clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval fim-eval clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench-prefill: models
 
 bench-redaction: setup
 	$(PY) benchmarks/redaction.py --per-format 200 --seeds 3 --json bench-out/redaction.json
+
+# 32 clients of mixed FIM/chat/SQL, then 1; schemathesis on every route; upstream and kill -9 faults.
+bench-hardening: models
+	$(PY) benchmarks/hardening.py --clients 32 --seconds 120 --json bench-out/hardening.json
 
 sql-eval: models
 	$(PY) benchmarks/sql_eval.py --engines codex spark --styles ddl compact --json bench-out/sql_eval.json

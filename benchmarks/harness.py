@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -31,6 +32,21 @@ def http_process(
     health: str = "/health",
 ) -> Iterator[str]:
     """Run ``cmd`` until the block ends, once ``base + health`` answers 200; yield ``base``."""
+    with running_process(cmd, base, log, env, timeout_s, health) as proc:
+        del proc
+        yield base
+
+
+@contextmanager
+def running_process(
+    cmd: list[str],
+    base: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 900,
+    health: str = "/health",
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Like ``http_process``, yielding the process (for its pid, or to kill it)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -47,7 +63,7 @@ def http_process(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{cmd[0]} did not become healthy; see {log}")
             time.sleep(0.5)
-        yield base
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -61,3 +77,30 @@ def codespark_server(log: Path, env: dict[str, str] | None = None) -> AbstractCo
     port = free_port()
     full_env = {**os.environ, "CODESPARK_HOST": "127.0.0.1", "CODESPARK_PORT": str(port), **(env or {})}
     return http_process([sys.executable, "-m", "codespark", "serve"], f"http://127.0.0.1:{port}", log, full_env)
+
+
+class Served(NamedTuple):
+    base: str
+    proc: subprocess.Popen[bytes]
+
+
+@contextmanager
+def codespark_process(log: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """Run ``codespark serve`` on a free loopback port; yield its base URL and process (pid, kill)."""
+    port = free_port()
+    full_env = {**os.environ, "CODESPARK_HOST": "127.0.0.1", "CODESPARK_PORT": str(port), **(env or {})}
+    base = f"http://127.0.0.1:{port}"
+    with running_process([sys.executable, "-m", "codespark", "serve"], base, log, full_env) as proc:
+        yield Served(base, proc)
+
+
+def cpu_name() -> str:
+    """The CPU model and its widest SIMD, for figures that name their machine."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name} ({simd}, {os.cpu_count()} cores)"

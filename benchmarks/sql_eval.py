@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.sql_dev.build import build_sqlite
 from codespark.config import load_settings
 from codespark.engine.loader import load_engines
-from codespark.sql.assistant import Options, SqlAssistant
 from codespark.errors import DatabaseError
+from codespark.sql.assistant import Options, SqlAssistant
 from codespark.sql.database import Database
 from codespark.sql.schema import introspect
 
