@@ -219,10 +219,16 @@ def _healthy(base: str) -> bool:
 
 def fuzz(cases: int, env: dict[str, str]) -> dict[str, Any]:
     # Short generations, so the run measures the server's input handling rather than decoding.
-    fuzz_env = {**env, "CODESPARK_MAX_TOKENS_LIMIT": "16", "CODESPARK_DEFAULT_FIM_MAX_TOKENS": "8"}
+    # The spark model serves every route here (codex 'none'): the same routing and validation code, twice as fast.
+    fuzz_env = {
+        **env,
+        "CODESPARK_MAX_TOKENS_LIMIT": "16",
+        "CODESPARK_DEFAULT_FIM_MAX_TOKENS": "8",
+        "CODESPARK_CODEX_MODEL": "none",
+    }
     with codespark_process(OUT / "hardening-fuzz.log", fuzz_env) as served:
         cli = Path(sys.executable).with_name("schemathesis")
-        per_operation = max(50, cases // 6)
+        per_operation = max(50, cases // 2)  # hypothesis stops early where inputs run out (GET routes: 1 case)
         started = time.monotonic()
         proc = subprocess.run(
             [str(cli), "run", served.base + "/openapi.json", "--checks", "not_a_server_error",
@@ -230,13 +236,12 @@ def fuzz(cases: int, env: dict[str, str]) -> dict[str, Any]:
              "--workers", "2", "--suppress-health-check", "all", "--request-timeout", "120", "--seed", "11"],
             capture_output=True, text=True,
         )  # fmt: skip
-        generated = re.search(r"(\d+) generated", proc.stdout)
-        passed = re.search(r"(\d+) passed", proc.stdout)
+        counts = re.search(r"(\d+) generated, (\d+) passed", proc.stdout)
         failures = re.findall(r"Server error", proc.stdout)
         (OUT / "hardening-fuzz.txt").write_text(proc.stdout + proc.stderr)
         return {
-            "cases": int(generated.group(1)) if generated else 0,
-            "passed": int(passed.group(1)) if passed else 0,
+            "cases": int(counts.group(1)) if counts else 0,
+            "passed": int(counts.group(2)) if counts else 0,
             "server_errors": len(failures),
             "exit_code": proc.returncode,
             "seconds": round(time.monotonic() - started, 1),

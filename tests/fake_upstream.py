@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from tests.integration.conftest import free_port
+from tests.helpers import free_port
 
 
 @dataclass

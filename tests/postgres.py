@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.integration.conftest import free_port
+from tests.helpers import free_port
 
 
 def _bindir() -> Path:

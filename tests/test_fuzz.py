@@ -26,7 +26,7 @@ from codespark.engine.engine import Engine
 from codespark.engine.fake import FakeBackend
 from codespark.engine.loader import Engines
 from codespark.server.app import create_app
-from tests.integration.conftest import free_port
+from tests.helpers import free_port
 
 
 @pytest.fixture(scope="module")

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pytest
 from fastapi.testclient import TestClient
 
 from codespark.engine.fake import FakeBackend
-
-
-def sse_payloads(text: str) -> list[object]:
-    out: list[object] = []
-    for line in text.splitlines():
-        if line.startswith("data: "):
-            data = line[len("data: ") :]
-            out.append(data if data == "[DONE]" else json.loads(data))
-    return out
+from tests.helpers import sse_payloads
 
 
 def test_completion_shape_and_usage(client: TestClient) -> None:

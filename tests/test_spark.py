@@ -18,6 +18,7 @@ from codespark.engine.fake import FakeBackend
 from codespark.engine.loader import Engines
 from codespark.guard.auth import hash_key
 from codespark.server.app import create_app
+from tests.helpers import free_port, sse_payloads
 
 PREFIX = "import os\n\n\ndef list_files(root):\n"
 SUFFIX = "\n\nprint(list_files('.'))\n"
@@ -73,8 +74,6 @@ def test_sessions_do_not_share_typed_ahead(client: TestClient) -> None:
 def serving(settings: Settings, max_queue: int = 16) -> Iterator[tuple[str, FakeBackend]]:
     """A real uvicorn server on loopback (streams need a real socket to be superseded)."""
     import uvicorn
-
-    from tests.integration.conftest import free_port
 
     fake = FakeBackend(default="x" * 400, token_delay=0.01)
     app = create_app(settings, Engines(routes={"spark": Engine(fake, max_queue=max_queue)}))
@@ -267,3 +266,63 @@ def test_overload_is_shed_with_503_and_retry_after_never_queued_without_bound() 
             assert r.headers["retry-after"].isdigit() and r.json()["error"]["code"] == "overloaded"
         else:
             assert "error" not in r.text
+
+
+def test_a_chat_on_the_same_engine_leaves_the_keystroke_cache_warm(fake: FakeBackend) -> None:
+    engine = Engine(fake)  # one engine behind both routes: chat runs where the keystrokes run
+    app = create_app(Settings(), Engines(routes={"spark": engine, "codex": engine}))
+    with TestClient(app, base_url="http://localhost") as client:
+        infill(client, PREFIX + "    a")
+        chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert chat.status_code == 200
+        after = infill(client, PREFIX + "    ab")
+        timings = after["timings"]
+        assert isinstance(timings, dict)
+        assert timings["prompt_n"] - timings["cache_n"] <= 2  # the keystroke session was parked, not overwritten
+
+
+def test_a_request_superseded_while_queued_ends_cancelled_not_503(live_server: tuple[str, FakeBackend]) -> None:
+    base, _ = live_server
+
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            busy = asyncio.create_task(http.post("/v1/completions", json={"prompt": "x", "max_tokens": 100}))
+            await asyncio.sleep(0.2)  # the engine is busy: the next keystrokes queue behind it
+            body = {"input_prefix": PREFIX + "    a", "input_suffix": SUFFIX, "n_predict": 8}
+            queued = asyncio.create_task(http.post("/infill", json=body, headers={"X-Session": "q"}))
+            await asyncio.sleep(0.2)
+            body2 = {**body, "input_prefix": PREFIX + "    zz"}
+            newer = asyncio.create_task(http.post("/infill", json=body2, headers={"X-Session": "q"}))
+            return list(await asyncio.gather(busy, queued, newer))
+
+    busy, queued, newer = asyncio.run(main())
+    assert busy.status_code == queued.status_code == newer.status_code == 200
+    assert queued.json()["finish_reason"] == "cancelled" and newer.json()["tokens_predicted"] == 8
+
+
+def test_a_cancelled_completion_stream_says_cancelled_not_stop(live_server: tuple[str, FakeBackend]) -> None:
+    base, _ = live_server
+
+    async def main() -> str:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            body = {"prompt": PREFIX + "    a", "suffix": SUFFIX, "max_tokens": 300, "stream": True, "user": "u"}
+            first = asyncio.create_task(http.post("/v1/completions", json=body))
+            await asyncio.sleep(0.3)
+            await http.post("/v1/completions", json={**body, "prompt": PREFIX + "    ab", "stream": False})
+            return (await first).text
+
+    finishes = [p["choices"][0]["finish_reason"] for p in sse_payloads(asyncio.run(main())) if isinstance(p, dict)]
+    assert finishes[-1] == "cancelled"
+
+
+def test_typed_ahead_honours_the_new_requests_limit_and_stops(fake: FakeBackend) -> None:
+    fake.replies = {"root": "    return sorted(os.listdir(root)) or []"}
+    app = create_app(Settings(), Engines(routes={"spark": Engine(fake)}))
+    with TestClient(app, base_url="http://localhost") as client:
+        infill(client, PREFIX)
+        short = infill(client, PREFIX + "    ret", n_predict=5)
+        assert short["timings"]["typed_ahead"] is True  # type: ignore[index]
+        assert short["content"] == "urn sorted(os.listdir(root)) or []"[: len(short["content"])]  # type: ignore[arg-type]
+        assert len(fake.tokenize(short["content"])) <= 5  # type: ignore[arg-type]
+        stopped = infill(client, PREFIX + "    retu", stop=["listdir"])
+        assert stopped["content"] == "rn sorted(os."

@@ -19,8 +19,7 @@ from codespark.guard import corpus
 from codespark.guard.auth import hash_key
 from codespark.server.app import create_app
 from tests.fake_upstream import FakeUpstream, running_upstream
-from tests.integration.conftest import free_port
-from tests.test_server import sse_payloads
+from tests.helpers import free_port, sse_payloads
 
 SECRETS = corpus.generate(per_format=2, seed=11)
 PROMPT = "Review this config, keep every value as it is:\n" + "".join(p.text for p in SECRETS)

@@ -16,7 +16,8 @@ import pytest
 from codespark.config import Settings
 from codespark.models.catalog import find
 from codespark.models.provision import model_path
-from tests.integration.conftest import free_port, launch, stop
+from tests.helpers import free_port
+from tests.integration.conftest import launch, stop
 
 pytestmark = pytest.mark.integration
 

@@ -265,7 +265,8 @@ class Engine:
         run = _Run(request, cancel, session, emit)
         try:
             async with self._lock:
-                if cancel.cancelled:
+                if cancel.cancelled:  # superseded while it waited: it ends as cancelled, not as an error
+                    yield Finished("", "cancelled", Timings(len(tokens), 0, 0, 0.0, 0.0, 0.0))
                     return
                 started = time.perf_counter()
                 future = loop.run_in_executor(self._worker, self._generate, run, tokens)

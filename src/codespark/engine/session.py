@@ -33,10 +33,15 @@ class SessionCache:
         return list(self._parked) + ([self.live] if self.live else [])
 
     def activate(self, session: str | None) -> float:
-        """Make ``session``'s KV live; return the milliseconds spent swapping."""
+        """Make ``session``'s KV live; return the milliseconds spent swapping.
+
+        ``None`` is sessionless work (a chat, a SQL question, a plain completion): the live
+        session is parked first, so that work cannot overwrite a keystroke session's cache
+        while the session still believes it is cached.
+        """
         if session is not None:
             self._used[session] = self._clock()
-        if session is None or session == self.live:
+        if session == self.live:
             return 0.0
         started = time.perf_counter()
         if self.live is not None and self._budget > 0:
@@ -44,7 +49,7 @@ class SessionCache:
             if snap.tokens:
                 self._park(self.live, snap)
                 self._evict()
-        parked = self._parked.pop(session, None)
+        parked = self._parked.pop(session, None) if session is not None else None
         if parked is not None:
             self.parked_bytes -= parked.nbytes
             self._backend.restore(parked)

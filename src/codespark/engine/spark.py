@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
 from codespark.engine.backend import CancelToken, SamplingParams
@@ -92,6 +92,18 @@ def typed_since(old_prefix: str | None, old_suffix: str | None, req: FimRequest)
     return req.prefix[len(old_prefix) :]
 
 
+def _within(text: str, max_tokens: int, stops: tuple[str, ...], engine: Engine | None) -> str:
+    """``text`` cut before the first stop string and to ``max_tokens`` tokens (of ``engine``'s tokenizer)."""
+    cuts = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
+    if cuts:
+        text = text[: min(cuts)]
+    if engine is not None:
+        tokens = engine.backend.tokenize(text)
+        if len(tokens) > max_tokens:
+            text = b"".join(engine.backend.token_bytes(t) for t in tokens[:max_tokens]).decode("utf-8", "ignore")
+    return text
+
+
 def _keeps_anchor(anchor: _Anchor | None, req: FimRequest) -> bool:
     if anchor is None or anchor.suffix != req.suffix or anchor.extra != req.extra:
         return False
@@ -146,11 +158,15 @@ class FimSessions:
         params: SamplingParams,
         only_route: str | None = None,
         group: str | None = None,
+        stops: tuple[str, ...] = (),
+        engines: Mapping[str, Engine] | None = None,
     ) -> FimJob | None:
         """Settle the in-flight request (wait for it or supersede it); answer typed-ahead if possible.
 
         ``only_route``: the request is pinned to this engine; answers of others are not reused.
         ``group``: a session-name prefix; in-flight requests of other sessions in it are superseded too.
+        A typed-ahead answer honours this request's ``max_tokens`` and ``stops`` (counted with the
+        tokenizer of the engine in ``engines`` that made the answer).
         """
         if group is not None:
             for name, other in self._sessions.items():
@@ -171,9 +187,12 @@ class FimSessions:
             return None
         rest = state.last_text[len(typed) :]
         state.last_prefix, state.last_text = req.prefix, rest
+        answer = _within(rest, params.max_tokens, stops, engines.get(state.last_route) if engines else None)
+        if not answer:
+            return None
         if self._metrics:
             self._metrics.typed_ahead.labels(state.last_route).inc()
-        return FimJob(route=state.last_route, text=rest)
+        return FimJob(route=state.last_route, text=answer)
 
     def _supersede(self, inflight: _Inflight) -> None:
         if inflight.done.is_set() or inflight.cancel.cancelled:

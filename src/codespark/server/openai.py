@@ -57,7 +57,9 @@ def usage(t: Timings) -> dict[str, object]:
 
 
 def _finish_reason(result: Finished) -> str:
-    return "stop" if result.finish_reason in ("stop", "cancelled") else "length"
+    """OpenAI's ``stop``/``length``, and ``cancelled`` (an extension, as vLLM's ``abort``) for a superseded
+    request, so a client can tell an answer cut short from a finished one."""
+    return result.finish_reason if result.finish_reason in ("stop", "cancelled") else "length"
 
 
 def _prompt_text(body: CompletionRequest) -> str:

@@ -179,17 +179,21 @@ async def plan_fim(
     router = router_of(request)
     sessions: FimSessions = request.app.state.fim
     session = session_of(request, session_hint, req)
-    req = await _with_schema(request, req)
-    req = await _with_repo_context(request, req)
     pinned = router.pinned(model)
     # A caller types in one place at a time: a keystroke in a derived session also supersedes
     # the caller's other derived sessions (the window of a big file slides as lines are added).
     group = session.split("|", 1)[0] + "|" + DERIVED if DERIVED in session else None
-    early = await sessions.answer_early(session, req, params, pinned.route if pinned else None, group)
+    # Typed-ahead first: a hit needs no context, no routing and no forward pass.
+    early = await sessions.answer_early(
+        session, req, params, pinned.route if pinned else None, group, stops, router.engines.routes
+    )
     if early is not None:
         route = early.route if early.route in router.engines.routes else next(iter(router.engines.routes))
         decision = Decision(route, router.engines.routes[route], "typed-ahead: the last completion predicted this")
+        request.state.context = []
         return decision, observed(request, decision, sessions.events(early, decision.engine, session))
+    req = await _with_schema(request, req)
+    req = await _with_repo_context(request, req)
     to_evaluate: dict[str, int] = {}
     for route, engine in router.engines.routes.items():
         uncached = sessions.uncached_text(route, session, req)
