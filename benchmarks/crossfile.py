@@ -47,8 +47,9 @@ from codespark.context.parse import parse
 from codespark.context.retrieve import _bindings, merge_by_path
 from codespark.context.service import RepoContext
 from codespark.engine.backend import SamplingParams
-from codespark.engine.fim import ExtraFile, FimRequest, generation
+from codespark.engine.fim import ExtraFile, FimRequest
 from codespark.engine.loader import load_engines
+from codespark.services.fim import one_shot
 
 SITE = Path(sysconfig.get_paths()["purelib"])
 CONDITIONS = ("none", "similar", "full")
@@ -209,7 +210,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                     extra = tuple(ExtraFile(p, t) for p, t in merge_by_path(pieces))
                     named = bool(extra) or condition == "layout"
                     req = FimRequest(task.prefix, task.suffix, extra, task.path if named else None)
-                job = generation(engine, req, SamplingParams(max_tokens=48, temperature=0.0))
+                job = one_shot(engine, req, SamplingParams(max_tokens=48, temperature=0.0))
                 started = time.perf_counter()
                 text = loop.run_until_complete(engine.run(job)).text
                 first = text.split("\n", 1)[0].rstrip()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 
+from codespark.engine.prompt import Prompt, Special
+
 
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
@@ -22,3 +24,8 @@ def sse_payloads(text: str) -> list[object]:
             data = line[len("data: ") :]
             out.append(data if data == "[DONE]" else json.loads(data))
     return out
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """A prompt as one string, control tokens by their text (to assert on its layout)."""
+    return "".join(p.name if isinstance(p, Special) else p for p in prompt)

@@ -105,7 +105,7 @@ def served(repo: Path, tmp_path: Path) -> Iterator[tuple[TestClient, FakeBackend
     engines = Engines(routes={"spark": engine, "codex": engine}, aliases={})
     settings = Settings(repo_dir=repo, cache_dir=tmp_path / "cache")
     with TestClient(create_app(settings, engines), base_url="http://localhost") as client:
-        assert client.app.state.repo.ready.wait(30)  # type: ignore[attr-defined]
+        assert client.app.state.codespark.repo.ready.wait(30)  # type: ignore[attr-defined]
         yield client, fake
 
 

@@ -1,6 +1,7 @@
 from codespark.engine.fim import Echo, ExtraFile, FimRequest, FimStops, build_prompt, echo_target, fit
-from codespark.engine.prompt import Special, render
+from codespark.engine.prompt import Special
 from codespark.engine.text import TextAssembler
+from tests.helpers import prompt_text as render
 
 
 def count(text: str) -> int:

@@ -25,6 +25,7 @@ from codespark.engine import chat, fim
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Engine, GenerationRequest
 from codespark.engine.loader import load_engines
+from codespark.services.fim import one_shot
 
 # Real code nobody here wrote: the standard library's argparse module.
 _SOURCE = Path(argparse.__file__).read_text()
@@ -76,7 +77,7 @@ async def _measure_engine(engine: Engine, runs: int, fim_tokens: int) -> dict[st
         cold = GenerationRequest([_unique() + code[:split]], SamplingParams(max_tokens=0))
         result = await engine.run(cold)
         prefill.append(result.timings.prompt_per_second)
-        job = fim.generation(engine, fim.FimRequest(_unique() + prefix, suffix), SamplingParams(max_tokens=1))
+        job = one_shot(engine, fim.FimRequest(_unique() + prefix, suffix), SamplingParams(max_tokens=1))
         result = await engine.run(job)
         ttft.append(result.timings.ttft_ms)
         prompt = chat.build_prompt(engine.backend.info, [chat.Message("user", _DECODE_QUESTION)])

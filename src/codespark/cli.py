@@ -268,9 +268,9 @@ def sql(
 ) -> None:
     """Ask a database a question in plain language: checked, read-only SQL, explained, with results."""
     from codespark.engine.tasks import load_one
+    from codespark.services.sql import SqlService
     from codespark.sql import render as sql_render
     from codespark.sql.assistant import Options, SqlAssistant
-    from codespark.sql.service import SqlService
 
     if not db:
         raise _fail(CodesparkError("Name the database with --db URL, e.g. --db sqlite:///shop.db"))

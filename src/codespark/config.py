@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from codespark.errors import ConfigError
+from codespark.errors import ConfigError, InvalidRequestError
 
 
 def default_cache_dir() -> Path:
@@ -233,6 +233,16 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def check_max_tokens(self, value: int, param: str = "max_tokens") -> int:
+        """``value`` if it is within ``max_tokens_limit``, else a 400 saying so."""
+        if value > self.max_tokens_limit:
+            raise InvalidRequestError(
+                f"{param}={value} is above this server's limit of {self.max_tokens_limit}. "
+                "Ask for fewer tokens (the limit is the max_tokens_limit setting).",
+                param=param,
+            )
+        return value
 
     @property
     def models_dir(self) -> Path:

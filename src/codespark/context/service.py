@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from codespark.context.index import Progress, RepoIndex, Report
+from codespark.context.repomap import RepoMap
 from codespark.context.retrieve import Retriever, Snippet, pack, relative_to
 from codespark.errors import IndexingError
 
@@ -22,6 +23,7 @@ class RepoContext:
         self.retriever = Retriever(self.index)
         self.ready = threading.Event()
         self._lock = threading.Lock()
+        self._map: RepoMap | None = None
 
     def refresh(self, progress: Progress | None = None) -> Report:
         """Update the index.  A refresh is one transaction: if it fails (disk full, I/O error) it is rolled
@@ -37,8 +39,21 @@ class RepoContext:
                     "free some disk space (or set cache_dir elsewhere) and run `codespark index` again."
                 ) from exc
             self.retriever = Retriever(self.index)  # chunks re-read lazily, from the refreshed files
+            self._map = None
         self.ready.set()
         return report
+
+    def repo_map(self, budget_tokens: int, mentioned: str = "") -> str:
+        """The repo map, focused on the files ``mentioned`` names; its graph is built once per refresh.
+
+        Blocking (SQL and numpy): call it off the event loop.
+        """
+        with self._lock:
+            if self._map is None:
+                self._map = RepoMap(self.index)
+            current = self._map
+        focus = [p for p in current.paths if p in mentioned or p.rsplit("/", 1)[-1] in mentioned]
+        return current.render(budget_tokens, focus)
 
     def relative(self, filename: str) -> str:
         return relative_to(str(self.root), filename)

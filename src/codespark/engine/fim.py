@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from codespark.engine.backend import SamplingParams
-from codespark.engine.engine import Engine, GenerationRequest
+from codespark.engine.engine import Engine
 from codespark.engine.prompt import Prompt, Special
 from codespark.errors import InvalidRequestError
 
@@ -54,15 +53,14 @@ class FimRequest:
     suffix: str
     extra: tuple[ExtraFile, ...] = field(default_factory=tuple)
     filename: str | None = None
-    repo_name: str | None = None
 
 
 def build_prompt(req: FimRequest) -> Prompt:
     """Qwen FIM prompt: plain PSM, or the repo-level form when context is given."""
     body: Prompt = [FIM_PREFIX, req.prefix, FIM_SUFFIX, req.suffix, FIM_MIDDLE]
-    if not req.extra and req.filename is None and req.repo_name is None:
+    if not req.extra and req.filename is None:
         return body
-    head: Prompt = [REPO_NAME, (req.repo_name or "repo") + "\n"]
+    head: Prompt = [REPO_NAME, "repo\n"]
     for extra in req.extra:
         text = extra.text if extra.text.endswith("\n") else extra.text + "\n"
         head += [FILE_SEP, extra.filename + "\n", text]
@@ -260,22 +258,3 @@ def prompt_budget(engine: Engine, max_tokens: int, reserved: int = 0) -> int:
             param="max_tokens",
         )
     return budget
-
-
-def generation(
-    engine: Engine,
-    req: FimRequest,
-    params: SamplingParams,
-    stops: tuple[str, ...] = (),
-    t_max_predict_ms: float | None = None,
-    block_stops: bool = True,
-) -> GenerationRequest:
-    """A FIM generation fitted to ``engine``'s context, stopping at suffix echoes."""
-    req = fit(req, engine.count_tokens, prompt_budget(engine, params.max_tokens))
-    return GenerationRequest(
-        prompt=build_prompt(req),
-        params=params,
-        stops=stops,
-        policy=FimStops(req.prefix, req.suffix, block_stops),
-        t_max_predict_ms=t_max_predict_ms,
-    )

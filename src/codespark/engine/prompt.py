@@ -18,8 +18,3 @@ class Special:
 
 Part = str | Special
 Prompt = list[Part]
-
-
-def render(prompt: Prompt) -> str:
-    """The prompt as one string (for logs and debugging)."""
-    return "".join(p.name if isinstance(p, Special) else p for p in prompt)

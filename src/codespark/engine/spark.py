@@ -227,9 +227,7 @@ class FimSessions:
         heal = typed[len(shown) :]
         budget = prompt_budget(engine, params.max_tokens, reserved=engine.count_tokens(typed))
         # Fitting the anchor (not the whole prefix) keeps the prompt stable while the user types.
-        fitted = fit(
-            FimRequest(anchor.prefix, req.suffix, req.extra, req.filename, req.repo_name), engine.count_tokens, budget
-        )
+        fitted = fit(FimRequest(anchor.prefix, req.suffix, req.extra, req.filename), engine.count_tokens, budget)
         prompt = build_prompt(fitted)
         if shown:
             prompt.append(shown)

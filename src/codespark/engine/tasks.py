@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from codespark.config import Settings
-from codespark.engine import chat, fim
+from codespark.engine import chat
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Delta, Engine, GenerationRequest
 from codespark.engine.fim import FimRequest
 from codespark.engine.loader import ROUTES, Engines, load_engines
 from codespark.errors import ConfigError, InvalidRequestError
+from codespark.services.fim import one_shot
 
 
 def load_one(settings: Settings, route: str) -> tuple[Engines, Engine]:
@@ -42,11 +43,8 @@ def complete_at(settings: Settings, file: Path, line: int, col: int | None, rout
     prefix, suffix = split_at(file.read_text(), line, col)
     engines, engine = load_one(settings, route)
     try:
-        job = fim.generation(
-            engine,
-            FimRequest(prefix, suffix),
-            SamplingParams(max_tokens=max_tokens),
-            block_stops=settings.fim_block_stops,
+        job = one_shot(
+            engine, FimRequest(prefix, suffix), SamplingParams(max_tokens=max_tokens), (), settings.fim_block_stops
         )
         return asyncio.run(engine.run(job)).text
     finally:

@@ -1,43 +1,40 @@
-"""The application factory.  All state lives on ``app.state``; nothing is global."""
+"""The application factory.  All state is one typed ``AppState`` built here; nothing is global."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from codespark import __version__
 from codespark.config import Settings
 from codespark.context.service import RepoContext
 from codespark.engine.loader import Engines
-from codespark.engine.spark import FimSessions
-from codespark.engine.upstream import Upstream
 from codespark.errors import CodesparkError
 from codespark.guard.auth import KeyChecker, RateLimiter
 from codespark.guard.hosts import HostPolicy
-from codespark.guard.ignore import NeverSend
-from codespark.metrics import Metrics
-from codespark.router import Router
 from codespark.server import errors, infill, openai, sql
 from codespark.server.access import AccessControl, HostGuard
-from codespark.sql.service import SqlService
+from codespark.server.deps import State
+from codespark.services.state import AppState
 
 log = logging.getLogger("codespark.server")
 
 
-async def _expire_sessions(app: FastAPI, ttl_s: float) -> None:
+async def _expire_sessions(state: AppState) -> None:
     """Drop idle sessions' KV caches and text every so often (zero retention: RAM only, not for long)."""
+    ttl_s = state.settings.session_ttl_s
     while True:
         await asyncio.sleep(min(60.0, ttl_s / 4))
-        for engine in app.state.engines.routes.values():
+        for engine in state.engines.routes.values():
             await engine.expire_sessions(ttl_s)
-        app.state.fim.expire(ttl_s)
+        state.fim.expire(ttl_s)
 
 
 async def _index_repo(repo: RepoContext) -> None:
@@ -62,22 +59,22 @@ async def _index_repo(repo: RepoContext) -> None:
 
 def create_app(settings: Settings, engines: Engines) -> FastAPI:
     """A FastAPI app serving ``engines``.  The app closes them on shutdown."""
-
-    upstreams = {cfg.name: Upstream(cfg) for cfg in settings.upstreams}
+    state = AppState.build(settings, engines)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        sweeper = asyncio.create_task(_expire_sessions(app, settings.session_ttl_s))
-        indexing = asyncio.create_task(_index_repo(app.state.repo)) if app.state.repo is not None else None
+        sweeper = asyncio.create_task(_expire_sessions(state))
+        indexing = asyncio.create_task(_index_repo(state.repo)) if state.repo is not None else None
         yield
         sweeper.cancel()
         if indexing is not None:
             await asyncio.gather(indexing, return_exceptions=True)
-            app.state.repo.index.close()
-        for upstream in upstreams.values():
+        if state.repo is not None:
+            state.repo.index.close()
+        for upstream in state.upstreams.values():
             await upstream.aclose()
         engines.close()
-        app.state.sql.close()
+        state.sql.close()
 
     app = FastAPI(
         title="codespark",
@@ -85,17 +82,7 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
         description="Self-hosted coding assistant engine: OpenAI- and llama-server-compatible API.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.engines = engines
-    app.state.started = time.time()
-    app.state.metrics = Metrics()
-    app.state.upstreams = upstreams
-    app.state.never_send = NeverSend.load(settings.never_send, settings.workspace_dir)
-    codex_upstream = upstreams[settings.codex_upstream] if settings.codex_upstream else None
-    app.state.router = Router(engines, settings.router_fim, settings.fim_latency_budget_ms, codex_upstream)
-    app.state.fim = FimSessions(app.state.metrics)
-    app.state.sql = SqlService(settings.databases)
-    app.state.repo = RepoContext(settings.repo_dir, settings.cache_dir) if settings.repo_dir else None
+    app.state.codespark = state
     errors.install(app)
     # Starlette runs the last middleware added first: host/origin check, then CORS, then keys and limits.
     app.add_middleware(
@@ -121,19 +108,18 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
     app.include_router(sql.router)
 
     @app.get("/health")
-    async def health(request: Request) -> dict[str, object]:
-        current: Engines = request.app.state.engines
+    async def health(state: State) -> dict[str, object]:
         return {
             "status": "ok",
             "version": __version__,
             "engines": {
                 route: {"model": e.backend.info.model_id, "busy": e.busy, "n_ctx": e.n_ctx}
-                for route, e in current.routes.items()
+                for route, e in state.engines.routes.items()
             },
         }
 
     @app.get("/metrics")
-    async def metrics(request: Request) -> Response:
-        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(state: State) -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response
 
-from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Finished
 from codespark.engine.fim import ExtraFile, FimRequest
-from codespark.server.generation import route_headers, run_to_end, sse, timing_headers
-from codespark.server.protocol import InfillRequest
-from codespark.server.routing import check_max_tokens, debug_data, note_unknown_fields, plan_fim, settings_of
+from codespark.server.deps import Caller, State
+from codespark.server.protocol import InfillRequest, debug_data
+from codespark.server.respond import respond
+from codespark.services.fim import FimCall
 
 router = APIRouter()
 
@@ -32,46 +32,45 @@ def _final(route: str, result: Finished, content: str) -> dict[str, object]:
 
 
 @router.post("/infill", response_model=None)
-async def infill(body: InfillRequest, request: Request) -> Response:
-    note_unknown_fields(body, "/infill")
-    settings = settings_of(request)
+async def infill(body: InfillRequest, request: Request, state: State, who: Caller) -> Response:
+    body.log_unknown("/infill")
+    settings = state.settings
     if body.n_predict is None or body.n_predict < 0:
         n_predict = settings.default_fim_max_tokens
     else:
-        n_predict = check_max_tokens(settings, body.n_predict, "n_predict")
+        n_predict = settings.check_max_tokens(body.n_predict, "n_predict")
     fim = FimRequest(
         prefix=body.input_prefix + body.prompt,
         suffix=body.input_suffix,
         extra=tuple(ExtraFile(e.filename, e.text) for e in body.input_extra),
         filename=body.filename,
     )
-    params = SamplingParams(
-        max_tokens=n_predict,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        top_k=body.top_k,
-        min_p=body.min_p,
-        seed=body.seed,
-    )
-    budget = body.max_latency_ms if body.max_latency_ms is not None else body.t_max_predict_ms
-    decision, events = await plan_fim(
-        request, body.model, body.session, fim, params, tuple(body.stop), body.t_max_predict_ms, budget
-    )
-    if body.stream:
-        return StreamingResponse(
-            sse(
-                events,
-                lambda text: {"content": text, "stop": False},
-                lambda result: [_final(decision.route, result, "")],
-                None,
-            ),
-            media_type="text/event-stream",
-            headers={**route_headers(decision), "Cache-Control": "no-cache"},
+    answer = await state.fim.complete(
+        FimCall(
+            fim,
+            body.to_sampling_params(n_predict),
+            tuple(body.stop),
+            body.model,
+            caller=who,
+            session=request.headers.get("X-Session") or body.session,
+            t_max_predict_ms=body.t_max_predict_ms,
+            budget_ms=body.max_latency_ms if body.max_latency_ms is not None else body.t_max_predict_ms,
         )
-    result = await run_to_end(request, events)
-    if result is None:
-        return Response(status_code=499)
-    payload = _final(decision.route, result, result.text)
-    if body.debug:
-        payload["debug_data"] = debug_data(request)
-    return JSONResponse(payload, headers=timing_headers(decision, result))
+    )
+    route = answer.decision.route
+
+    def final(result: Finished) -> dict[str, object]:
+        payload = _final(route, result, result.text)
+        if body.debug:
+            payload["debug_data"] = debug_data(answer.context)
+        return payload
+
+    return await respond(
+        request,
+        answer.decision,
+        answer.events,
+        stream=body.stream,
+        final=final,
+        on_delta=lambda text: {"content": text, "stop": False},
+        on_finish=lambda result: [_final(route, result, "")],
+    )

@@ -7,9 +7,18 @@ extensions after it, each described.  Unknown fields are accepted and logged.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from codespark.context.retrieve import Snippet
+from codespark.engine.backend import SamplingParams
+from codespark.engine.fim import ExtraFile, FimRequest
+from codespark.errors import InvalidRequestError
+
+log = logging.getLogger("codespark.server")
 
 
 class _Request(BaseModel):
@@ -17,6 +26,54 @@ class _Request(BaseModel):
 
     def unknown_fields(self) -> list[str]:
         return sorted((self.model_extra or {}).keys())
+
+    def log_unknown(self, endpoint: str) -> None:
+        """Unknown fields are accepted (clients send many) and named in the log."""
+        unknown = self.unknown_fields()
+        if unknown:
+            log.info("%s: ignoring unknown fields %s", endpoint, ", ".join(unknown))
+
+
+class _Sampled(_Request):
+    """A generation request: it has the sampling fields (each class declares them in its spec's order)."""
+
+    if TYPE_CHECKING:
+        temperature: float
+        top_p: float
+        top_k: int
+        min_p: float
+        repeat_penalty: float
+        seed: int | None
+
+    def to_sampling_params(self, max_tokens: int) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=max(0, max_tokens),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            repeat_penalty=self.repeat_penalty,
+            seed=self.seed,
+        )
+
+
+def stop_strings(stop: str | list[str] | None) -> tuple[str, ...]:
+    """OpenAI's ``stop`` (one string or a list of up to 16) as a tuple."""
+    if stop is None:
+        return ()
+    stops = (stop,) if isinstance(stop, str) else tuple(stop)
+    if len(stops) > 16:
+        raise InvalidRequestError("At most 16 stop sequences are allowed.", param="stop")
+    return stops
+
+
+def debug_data(pieces: Sequence[Snippet]) -> dict[str, object]:
+    """The context snippets a completion used (Tabby's ``debug_data`` shape, with our reasons)."""
+    return {
+        "snippets": [
+            {"filepath": p.path, "body": p.text, "score": round(p.score, 3), "reason": p.reason} for p in pieces
+        ]
+    }
 
 
 class StreamOptions(BaseModel):
@@ -49,6 +106,15 @@ class TabbySegments(BaseModel):
     relevant_snippets_from_recently_opened_files: list[TabbySnippet] | None = None
     clipboard: str | None = None
 
+    def to_fim(self) -> FimRequest:
+        """A FIM request: the declarations and snippets become context files."""
+        extra = [ExtraFile(d.filepath, d.body) for d in self.declarations or []]
+        snippets = (self.relevant_snippets_from_changed_files or []) + (
+            self.relevant_snippets_from_recently_opened_files or []
+        )
+        extra += [ExtraFile(s.filepath, s.body) for s in snippets]
+        return FimRequest(self.prefix, self.suffix or "", tuple(extra), self.filepath)
+
 
 class TabbyDebugOptions(BaseModel):
     return_snippets: bool = False
@@ -56,7 +122,7 @@ class TabbyDebugOptions(BaseModel):
     disable_retrieval_augmented_code_completion: bool = False
 
 
-class CompletionRequest(_Request):
+class CompletionRequest(_Sampled):
     """OpenAI ``POST /v1/completions``.  A ``suffix`` makes it a FIM request.
 
     Tabby's body for the same path (``segments``, ``language``, ``debug_options``) is accepted as well.
@@ -125,7 +191,7 @@ class ChatMessage(BaseModel):
         return "".join(p.text or "" for p in self.content if p.type == "text")
 
 
-class ChatCompletionRequest(_Request):
+class ChatCompletionRequest(_Sampled):
     """OpenAI ``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1)
@@ -165,7 +231,7 @@ class ChatCompletionRequest(_Request):
 InputExtra = ContextFile
 
 
-class InfillRequest(_Request):
+class InfillRequest(_Sampled):
     """llama-server ``POST /infill`` (the fields llama.vim and llama.vscode send)."""
 
     input_prefix: str = ""
@@ -179,6 +245,7 @@ class InfillRequest(_Request):
     top_k: int = Field(40, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     min_p: float = Field(0.0, ge=0, le=1)
+    repeat_penalty: float = Field(1.0, gt=0)
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
     # extensions

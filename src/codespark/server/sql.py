@@ -1,16 +1,13 @@
-"""``POST /v1/sql``: a question about a database in, checked SQL, explanation and rows out."""
+"""``POST /v1/sql``: a question about a configured database in, checked SQL, explanation and rows out."""
 
 from __future__ import annotations
 
-import asyncio
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from codespark.server.deps import State
 from codespark.server.protocol import _Request
-from codespark.server.routing import note_unknown_fields, router_of
-from codespark.sql.assistant import Options, SqlAssistant
-from codespark.sql.service import SqlService
+from codespark.sql.assistant import Options
 
 router = APIRouter()
 
@@ -47,17 +44,6 @@ class SqlResponse(BaseModel):
     model: str
 
 
-@router.post("/v1/sql")
-async def sql(body: SqlRequest, request: Request) -> SqlResponse:
-    note_unknown_fields(body, "/v1/sql")
-    service: SqlService = request.app.state.sql
-    db, schema = await asyncio.to_thread(service.named, body.db, refresh=body.refresh_schema)
-    decision = router_of(request).pinned(body.model) or router_of(request).local_deep()
-    options = Options(repair=body.repair, execute=not body.explain_only, max_rows=body.max_rows)
-    answer = await SqlAssistant(decision.engine, db, schema).ask(body.question, options)
-    return SqlResponse(**answer.as_dict(), model=decision.route)
-
-
 class DatabaseInfo(BaseModel):
     name: str
     description: str
@@ -65,16 +51,27 @@ class DatabaseInfo(BaseModel):
     default: bool
 
 
+class DatabaseList(BaseModel):
+    data: list[DatabaseInfo]
+
+
+@router.post("/v1/sql")
+async def sql(body: SqlRequest, state: State) -> SqlResponse:
+    body.log_unknown("/v1/sql")
+    options = Options(repair=body.repair, execute=not body.explain_only, max_rows=body.max_rows)
+    answer, route = await state.sql.ask(body.question, body.db, options, body.model, refresh=body.refresh_schema)
+    return SqlResponse(**answer.as_dict(), model=route)
+
+
 @router.get("/v1/sql/databases")
-async def databases(request: Request) -> dict[str, list[DatabaseInfo]]:
+async def databases(state: State) -> DatabaseList:
     """The databases requests may name (URLs stay on the server; passwords are never shown)."""
-    service: SqlService = request.app.state.sql
-    default = service.default_name()
-    return {
-        "data": [
+    default = state.sql.default_name()
+    return DatabaseList(
+        data=[
             DatabaseInfo(
                 name=d.name, description=d.description, dialect=d.url.split(":", 1)[0], default=d.name == default
             )
-            for d in service.databases.values()
+            for d in state.sql.databases.values()
         ]
-    }
+    )

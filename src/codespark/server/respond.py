@@ -1,4 +1,4 @@
-"""Run generation events for an HTTP request: to the end, or as an SSE stream.
+"""Answer an HTTP request from generation events: to the end as JSON, or as an SSE stream (``respond``).
 
 Both paths stop the engine when the client goes away: a stream because its
 response task is cancelled, a plain request because we watch for
@@ -14,11 +14,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 
 from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from codespark.engine.engine import Delta, Event, Finished
 from codespark.errors import CodesparkError, EngineError
-from codespark.metrics import Metrics
-from codespark.router import Decision, Router
+from codespark.router import Decision
 from codespark.server.sse import event
 
 log = logging.getLogger("codespark.server")
@@ -55,37 +55,6 @@ async def run_to_end(request: Request, events: AsyncGenerator[Event, None]) -> F
         return work.result()
     finally:
         gone.cancel()
-
-
-def recorded(
-    decision: Decision, events: AsyncGenerator[Event, None], metrics: Metrics, router: Router
-) -> AsyncGenerator[Event, None]:
-    """Pass ``events`` through, recording the finished generation's numbers."""
-
-    async def gen() -> AsyncGenerator[Event, None]:
-        async with aclosing(events) as stream:
-            async for item in stream:
-                if isinstance(item, Finished):
-                    observe(decision.route, item, metrics, router)
-                yield item
-
-    return gen()
-
-
-def observe(route: str, result: Finished, metrics: Metrics, router: Router) -> None:
-    t = result.timings
-    metrics.requests.labels(route, result.finish_reason).inc()
-    metrics.prompt_tokens.labels(route).inc(t.prompt_tokens)
-    metrics.cached_tokens.labels(route).inc(t.cached_tokens)
-    metrics.completion_tokens.labels(route).inc(t.completion_tokens)
-    if t.completion_tokens or t.typed_ahead:
-        metrics.ttft.labels(route).observe(t.ttft_ms / 1000)
-    if t.decode_per_second > 0:
-        metrics.decode.labels(route).observe(t.decode_per_second)
-    if t.drafter:
-        metrics.drafted.labels(route, t.drafter).inc(t.drafted)
-        metrics.accepted.labels(route, t.drafter).inc(t.accepted)
-    router.observe(route, t)
 
 
 def route_headers(decision: Decision) -> dict[str, str]:
@@ -135,3 +104,28 @@ async def sse(
         yield event({"error": {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}})
     if done_marker is not None:
         yield done_marker
+
+
+async def respond(
+    request: Request,
+    decision: Decision,
+    events: AsyncGenerator[Event, None],
+    *,
+    stream: bool,
+    final: Callable[[Finished], dict[str, object]],
+    on_delta: Callable[[str], object | None],
+    on_finish: Callable[[Finished], list[object]],
+    done_marker: bytes | None = None,
+    opening: object | None = None,
+) -> Response:
+    """The one tail of every generation route: an SSE stream, or the ``final`` JSON (499 if the client left)."""
+    if stream:
+        return StreamingResponse(
+            sse(events, on_delta, on_finish, done_marker, opening),
+            media_type="text/event-stream",
+            headers={**route_headers(decision), "Cache-Control": "no-cache"},
+        )
+    result = await run_to_end(request, events)
+    if result is None:
+        return Response(status_code=499)
+    return JSONResponse(final(result), headers=timing_headers(decision, result))

@@ -1,4 +1,5 @@
-"""Databases and their schemas, opened once and cached: what the CLI and the server share.
+"""The SQL assistant's service: databases and their schemas, opened once and cached, and questions
+asked of them.  What the CLI and the server share.
 
 The server opens only the databases named in the settings (``[[databases]]``):
 a request names one and never passes a URL, so a client cannot point the
@@ -8,11 +9,14 @@ user's own rights, and gets the same connection-level protections.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 
 from codespark.config import DatabaseSettings
 from codespark.errors import DatabaseNotFoundError
+from codespark.router import Router
+from codespark.sql.assistant import Answer, Options, SqlAssistant
 from codespark.sql.database import Database
 from codespark.sql.schema import Schema, introspect, render
 
@@ -20,8 +24,11 @@ from codespark.sql.schema import Schema, introspect, render
 class SqlService:
     """Open databases by URL or configured name, with their introspected schema cached until ``refresh``."""
 
-    def __init__(self, databases: Sequence[DatabaseSettings] = (), timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, databases: Sequence[DatabaseSettings] = (), timeout_s: float = 10.0, router: Router | None = None
+    ) -> None:
         self.databases = {d.name: d for d in databases}
+        self.router = router
         self.timeout_s = timeout_s
         self._cache: dict[tuple[str, bool], tuple[Database, Schema]] = {}
         self._lock = threading.Lock()
@@ -70,6 +77,20 @@ class SqlService:
             opened = (db, introspect(db))
             self._cache[key] = opened
             return opened
+
+    async def ask(
+        self, question: str, db: str | None, options: Options, model: str | None = None, refresh: bool = False
+    ) -> tuple[Answer, str]:
+        """Answer ``question`` about the configured database ``db`` (read-only); the answer and the engine used.
+
+        The engine is the one ``model`` pins, else codex (local: a database's rows never go upstream).
+        """
+        if self.router is None:
+            raise RuntimeError("SqlService.ask needs a router")
+        database, schema = await asyncio.to_thread(self.named, db, refresh=refresh)
+        decision = self.router.pinned(model) or self.router.local_deep()
+        answer = await SqlAssistant(decision.engine, database, schema).ask(question, options)
+        return answer, decision.route
 
     def schema_text(self, url: str) -> str:
         """The schema as DDL, for FIM context in .sql files."""

@@ -1,0 +1,121 @@
+"""The chat pipeline: messages, the system block (repo map, context files), the upstream or the local
+engine, and the fallback when the upstream cannot answer.
+
+Never-send files are dropped from what goes upstream; the upstream backend redacts the rest
+(``engine/upstream.py``), so no path here can skip the guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from codespark.config import Settings
+from codespark.context.service import RepoContext
+from codespark.engine import chat
+from codespark.engine.backend import SamplingParams
+from codespark.engine.engine import Engine, Event, GenerationRequest
+from codespark.errors import EngineError, InvalidRequestError, UpstreamUnavailable
+from codespark.guard.ignore import NeverSend
+from codespark.metrics import Metrics
+from codespark.router import Decision, Router
+from codespark.services.observe import observed
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """One chat turn.  ``max_tokens`` None fills what the context leaves (up to ``max_tokens_limit``)."""
+
+    messages: Sequence[chat.Message]
+    params: SamplingParams
+    max_tokens: int | None = None
+    stops: tuple[str, ...] = ()
+    model: str | None = None
+    context: Sequence[tuple[str, str]] = ()  # (filename, text) workspace files for the system block
+    repo: str | None = None  # add the map of this repo (the server's repo_dir, by path or name)
+    upstream_options: dict[str, Any] = field(default_factory=dict)  # OpenAI fields passed to an upstream
+
+
+class ChatService:
+    """Chat on codex, an upstream provider, or the local fallback."""
+
+    def __init__(
+        self,
+        router: Router,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        never_send: NeverSend | None = None,
+        repo: RepoContext | None = None,
+    ) -> None:
+        self.router = router
+        self.settings = settings
+        self.metrics = metrics
+        self.never_send = never_send
+        self.repo = repo
+
+    async def chat(self, call: ChatCall) -> tuple[Decision, AsyncGenerator[Event, None]]:
+        """The decision and the answer's events (the upstream's, restored, or the local engine's)."""
+        chosen = self.router.deep(call.model)
+        repo_map = await self._repo_map(call)
+        up = chosen.upstream
+        if up is None:
+            return chosen, self._observed(chosen, self._local(chosen.engine, call, repo_map))
+        payload = dict(call.upstream_options)
+        payload["messages"] = [
+            {"role": m.role, "content": m.content} for m in _with_system_block(call, repo_map, self.never_send)
+        ]
+
+        def count(kinds: dict[str, int]) -> None:
+            if self.metrics is not None:
+                for kind, n in kinds.items():
+                    self.metrics.redactions.labels(kind).inc(n)
+
+        try:
+            events = await up.start("chat/completions", payload, on_redacted=count)
+        except UpstreamUnavailable as exc:
+            if self.metrics is not None:
+                self.metrics.upstream_fallbacks.labels(up.name).inc()
+            fallback = self.router.fall_back(exc.message)
+            return fallback, self._observed(fallback, self._local(fallback.engine, call, repo_map))
+        return chosen, self._observed(chosen, events)
+
+    def _local(self, engine: Engine, call: ChatCall, repo_map: str) -> AsyncGenerator[Event, None]:
+        prompt = chat.build_prompt(engine.backend.info, _with_system_block(call, repo_map, None))
+        if call.max_tokens is None:
+            room = engine.n_ctx - len(engine.tokenize_prompt(prompt))
+            max_tokens = max(0, min(self.settings.max_tokens_limit, room))
+        else:
+            max_tokens = call.max_tokens
+        params = replace(call.params, max_tokens=max_tokens)
+        return engine.stream(engine.prepare(GenerationRequest(prompt=prompt, params=params, stops=call.stops)))
+
+    def _observed(self, decision: Decision, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+        return observed(decision, events, self.metrics, self.router)
+
+    async def _repo_map(self, call: ChatCall) -> str:
+        """The map of the server's repo, for a chat that names it, focused on the files it mentions."""
+        if call.repo is None:
+            return ""
+        context = self.repo
+        if context is None or call.repo not in (str(context.root), context.root.name, "."):
+            where = f"it serves {context.root}" if context is not None else "start it with --repo-dir PATH"
+            raise InvalidRequestError(f"This server has no index for the repo {call.repo!r}: {where}.", param="repo")
+        if not context.ready.is_set():
+            raise EngineError("The repo is still being indexed; retry in a few seconds.")
+        mentioned = "\n".join(m.content for m in call.messages)
+        return await asyncio.to_thread(context.repo_map, self.settings.context_tokens, mentioned)
+
+
+def _with_system_block(call: ChatCall, repo_map: str, never_send: NeverSend | None) -> list[chat.Message]:
+    """The messages, with the repo map and the context files (less never-send ones) in the system message."""
+    messages = [chat.Message(m.role if m.role != "developer" else "system", m.content) for m in call.messages]
+    files = [(name, text) for name, text in call.context if never_send is None or not never_send.blocks(name)]
+    blocks = ([chat.repo_map_text(repo_map)] if repo_map else []) + ([chat.context_text(files)] if files else [])
+    if not blocks:
+        return messages
+    block = "\n\n".join(blocks)
+    if messages[0].role == "system":
+        return [chat.Message("system", messages[0].content + "\n\n" + block), *messages[1:]]
+    return [chat.Message("system", block), *messages]

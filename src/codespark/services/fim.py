@@ -1,0 +1,178 @@
+"""The keystroke FIM pipeline: session, typed-ahead, context, routing, prompt, generation, in that order.
+
+One request walks down it once::
+
+    FimService.complete(call)
+      1. the session: the caller's own (its API key or address) + the client's id, file name,
+         or a hash of the document's first lines;
+      2. settle the session's in-flight request (wait for it, or supersede it), and answer from
+         the last completion if the user typed what it predicted (typed-ahead): done, no
+         context, no routing, no forward pass;
+      3. context: the ``sql_db`` schema for .sql files, the repo's definitions and similar code;
+      4. routing: the router's choice from each engine's uncached text;
+      5. the anchored prompt on that engine (``engine/spark.py``) and its generation.
+
+A one-shot request (the CLI, ``codespark bench``, the cross-file benchmark) is the same
+anchored request on a throwaway session (``one_shot``), so everything measures the prompt the
+server sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field, replace
+
+from codespark.config import Settings
+from codespark.context.retrieve import Snippet, merge_by_path
+from codespark.context.service import RepoContext
+from codespark.engine.backend import SamplingParams
+from codespark.engine.engine import Engine, Event, Prepared
+from codespark.engine.fim import ExtraFile, FimRequest
+from codespark.engine.spark import FimSessions
+from codespark.metrics import Metrics
+from codespark.router import Decision, Router
+from codespark.services.observe import observed
+from codespark.services.sql import SqlService
+
+DERIVED = "doc:"  # the mark of a session named after the document's text
+_DOCUMENT_LINES = 3
+
+
+@dataclass(frozen=True)
+class FimCall:
+    """One completion at a cursor."""
+
+    request: FimRequest
+    params: SamplingParams
+    stops: tuple[str, ...] = ()
+    model: str | None = None
+    caller: str = "local"  # whose session this is: an API key's identity, or the client's address
+    session: str | None = None  # the client's own session id (X-Session, a body field), if it sends one
+    t_max_predict_ms: float | None = None
+    budget_ms: float | None = None
+
+
+@dataclass
+class FimAnswer:
+    """The router's decision, the generation's events, and the context snippets the prompt used."""
+
+    decision: Decision
+    events: AsyncGenerator[Event, None]
+    context: list[Snippet] = field(default_factory=list)
+
+
+def session_name(call: FimCall) -> str:
+    """The editing session of ``call``, always scoped to its caller.
+
+    Within the caller: the client's session id, else the file name, else a hash of the
+    document's first complete lines, so two buffers of an editor that sends neither (llama.vim,
+    llama.vscode) keep separate caches instead of evicting each other.
+    """
+    if call.session:
+        return f"{call.caller}|id:{call.session[:200]}"
+    if call.request.filename:
+        return f"{call.caller}|file:{call.request.filename[:500]}"
+    return f"{call.caller}|{DERIVED}{_document_key(call.request.prefix)}"
+
+
+def _document_key(prefix: str) -> str:
+    """A short hash of the first complete, non-blank lines of the prefix window: stable while the user types."""
+    complete = prefix[: prefix.rfind("\n") + 1].splitlines()  # not the cursor line, which changes per keystroke
+    lines = [line for line in complete[: _DOCUMENT_LINES * 4] if line.strip()][:_DOCUMENT_LINES]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+class FimService:
+    """Keystroke completion for every engine of a router; owns the FIM sessions."""
+
+    def __init__(
+        self,
+        router: Router,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        sql: SqlService | None = None,
+        repo: RepoContext | None = None,
+    ) -> None:
+        self.router = router
+        self.settings = settings
+        self.metrics = metrics
+        self.sql = sql
+        self.repo = repo
+        self.sessions = FimSessions(metrics)
+
+    async def complete(self, call: FimCall) -> FimAnswer:
+        """Plan ``call``; the events run the generation when iterated."""
+        router, routes = self.router, self.router.engines.routes
+        session = session_name(call)
+        pinned = router.pinned(call.model)
+        # A caller types in one place at a time: a keystroke in a derived session also supersedes the
+        # caller's other derived sessions (the window of a big file slides as lines are added).
+        group = f"{call.caller}|{DERIVED}" if session.startswith(f"{call.caller}|{DERIVED}") else None
+        early = await self.sessions.answer_early(
+            session, call.request, call.params, pinned.route if pinned else None, group, call.stops, routes
+        )
+        if early is not None:
+            route = early.route if early.route in routes else next(iter(routes))
+            decision = Decision(route, routes[route], "typed-ahead: the last completion predicted this")
+            return FimAnswer(decision, self._observed(decision, self.sessions.events(early, decision.engine, session)))
+        req, context = await self._with_context(call.request)
+        to_evaluate: dict[str, int] = {}
+        for route, engine in routes.items():
+            uncached = self.sessions.uncached_text(route, session, req)
+            if uncached is not None:
+                to_evaluate[route] = 1 + engine.count_tokens(uncached)
+            else:
+                to_evaluate[route] = min(
+                    engine.n_ctx, engine.count_tokens(req.prefix) + engine.count_tokens(req.suffix)
+                )
+        decision = router.fim(call.model, call.budget_ms, to_evaluate)
+        job = self.sessions.plan(
+            decision.route,
+            decision.engine,
+            session,
+            req,
+            call.params,
+            call.stops,
+            call.t_max_predict_ms,
+            self.settings.fim_block_stops,
+        )
+        events = self.sessions.events(job, decision.engine, session)
+        return FimAnswer(decision, self._observed(decision, events), context)
+
+    def expire(self, ttl_s: float) -> int:
+        return self.sessions.expire(ttl_s)
+
+    def _observed(self, decision: Decision, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+        return observed(decision, events, self.metrics, self.router)
+
+    async def _with_context(self, req: FimRequest) -> tuple[FimRequest, list[Snippet]]:
+        """``req`` with the schema (.sql files) and repo context merged in, and the snippets used."""
+        url = self.settings.sql_db
+        if url and self.sql is not None and (req.filename or "").lower().endswith(".sql"):
+            # The same text each time, so the KV cache holds it.
+            text = await asyncio.to_thread(self.sql.schema_text, url)
+            req = replace(req, extra=(ExtraFile("schema.sql", text), *req.extra))
+        client = [Snippet(e.filename, e.text, 5.0, "sent by the client") for e in req.extra]
+        repo, mode = self.repo, self.settings.context_mode
+        if repo is None or not repo.ready.is_set() or not req.filename or mode == "none":
+            return req, client
+        pieces = await asyncio.to_thread(
+            repo.for_completion, req.filename, req.prefix, req.suffix, self.settings.context_tokens, client, mode
+        )
+        return replace(req, extra=tuple(ExtraFile(path, text) for path, text in merge_by_path(pieces))), pieces
+
+
+def one_shot(
+    engine: Engine,
+    req: FimRequest,
+    params: SamplingParams,
+    stops: tuple[str, ...] = (),
+    block_stops: bool = True,
+) -> Prepared:
+    """A FIM job for one request with no session: the server's anchored prompt, on a throwaway session."""
+    job = FimSessions().plan("one-shot", engine, uuid.uuid4().hex, req, params, stops, None, block_stops)
+    assert job.prepared is not None
+    return job.prepared
