@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from codespark.guard import corpus
+from benchmarks import secret_corpus as corpus
 from codespark.guard.detectors import scan
 from codespark.guard.redactor import Redactor
 

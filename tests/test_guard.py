@@ -7,11 +7,11 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from benchmarks import secret_corpus as corpus
 
 from codespark.engine.fake import FakeBackend
 from codespark.engine.session import SessionCache
 from codespark.errors import ConfigError
-from codespark.guard import corpus
 from codespark.guard.auth import KeyChecker, RateLimiter, check_exposure, hash_key, new_key
 from codespark.guard.detectors import luhn_valid, scan
 from codespark.guard.ignore import NeverSend

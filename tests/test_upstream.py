@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from benchmarks import secret_corpus as corpus
 from fastapi.testclient import TestClient
 
 from codespark.config import Settings, UpstreamSettings
 from codespark.engine.engine import Engine
 from codespark.engine.fake import FakeBackend
 from codespark.engine.loader import Engines
-from codespark.guard import corpus
 from codespark.guard.auth import hash_key
 from codespark.server.app import create_app
 from tests.fake_upstream import FakeUpstream, running_upstream

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -120,9 +120,8 @@ class Settings(BaseSettings):
         description="Draft model for codex's speculative decoding (a catalog name or .gguf sharing its tokenizer, "
         "e.g. the spark model); 'none' uses n-gram drafting only.",
     )
-    router_fim: str = Field(
+    router_fim: Literal["auto", "spark", "codex"] = Field(
         "auto",
-        pattern="^(auto|spark|codex)$",
         description="Who answers inline FIM: 'auto' (codex when its estimated time to first token fits the "
         "latency budget, else spark), 'spark' or 'codex'.",
     )
@@ -138,14 +137,15 @@ class Settings(BaseSettings):
     session_cache_mb: int = Field(
         512, ge=0, description="RAM for parked KV caches of idle editing sessions, per engine (LRU)."
     )
-    log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level: debug, info, warning or error."
+    )
     repo_dir: Path | None = Field(
         None, description="Repository to index (tree-sitter, SQLite) for cross-file context in completions."
     )
     context_tokens: int = Field(768, ge=0, le=8192, description="Token budget for repo context in a completion.")
-    context_mode: str = Field(
+    context_mode: Literal["none", "similar", "full"] = Field(
         "full",
-        pattern="^(none|similar|full)$",
         description="Repo context: 'full' (definitions of the names near the cursor, then similar code), "
         "'similar' (BM25 snippets only) or 'none'.",
     )

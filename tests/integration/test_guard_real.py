@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from benchmarks import secret_corpus as corpus
 
 from codespark.config import default_cache_dir
-from codespark.guard import corpus
 from tests.fake_upstream import running_upstream
 from tests.integration.conftest import launch, stop
 
