@@ -70,6 +70,12 @@ def test_sessions_do_not_share_typed_ahead(client: TestClient) -> None:
     assert other["timings"]["typed_ahead"] is False  # type: ignore[index]
 
 
+async def generating(fake: FakeBackend) -> None:
+    """Wait until the fake backend produces a token (the request is running), then re-arm."""
+    assert await asyncio.to_thread(fake.generating.wait, 10)
+    fake.generating.clear()
+
+
 @contextmanager
 def serving(settings: Settings, max_queue: int = 16) -> Iterator[tuple[str, FakeBackend]]:
     """A real uvicorn server on loopback (streams need a real socket to be superseded)."""
@@ -95,13 +101,13 @@ def live_server() -> Iterator[tuple[str, FakeBackend]]:
 
 
 def test_a_new_keystroke_supersedes_the_inflight_request(live_server: tuple[str, FakeBackend]) -> None:
-    base, _ = live_server
+    base, fake = live_server
 
     async def main() -> tuple[dict[str, object], dict[str, object]]:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             body = {"input_prefix": PREFIX + "    a", "input_suffix": SUFFIX, "n_predict": 300}
             first = asyncio.create_task(http.post("/infill", json=body, headers={"X-Session": "s"}))
-            await asyncio.sleep(0.3)
+            await generating(fake)
             body2 = {**body, "input_prefix": PREFIX + "    ab"}
             second = await http.post("/infill", json=body2, headers={"X-Session": "s"})
             return (await first).json(), second.json()
@@ -182,13 +188,13 @@ def _as(user: str) -> dict[str, str]:
 
 
 def test_with_keys_one_user_never_supersedes_another() -> None:
-    with serving(Settings(api_keys=[hash_key(k) for k in KEYS.values()])) as (base, _):
+    with serving(Settings(api_keys=[hash_key(k) for k in KEYS.values()])) as (base, fake):
 
         async def main() -> tuple[dict[str, object], dict[str, object]]:
             async with httpx.AsyncClient(base_url=base, timeout=30) as http:
                 body = {"input_prefix": PREFIX + "    a", "input_suffix": SUFFIX, "n_predict": 200}
                 first = asyncio.create_task(http.post("/infill", json=body, headers=_as("alice")))
-                await asyncio.sleep(0.3)
+                await generating(fake)
                 body2 = {**body, "input_prefix": PREFIX + "    ab"}  # same session name, same text, other user
                 second = await http.post("/infill", json=body2, headers=_as("bob"))
                 return (await first).json(), second.json()
@@ -233,13 +239,13 @@ def test_buffers_without_session_or_filename_keep_their_own_caches(fake: FakeBac
 def test_a_keystroke_in_one_buffer_supersedes_the_same_callers_other_buffer(
     live_server: tuple[str, FakeBackend],
 ) -> None:
-    base, _ = live_server
+    base, fake = live_server
 
     async def main() -> dict[str, object]:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             body = {"input_prefix": PREFIX + "    a", "input_suffix": SUFFIX, "n_predict": 300}
             first = asyncio.create_task(http.post("/infill", json=body))
-            await asyncio.sleep(0.3)
+            await generating(fake)
             await http.post("/infill", json={**body, "input_prefix": "x = 1\ny = 2\n", "n_predict": 4})
             result: dict[str, object] = (await first).json()
             return result
@@ -282,12 +288,12 @@ def test_a_chat_on_the_same_engine_leaves_the_keystroke_cache_warm(fake: FakeBac
 
 
 def test_a_request_superseded_while_queued_ends_cancelled_not_503(live_server: tuple[str, FakeBackend]) -> None:
-    base, _ = live_server
+    base, fake = live_server
 
     async def main() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             busy = asyncio.create_task(http.post("/v1/completions", json={"prompt": "x", "max_tokens": 100}))
-            await asyncio.sleep(0.2)  # the engine is busy: the next keystrokes queue behind it
+            await generating(fake)  # the engine is busy: the next keystrokes queue behind it
             body = {"input_prefix": PREFIX + "    a", "input_suffix": SUFFIX, "n_predict": 8}
             queued = asyncio.create_task(http.post("/infill", json=body, headers={"X-Session": "q"}))
             await asyncio.sleep(0.2)
@@ -301,13 +307,13 @@ def test_a_request_superseded_while_queued_ends_cancelled_not_503(live_server: t
 
 
 def test_a_cancelled_completion_stream_says_cancelled_not_stop(live_server: tuple[str, FakeBackend]) -> None:
-    base, _ = live_server
+    base, fake = live_server
 
     async def main() -> str:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             body = {"prompt": PREFIX + "    a", "suffix": SUFFIX, "max_tokens": 300, "stream": True, "user": "u"}
             first = asyncio.create_task(http.post("/v1/completions", json=body))
-            await asyncio.sleep(0.3)
+            await generating(fake)
             await http.post("/v1/completions", json={**body, "prompt": PREFIX + "    ab", "stream": False})
             return (await first).text
 

@@ -3,11 +3,13 @@ and the access controls (keys, rate limit, body size) on the HTTP layer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from benchmarks import secret_corpus as corpus
 from fastapi.testclient import TestClient
@@ -16,6 +18,8 @@ from codespark.config import Settings, UpstreamSettings
 from codespark.engine.engine import Engine
 from codespark.engine.fake import FakeBackend
 from codespark.engine.loader import Engines
+from codespark.engine.upstream import Upstream
+from codespark.errors import UpstreamUnavailable
 from codespark.guard.auth import hash_key
 from codespark.server.app import create_app
 from tests.fake_upstream import FakeUpstream, running_upstream
@@ -210,3 +214,29 @@ def test_an_upstream_that_accepts_and_never_answers_falls_back_within_the_header
     assert isinstance(body, dict) and body["choices"][0]["message"]["content"] == "local answer"
     assert "gpu" in out["headers"]["x-codespark-fallback"]
     assert elapsed < 2 * 2 * 2 + 5  # connect_timeout_s=2 for the headers, one retry, backoff; not timeout_s=120
+
+
+def test_retries_back_off_on_the_sleep_seam_then_give_up_with_a_cooldown() -> None:
+    """httpx's MockTransport for the provider and the ``sleep=`` seam for the backoff: no real waiting."""
+    calls: list[httpx.Request] = []
+    slept: list[float] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(503, json={"error": {"message": "warming up"}})
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    cfg = UpstreamSettings(name="gpu", base_url="http://gpu.invalid/v1", model="m", retries=3, cooldown_s=30)
+    upstream = Upstream(cfg, transport=httpx.MockTransport(provider), sleep=sleep)
+
+    async def main() -> None:
+        with pytest.raises(UpstreamUnavailable, match="HTTP 503: warming up"):
+            await upstream.start("chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
+        await upstream.aclose()
+
+    asyncio.run(main())
+    assert len(calls) == 4 and slept == [0.25, 0.5, 1.0]  # exponential backoff between the 4 tries
+    assert not upstream.available and 29 < upstream.cooldown_left() <= 30
+    assert json.loads(calls[0].content)["model"] == "m"

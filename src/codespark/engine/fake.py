@@ -10,6 +10,7 @@ real backend's.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ class FakeBackend:
     model_id: str = "fake"
     prompts: list[str] = field(default_factory=list)
     generated_tokens: int = 0
+    # Set when a generation has produced its first token: tests wait on it instead of sleeping.
+    generating: threading.Event = field(default_factory=threading.Event)
     _cache: list[int] = field(default_factory=list)
 
     @property
@@ -96,4 +99,5 @@ class FakeBackend:
             if self.token_delay:
                 time.sleep(self.token_delay)
             self.generated_tokens += 1
+            self.generating.set()
             yield token
