@@ -233,10 +233,11 @@ class Engine:
                 retry_after=wait,
             )
 
-    def prepare(self, request: GenerationRequest) -> Prepared:
-        """Tokenize, check the size and take a place in the queue: bad input and overload fail before any
-        response starts."""
-        tokens = self.tokenize_prompt(request.prompt)
+    def prepare(self, request: GenerationRequest, tokens: list[int] | None = None) -> Prepared:
+        """Tokenize (unless the caller has the prompt's ``tokens`` already), check the size and take a place
+        in the queue: bad input and overload fail before any response starts."""
+        if tokens is None:
+            tokens = self.tokenize_prompt(request.prompt)
         if not tokens:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         self.check_fits(len(tokens), request.params.max_tokens)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from codespark.engine.backend import CancelToken, SamplingParams
 from codespark.engine.engine import Delta, Engine, Event, Finished, GenerationRequest, Prepared, Timings
-from codespark.engine.fim import FimRequest, FimStops, build_prompt, fit, prompt_budget
+from codespark.engine.fim import FIM_HEADROOM, FimRequest, FimStops, build_prompt, fit, prompt_budget
 from codespark.metrics import Metrics
 
 MAX_TYPED_LINES = 8
@@ -53,11 +53,18 @@ class _Inflight:
 
 @dataclass
 class _Anchor:
-    """Where one engine's cached prompt for a session is anchored."""
+    """Where one engine's cached prompt for a session is anchored, and that prompt's tokens.
+
+    While the user types at the anchor, the prompt up to ``<|fim_middle|>`` is the same every
+    keystroke: it is fitted and tokenized once (``fitted``, ``tokens``), and each keystroke
+    tokenizes only what was typed.
+    """
 
     prefix: str
     suffix: str
     extra: tuple[object, ...]
+    fitted: FimRequest | None = None  # the anchor's request, when it fitted untrimmed
+    tokens: list[int] | None = None  # build_prompt(fitted), tokenized
 
 
 @dataclass
@@ -225,9 +232,18 @@ class FimSessions:
         # Trailing spaces split tokens unnaturally: leave them to the model and drop them from its answer.
         shown = typed.rstrip(" \t")
         heal = typed[len(shown) :]
-        budget = prompt_budget(engine, params.max_tokens, reserved=engine.count_tokens(typed))
-        # Fitting the anchor (not the whole prefix) keeps the prompt stable while the user types.
-        fitted = fit(FimRequest(anchor.prefix, req.suffix, req.extra, req.filename), engine.count_tokens, budget)
+        typed_tokens = engine.backend.tokenize(shown) if shown else []
+        whole = FimRequest(anchor.prefix, req.suffix, req.extra, req.filename)
+        room = engine.n_ctx - params.max_tokens - FIM_HEADROOM - len(typed_tokens)
+        if anchor.tokens is not None and anchor.fitted == whole and len(anchor.tokens) <= room:
+            fitted, tokens = whole, anchor.tokens + typed_tokens  # the anchor's prompt, tokenized once
+        else:
+            budget = prompt_budget(engine, params.max_tokens, reserved=len(typed_tokens))
+            # Fitting the anchor (not the whole prefix) keeps the prompt stable while the user types.
+            fitted = fit(whole, engine.count_tokens, budget)
+            anchor_tokens = engine.tokenize_prompt(build_prompt(fitted))
+            anchor.fitted, anchor.tokens = (fitted, anchor_tokens) if fitted == whole else (None, None)
+            tokens = anchor_tokens + typed_tokens
         prompt = build_prompt(fitted)
         if shown:
             prompt.append(shown)
@@ -239,7 +255,8 @@ class FimSessions:
             t_max_predict_ms=t_max_predict_ms,
             heal=heal,
         )
-        return FimJob(route=route, prepared=engine.prepare(generation), prefix=req.prefix, suffix=req.suffix)
+        prepared = engine.prepare(generation, tokens)
+        return FimJob(route=route, prepared=prepared, prefix=req.prefix, suffix=req.suffix)
 
     async def events(self, job: FimJob, engine: Engine, session: str) -> AsyncGenerator[Event, None]:
         """Run a planned job; remember its answer for typed-ahead."""
