@@ -24,6 +24,7 @@ from codespark.sql.database import Database, Rows
 from codespark.sql.safety import check_read_only
 from codespark.sql.schema import introspect, render, select_tables
 from codespark.sql.validate import validate
+from tests.helpers import free_port
 from tests.postgres import running_postgres
 
 SLOW = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) SELECT SUM(i) FROM n"
@@ -283,3 +284,12 @@ def test_http_requests_name_a_configured_database_never_a_url(shop_sqlite: str, 
     with TestClient(create_app(Settings(), engines), base_url="http://localhost") as client:
         r = client.post("/v1/sql", json={"question": "Orders?", "db": shop_sqlite})
         assert r.status_code == 404 and "[[databases]]" in r.json()["error"]["message"]
+
+
+def test_http_a_configured_database_that_is_down_is_a_503_not_a_400() -> None:
+    engine = Engine(FakeBackend(default="SELECT 1```"))
+    engines = Engines(routes={"spark": engine, "codex": engine}, aliases={})
+    down = DatabaseSettings(name="clinic", url=f"postgresql://reader@127.0.0.1:{free_port()}/clinic")
+    with TestClient(create_app(Settings(databases=[down]), engines), base_url="http://localhost") as client:
+        r = client.post("/v1/sql", json={"question": "How many patients?", "db": "clinic"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"

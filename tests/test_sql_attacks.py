@@ -15,9 +15,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from codespark.errors import DatabaseError, InvalidRequestError, SqlParseError, UnsafeSQLError
+from codespark.errors import (
+    DatabaseError,
+    DatabaseUnavailableError,
+    InvalidRequestError,
+    SqlParseError,
+    UnsafeSQLError,
+)
 from codespark.sql.database import Database
 from codespark.sql.safety import check_read_only
+from tests.helpers import free_port
 from tests.postgres import running_postgres
 
 SECRET = f"TOPSECRET-{uuid.uuid4().hex}"
@@ -230,3 +237,10 @@ def test_parse_errors_are_typed(sqlite_url: str) -> None:
         check_read_only("SELECT FROM WHERE (", "sqlite")
     with pytest.raises(InvalidRequestError):
         check_read_only("", "sqlite")
+
+
+def test_a_postgres_server_that_is_down_is_a_503_saying_what_to_check() -> None:
+    db = Database(f"postgresql://reader@127.0.0.1:{free_port()}/app")
+    with pytest.raises(DatabaseUnavailableError) as info:
+        db.run("SELECT 1", 1)
+    assert info.value.status_code == 503 and "running" in info.value.message and "port" in info.value.message
