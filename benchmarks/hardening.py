@@ -228,7 +228,7 @@ def fuzz(cases: int, env: dict[str, str]) -> dict[str, Any]:
     }
     with codespark_process(OUT / "hardening-fuzz.log", fuzz_env) as served:
         cli = Path(sys.executable).with_name("schemathesis")
-        per_operation = max(50, cases // 2)  # hypothesis stops early where inputs run out (GET routes: 1 case)
+        per_operation = max(50, cases // 3)  # hypothesis stops early where inputs run out (GET routes: 1 case)
         started = time.monotonic()
         proc = subprocess.run(
             [str(cli), "run", served.base + "/openapi.json", "--checks", "not_a_server_error",
