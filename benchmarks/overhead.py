@@ -1,11 +1,12 @@
 """Server time outside llama.cpp per keystroke, this tree beside an earlier one, in one run.
 
 Each tree is run in its own process (``PYTHONPATH=<tree>/src``) with the real models loaded in
-process, through its own ``create_app`` and an in-process HTTP client, so both pay the same
-HTTP and client costs.  A keystroke replay types lines of a real stdlib file one character per
+process, through its own ``create_app`` and an in-process HTTP client.  The time is taken inside
+the server (an ASGI wrapper: from the call until the last body byte is sent), so the client's
+own cost is not counted.  A keystroke replay types lines of a real stdlib file one character per
 request (128 lines above the cursor, 32 below, as editors send them).  For each request:
 
-- **overhead** = wall time - (prefill + decode + KV swap time the engine reports): what the
+- **overhead** = server time - (prefill + decode + KV swap time the engine reports): what the
   server spends outside llama.cpp's evaluation (parsing, sessions, tokenizing, routing, context,
   formatting); for typed-ahead hits, with no evaluation at all, it is the whole request;
 - the TTFT the engine reports.
@@ -57,6 +58,24 @@ def _keystrokes(lines: int) -> list[tuple[str, str, str]]:
     return out
 
 
+class _Timer:
+    """ASGI wrapper: the server-side time of the last request, to the last body byte."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.last_ms = 0.0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+
+        async def timed(message: Any) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.last_ms = (time.perf_counter() - started) * 1000
+
+        await self.app(scope, receive, timed)
+
+
 def child(lines: int) -> dict[str, Any]:
     """Run the replay on the codespark importable here (the tree in PYTHONPATH)."""
     from fastapi.testclient import TestClient
@@ -70,16 +89,16 @@ def child(lines: int) -> dict[str, Any]:
     typed_ahead: list[float] = []
     answered: list[float] = []
     ttft: list[float] = []
-    with TestClient(create_app(settings, engines), base_url="http://localhost") as client:
+    timer = _Timer(create_app(settings, engines))
+    with TestClient(timer, base_url="http://localhost") as client:
 
         def infill(session: str, prefix: str, suffix: str, **extra: object) -> dict[str, Any]:
-            started = time.perf_counter()
             r = client.post(
                 "/infill",
                 json={"input_prefix": prefix, "input_suffix": suffix, "n_predict": 16, **extra},
                 headers={"X-Session": session},
             )
-            wall = (time.perf_counter() - started) * 1000
+            wall = timer.last_ms
             body: dict[str, Any] = r.json()
             t = body["timings"]
             inside = t["prompt_ms"] + t["predicted_ms"] + t.get("session_swap_ms", 0.0)

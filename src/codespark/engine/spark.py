@@ -104,7 +104,7 @@ def _within(text: str, max_tokens: int, stops: tuple[str, ...], engine: Engine |
     cuts = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
     if cuts:
         text = text[: min(cuts)]
-    if engine is not None:
+    if engine is not None and len(text.encode()) > max_tokens:  # a token is at least one byte: else it fits
         tokens = engine.backend.tokenize(text)
         if len(tokens) > max_tokens:
             text = b"".join(engine.backend.token_bytes(t) for t in tokens[:max_tokens]).decode("utf-8", "ignore")

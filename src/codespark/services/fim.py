@@ -125,9 +125,9 @@ class FimService:
             if uncached is not None:
                 to_evaluate[route] = 1 + engine.count_tokens(uncached)
             else:
-                to_evaluate[route] = min(
-                    engine.n_ctx, engine.count_tokens(req.prefix) + engine.count_tokens(req.suffix)
-                )
+                # Nothing cached: the whole window, estimated from its length (code runs ~3 characters a
+                # token), not tokenized twice more only to learn that a cold prompt misses the budget.
+                to_evaluate[route] = min(engine.n_ctx, (len(req.prefix) + len(req.suffix)) // 3 + 1)
         decision = router.fim(call.model, call.budget_ms, to_evaluate)
         job = self.sessions.plan(
             decision.route,
