@@ -83,13 +83,13 @@ class ChatService:
 
     def _local(self, engine: Engine, call: ChatCall, repo_map: str) -> AsyncGenerator[Event, None]:
         prompt = chat.build_prompt(engine.backend.info, _with_system_block(call, repo_map, None))
+        tokens = engine.tokenize_prompt(prompt)  # once: for the room left and for the generation
         if call.max_tokens is None:
-            room = engine.n_ctx - len(engine.tokenize_prompt(prompt))
-            max_tokens = max(0, min(self.settings.max_tokens_limit, room))
+            max_tokens = max(0, min(self.settings.max_tokens_limit, engine.n_ctx - len(tokens)))
         else:
             max_tokens = call.max_tokens
         params = replace(call.params, max_tokens=max_tokens)
-        return engine.stream(engine.prepare(GenerationRequest(prompt=prompt, params=params, stops=call.stops)))
+        return engine.stream(engine.prepare(GenerationRequest(prompt=prompt, params=params, stops=call.stops), tokens))
 
     def _observed(self, decision: Decision, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
         return observed(decision, events, self.metrics, self.router)
