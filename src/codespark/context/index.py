@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pathspec
 
@@ -107,6 +108,18 @@ def module_name(path: str) -> str:
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
+
+
+class SymbolRow(NamedTuple):
+    """One definition in a file, as the index stores it."""
+
+    name: str
+    kind: str
+    parent: str | None
+    start_line: int
+    end_line: int
+    signature: str
+    doc: str
 
 
 class RepoIndex:
@@ -246,12 +259,13 @@ class RepoIndex:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def symbols_in(self, path: str) -> list[tuple[str, str, str | None, int, int, str, str]]:
-        return self.conn.execute(
+    def symbols_in(self, path: str) -> list[SymbolRow]:
+        rows = self.conn.execute(
             "SELECT name, kind, parent, start_line, end_line, signature, doc FROM symbols WHERE path = ? "
             "ORDER BY start_line",
             (path,),
         ).fetchall()
+        return [SymbolRow(*row) for row in rows]
 
     def imports_of(self, path: str) -> list[Import]:
         rows = self.conn.execute("SELECT module, name, alias, level FROM imports WHERE path = ?", (path,)).fetchall()

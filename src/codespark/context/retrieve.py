@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 
 import bm25s
 
-from codespark.context.index import RepoIndex, module_name
+from codespark.context.index import RepoIndex, SymbolRow, module_name
 from codespark.context.parse import Import, parse
 
 CHUNK_LINES = 12
@@ -74,7 +74,7 @@ class Retriever:
         self._lock = threading.Lock()
         # Look-up caches: the index does not change under a Retriever (a refresh makes a new one).
         self._module_files: dict[str, list[str]] = {}
-        self._symbols: dict[str, list[tuple[str, str, str | None, int, int, str, str]]] = {}
+        self._symbols: dict[str, list[SymbolRow]] = {}
         self._imports: dict[str, list[Import]] = {}
 
     def _files_for_module(self, module: str) -> list[str]:
@@ -82,7 +82,7 @@ class Retriever:
             self._module_files[module] = self.index.files_for_module(module)
         return self._module_files[module]
 
-    def _symbols_in(self, path: str) -> list[tuple[str, str, str | None, int, int, str, str]]:
+    def _symbols_in(self, path: str) -> list[SymbolRow]:
         if path not in self._symbols:
             self._symbols[path] = self.index.symbols_in(path)
         return self._symbols[path]
@@ -207,13 +207,13 @@ class Retriever:
             return None
         for file in self._files_for_module(module):
             symbols = self._symbols_in(file)
-            top = next((s for s in symbols if s[0] == name and s[2] is None), None)
+            top = next((s for s in symbols if s.name == name and s.parent is None), None)
             if top is None:
                 continue
             if brief:
-                init = next((s for s in symbols if s[2] == name and s[0] == "__init__"), None)
-                return file, top[5] + (f"\n    {init[5]} ..." if init else ""), name
-            if top[1] == "class":
+                init = next((s for s in symbols if s.parent == name and s.name == "__init__"), None)
+                return file, top.signature + (f"\n    {init.signature} ..." if init else ""), name
+            if top.kind == "class":
                 return file, _class_skeleton(top, symbols, attr), name
             return file, _function_text(top), name
         return None
@@ -256,27 +256,25 @@ def _local_types(prefix: str) -> dict[str, str]:
     return types
 
 
-def _function_text(symbol: tuple[str, str, str | None, int, int, str, str]) -> str:
-    _, _, _, _, _, signature, doc = symbol
-    body = f'    """{doc}"""\n    ...' if doc else "    ..."
-    return f"{signature}\n{body}"
+def _function_text(symbol: SymbolRow) -> str:
+    body = f'    """{symbol.doc}"""\n    ...' if symbol.doc else "    ..."
+    return f"{symbol.signature}\n{body}"
 
 
 def _class_skeleton(
-    cls: tuple[str, str, str | None, int, int, str, str],
-    symbols: list[tuple[str, str, str | None, int, int, str, str]],
+    cls: SymbolRow,
+    symbols: list[SymbolRow],
     attr: str | None,
 ) -> str:
-    name, _, _, _, _, signature, doc = cls
-    lines = [signature]
-    if doc:
-        lines.append(f'    """{doc}"""')
-    methods = [s for s in symbols if s[2] == name]
-    methods.sort(key=lambda s: (s[0] != attr, s[0] != "__init__", s[0].startswith("_"), s[3]))
+    lines = [cls.signature]
+    if cls.doc:
+        lines.append(f'    """{cls.doc}"""')
+    methods = [s for s in symbols if s.parent == cls.name]
+    methods.sort(key=lambda s: (s.name != attr, s.name != "__init__", s.name.startswith("_"), s.start_line))
     for method in methods[:MAX_METHODS]:
-        lines.append(f"    {method[5]} ...")
-        if method[0] == attr and method[6]:
-            lines.append(f'        """{method[6]}"""')
+        lines.append(f"    {method.signature} ...")
+        if method.name == attr and method.doc:
+            lines.append(f'        """{method.doc}"""')
     return "\n".join(lines)
 
 
