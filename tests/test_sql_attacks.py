@@ -95,6 +95,8 @@ def _attacks(loot: Path, out: Path) -> dict[str, list[str]]:
             f"SELECT readfile('{txt}')",
             f"SELECT writefile('{out}', 'x')",
             "SELECT fts3_tokenizer('simple')",
+            "SELECT load_extensi\u043en('/tmp/evil.so')",  # a Cyrillic 'o': a look-alike name
+            "SELECT \uff4c\uff4f\uff41\uff44_extension('/tmp/evil.so')",  # full-width letters
             "SELECT randomblob(1000000000)",
             "PRAGMA query_only = 0",
             "PRAGMA writable_schema = 1",
@@ -120,6 +122,8 @@ def _attacks(loot: Path, out: Path) -> dict[str, list[str]]:
             f"WITH x AS (SELECT * FROM read_text('{txt}')) SELECT content FROM x",
             f"SELECT * FROM users UNION ALL SELECT 1, content FROM read_text('{txt}') -- ha",
             f"SELECT * FROM \"read_text\"('{txt}')",
+            f"SELECT * FROM read_t\u0435xt('{txt}')",  # a Cyrillic 'e'
+            f"SELECT * FROM read\u200b_text('{txt}')",  # a zero-width space
             f"ATTACH '{loot}/other.duckdb' AS o",
             f"SELECT 1; ATTACH '{loot}/other.duckdb' AS o",
             f"COPY users TO '{out}'",
