@@ -8,27 +8,25 @@ from fastapi.responses import Response
 from codespark.engine.engine import Finished
 from codespark.engine.fim import ExtraFile, FimRequest
 from codespark.server.deps import Caller, State
-from codespark.server.protocol import InfillRequest, debug_data
+from codespark.server.protocol import Infill, InfillChunk, InfillRequest, debug_data
 from codespark.server.respond import respond
 from codespark.services.fim import FimCall
 
 router = APIRouter()
 
 
-def _final(route: str, result: Finished, content: str) -> dict[str, object]:
+def _final(route: str, result: Finished, content: str) -> Infill:
     t = result.timings
-    return {
-        "content": content,
-        "model": route,
-        "stop": True,
-        "stop_type": "eos" if result.finish_reason == "stop" else "limit",
-        "finish_reason": result.finish_reason,
-        "tokens_predicted": t.completion_tokens,
-        "tokens_evaluated": t.prompt_tokens,
-        "tokens_cached": t.cached_tokens,
-        "truncated": False,
-        "timings": t.as_dict(),
-    }
+    return Infill(
+        content=content,
+        model=route,
+        stop_type="eos" if result.finish_reason == "stop" else "limit",
+        finish_reason=result.finish_reason,
+        tokens_predicted=t.completion_tokens,
+        tokens_evaluated=t.prompt_tokens,
+        tokens_cached=t.cached_tokens,
+        timings=t.as_dict(),
+    )
 
 
 @router.post("/infill", response_model=None)
@@ -59,10 +57,10 @@ async def infill(body: InfillRequest, request: Request, state: State, who: Calle
     )
     route = answer.decision.route
 
-    def final(result: Finished) -> dict[str, object]:
+    def final(result: Finished) -> Infill:
         payload = _final(route, result, result.text)
         if body.debug:
-            payload["debug_data"] = debug_data(answer.context)
+            payload.debug_data = debug_data(answer.context)
         return payload
 
     return await respond(
@@ -71,6 +69,6 @@ async def infill(body: InfillRequest, request: Request, state: State, who: Calle
         answer.events,
         stream=body.stream,
         final=final,
-        on_delta=lambda text: {"content": text, "stop": False},
+        on_delta=lambda text: InfillChunk(content=text),
         on_finish=lambda result: [_final(route, result, "")],
     )

@@ -14,7 +14,24 @@ from codespark.engine.engine import Finished, Timings
 from codespark.engine.fim import FimRequest
 from codespark.errors import InvalidRequestError
 from codespark.server.deps import Caller, State
-from codespark.server.protocol import ChatCompletionRequest, CompletionRequest, debug_data, stop_strings
+from codespark.server.protocol import (
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatDelta,
+    ChatMessageOut,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+    PromptTokensDetails,
+    Usage,
+    debug_data,
+    stop_strings,
+)
 from codespark.server.respond import respond
 from codespark.server.sse import DONE
 from codespark.services.chat import ChatCall
@@ -23,15 +40,15 @@ from codespark.services.fim import FimCall
 router = APIRouter()
 
 
-def usage(t: Timings) -> dict[str, object]:
+def usage(t: Timings) -> Usage:
     """OpenAI ``usage`` plus our ``timings`` extension."""
-    return {
-        "prompt_tokens": t.prompt_tokens,
-        "completion_tokens": t.completion_tokens,
-        "total_tokens": t.prompt_tokens + t.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": t.cached_tokens},
-        "timings": t.as_dict(),
-    }
+    return Usage(
+        prompt_tokens=t.prompt_tokens,
+        completion_tokens=t.completion_tokens,
+        total_tokens=t.prompt_tokens + t.completion_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=t.cached_tokens),
+        timings=t.as_dict(),
+    )
 
 
 def _finish_reason(result: Finished) -> str:
@@ -50,10 +67,6 @@ def _prompt_text(body: CompletionRequest) -> str:
             raise InvalidRequestError("Send exactly one prompt per request (n=1).", param="prompt")
         return body.prompt[0]
     return body.prompt
-
-
-def _stream_tail(include_usage: bool, chunk_of_finish: object, chunk_of_usage: object) -> list[object]:
-    return [chunk_of_finish, chunk_of_usage] if include_usage else [chunk_of_finish]
 
 
 @router.post("/v1/completions", response_model=None)
@@ -85,21 +98,20 @@ async def completions(body: CompletionRequest, request: Request, state: State, w
     ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     echo = text if body.echo and body.segments is None else ""
 
-    def chunk(piece: str, finish: str | None) -> dict[str, object]:
-        return {
-            "id": ident,
-            "object": "text_completion",
-            "created": created,
-            "model": route,
-            "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": finish}],
-        }
+    def chunk(piece: str, finish: str | None, usage_: Usage | None = None) -> Completion:
+        choices = [CompletionChoice(text=piece, finish_reason=finish)] if usage_ is None else []
+        return Completion(id=ident, created=created, model=route, choices=choices, usage=usage_)
 
-    def final(result: Finished) -> dict[str, object]:
+    def final(result: Finished) -> Completion:
         payload = chunk(echo + result.text, _finish_reason(result))
-        payload["usage"] = usage(result.timings)
+        payload.usage = usage(result.timings)
         if body.wants_context():
-            payload["debug_data"] = debug_data(context)
+            payload.debug_data = debug_data(context)
         return payload
+
+    def finish(result: Finished) -> list[Completion]:
+        last = [chunk("", _finish_reason(result))]
+        return [*last, chunk("", None, usage(result.timings))] if include_usage else last
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return await respond(
@@ -109,11 +121,7 @@ async def completions(body: CompletionRequest, request: Request, state: State, w
         stream=body.stream,
         final=final,
         on_delta=lambda piece: chunk(piece, None),
-        on_finish=lambda result: _stream_tail(
-            include_usage,
-            chunk("", _finish_reason(result)),
-            {**chunk("", None), "choices": [], "usage": usage(result.timings)},
-        ),
+        on_finish=finish,
         done_marker=DONE,
         opening=chunk(echo, None) if echo else None,
     )
@@ -159,31 +167,23 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
     route = decision.route
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def chunk(delta: dict[str, str], finish: str | None) -> dict[str, object]:
-        return {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": route,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
+    def chunk(delta: ChatDelta, finish: str | None, usage_: Usage | None = None) -> ChatCompletionChunk:
+        choices = [ChatChunkChoice(delta=delta, finish_reason=finish)] if usage_ is None else []
+        return ChatCompletionChunk(id=ident, created=created, model=route, choices=choices, usage=usage_)
 
-    def final(result: Finished) -> dict[str, object]:
-        return {
-            "id": ident,
-            "object": "chat.completion",
-            "created": created,
-            "model": route,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": result.text},
-                    "logprobs": None,
-                    "finish_reason": _finish_reason(result),
-                }
-            ],
-            "usage": usage(result.timings),
-        }
+    def final(result: Finished) -> ChatCompletion:
+        message = ChatMessageOut(content=result.text)
+        return ChatCompletion(
+            id=ident,
+            created=created,
+            model=route,
+            choices=[ChatChoice(message=message, finish_reason=_finish_reason(result))],
+            usage=usage(result.timings),
+        )
+
+    def finish(result: Finished) -> list[ChatCompletionChunk]:
+        last = [chunk(ChatDelta(), _finish_reason(result))]
+        return [*last, chunk(ChatDelta(), None, usage(result.timings))] if include_usage else last
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return await respond(
@@ -192,35 +192,28 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
         events,
         stream=body.stream,
         final=final,
-        on_delta=lambda piece: chunk({"content": piece}, None),
-        on_finish=lambda result: _stream_tail(
-            include_usage,
-            chunk({}, _finish_reason(result)),
-            {**chunk({}, None), "choices": [], "usage": usage(result.timings)},
-        ),
+        on_delta=lambda piece: chunk(ChatDelta(content=piece), None),
+        on_finish=finish,
         done_marker=DONE,
-        opening=chunk({"role": "assistant", "content": ""}, None),
+        opening=chunk(ChatDelta(role="assistant", content=""), None),
     )
 
 
 @router.get("/v1/models")
-async def list_models(state: State) -> dict[str, object]:
+async def list_models(state: State) -> ModelList:
     engines = state.engines
     created = int(state.started)
-    data = []
-    for route, engine in engines.routes.items():
-        info = engine.backend.info
-        data.append(
-            {
-                "id": route,
-                "object": "model",
-                "created": created,
-                "owned_by": "codespark",
-                "codespark": {
-                    "model": info.model_id,
-                    "n_ctx": info.n_ctx,
+    return ModelList(
+        data=[
+            ModelCard(
+                id=route,
+                created=created,
+                codespark={
+                    "model": engine.backend.info.model_id,
+                    "n_ctx": engine.backend.info.n_ctx,
                     "aliases": sorted(a for a, r in engines.aliases.items() if r == route),
                 },
-            }
-        )
-    return {"object": "list", "data": data}
+            )
+            for route, engine in engines.routes.items()
+        ]
+    )

@@ -256,3 +256,126 @@ class InfillRequest(_Sampled):
         None, ge=0, description="codespark: latency budget for the router (default: t_max_predict_ms)."
     )
     debug: bool = Field(False, description="codespark: return the context snippets used, in debug_data.")
+
+
+# --------------------------------------------------------------------------- responses
+# The shapes the routes send, in the order of the spec they mirror; ``timings`` and the
+# ``codespark`` fields are our extensions.  ``logprobs`` is always null: we do not compute them.
+# Optional parts (``usage`` on a chunk, ``debug_data``, a delta's fields) are left out when unset.
+
+
+def _omitted_if_none() -> Any:
+    return Field(None, exclude_if=lambda value: value is None)
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int
+
+
+class Usage(BaseModel):
+    """OpenAI ``usage``, plus llama-server-style ``timings`` (codespark)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
+    timings: dict[str, Any]  # llama-server's timings, and ours (typed_ahead, drafter, ...)
+
+
+class CompletionChoice(BaseModel):
+    text: str
+    index: int = 0
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class Completion(BaseModel):
+    """OpenAI ``text_completion`` (also each streamed chunk, without ``usage``)."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = _omitted_if_none()
+    debug_data: dict[str, Any] | None = _omitted_if_none()  # codespark/Tabby: the context snippets used
+
+
+class ChatMessageOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: ChatMessageOut
+    logprobs: None = None
+    finish_reason: str
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI ``chat.completion``."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = _omitted_if_none()
+    content: str | None = _omitted_if_none()
+
+
+class ChatChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChatDelta
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class ChatCompletionChunk(BaseModel):
+    """OpenAI ``chat.completion.chunk``."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = _omitted_if_none()
+
+
+class Infill(BaseModel):
+    """llama-server's ``/infill`` answer (the final one of a stream, or the whole answer)."""
+
+    content: str
+    model: str
+    stop: bool = True
+    stop_type: str
+    finish_reason: str
+    tokens_predicted: int
+    tokens_evaluated: int
+    tokens_cached: int
+    truncated: bool = False
+    timings: dict[str, Any]  # llama-server's timings, and ours (typed_ahead, drafter, ...)
+    debug_data: dict[str, Any] | None = _omitted_if_none()
+
+
+class InfillChunk(BaseModel):
+    content: str
+    stop: bool = False
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "codespark"
+    codespark: dict[str, Any] = Field(description="codespark: the model file, n_ctx and aliases.")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
 
 from codespark.engine.engine import Delta, Event, Finished
 from codespark.errors import CodesparkError, EngineError
@@ -78,10 +79,10 @@ def timing_headers(decision: Decision, result: Finished) -> dict[str, str]:
 
 async def sse(
     events: AsyncGenerator[Event, None],
-    on_delta: Callable[[str], object | None],
-    on_finish: Callable[[Finished], list[object]],
+    on_delta: Callable[[str], BaseModel | None],
+    on_finish: Callable[[Finished], Sequence[BaseModel]],
     done_marker: bytes | None,
-    opening: object | None = None,
+    opening: BaseModel | None = None,
 ) -> AsyncIterator[bytes]:
     """Stream events as SSE payloads built by the two formatters.
 
@@ -112,11 +113,11 @@ async def respond(
     events: AsyncGenerator[Event, None],
     *,
     stream: bool,
-    final: Callable[[Finished], dict[str, object]],
-    on_delta: Callable[[str], object | None],
-    on_finish: Callable[[Finished], list[object]],
+    final: Callable[[Finished], BaseModel],
+    on_delta: Callable[[str], BaseModel | None],
+    on_finish: Callable[[Finished], Sequence[BaseModel]],
     done_marker: bytes | None = None,
-    opening: object | None = None,
+    opening: BaseModel | None = None,
 ) -> Response:
     """The one tail of every generation route: an SSE stream, or the ``final`` JSON (499 if the client left)."""
     if stream:
@@ -128,4 +129,4 @@ async def respond(
     result = await run_to_end(request, events)
     if result is None:
         return Response(status_code=499)
-    return JSONResponse(final(result), headers=timing_headers(decision, result))
+    return JSONResponse(final(result).model_dump(mode="json"), headers=timing_headers(decision, result))
