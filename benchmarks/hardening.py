@@ -32,7 +32,7 @@ import sysconfig
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -330,11 +330,12 @@ def main() -> None:
     env = {"CODESPARK_DATABASES": json.dumps([{"name": "shop", "url": f"sqlite:///{shop.resolve()}"}])}
     parts = args.parts.split(",")
     report: dict[str, Any] = {"cpu": cpu_name(), "command": " ".join(sys.argv)}
-    for part, run in (
-        ("load", lambda: load(args.clients, args.seconds, env)),
-        ("fuzz", lambda: fuzz(args.fuzz_cases, env)),
-        ("faults", lambda: faults(env)),
-    ):
+    runs: dict[str, Callable[[], dict[str, Any]]] = {
+        "load": lambda: load(args.clients, args.seconds, env),
+        "fuzz": lambda: fuzz(args.fuzz_cases, env),
+        "faults": lambda: faults(env),
+    }
+    for part, run in runs.items():
         if part in parts:
             report[part] = run()
             (OUT / f"hardening-{part}.json").write_text(json.dumps(report[part], indent=2) + "\n")  # as it goes
