@@ -332,3 +332,43 @@ def test_typed_ahead_honours_the_new_requests_limit_and_stops(fake: FakeBackend)
         assert len(fake.tokenize(short["content"])) <= 5  # type: ignore[arg-type]
         stopped = infill(client, PREFIX + "    retu", stop=["listdir"])
         assert stopped["content"] == "rn sorted(os."
+
+
+def test_keystrokes_have_a_short_queue() -> None:
+    with serving(Settings(fim_max_queue=1)) as (base, fake):
+
+        async def main() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                busy = asyncio.create_task(http.post("/v1/completions", json={"prompt": "x", "max_tokens": 60}))
+                await generating(fake)
+                body = {"input_prefix": PREFIX + "    a", "input_suffix": SUFFIX, "n_predict": 4}
+                # Three buffers at once, behind a busy engine: one may wait, the others are shed at once.
+                others = await asyncio.gather(
+                    *(http.post("/infill", json=body, headers={"X-Session": f"b{i}"}) for i in range(3))
+                )
+                await busy
+                return list(others)
+
+        others = asyncio.run(main())
+    assert sorted(r.status_code for r in others) == [200, 503, 503]
+    assert all(r.headers["retry-after"].isdigit() for r in others if r.status_code == 503)
+
+
+def test_a_superseded_waiting_keystroke_frees_its_place_in_the_queue() -> None:
+    with serving(Settings(fim_max_queue=1)) as (base, fake):
+
+        async def main() -> tuple[httpx.Response, httpx.Response]:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                busy = asyncio.create_task(http.post("/v1/completions", json={"prompt": "x", "max_tokens": 100}))
+                await generating(fake)
+                body = {"input_prefix": PREFIX + "    a", "input_suffix": SUFFIX, "n_predict": 4}
+                first = asyncio.create_task(http.post("/infill", json=body, headers={"X-Session": "s"}))
+                await asyncio.sleep(0.2)  # let it take the one waiting place behind the busy engine
+                newer = {**body, "input_prefix": PREFIX + "    zz"}
+                second = await http.post("/infill", json=newer, headers={"X-Session": "s"})
+                await busy
+                return await first, second
+
+        first, second = asyncio.run(main())
+    assert first.status_code == 200 and first.json()["finish_reason"] == "cancelled"
+    assert second.status_code == 200 and second.json()["tokens_predicted"] == 4  # not shed: the place was freed

@@ -134,6 +134,12 @@ class Settings(BaseSettings):
         description="Requests that may wait per engine behind the one running; more are shed with 503 and "
         "Retry-After instead of queueing without bound.",
     )
+    fim_max_queue: int = Field(
+        2,
+        ge=0,
+        description="Keystroke (FIM) requests that may wait per engine: a keystroke that would wait behind "
+        "more is shed at once with 503 (the next keystroke asks again) instead of answering seconds late.",
+    )
     session_cache_mb: int = Field(
         512, ge=0, description="RAM for parked KV caches of idle editing sessions, per engine (LRU)."
     )

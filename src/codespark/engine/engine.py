@@ -50,15 +50,21 @@ class Place:
 
     def __init__(self, engine: Engine) -> None:
         self._engine: Engine | None = engine
-        engine._pending += 1
+        self.cancel: CancelToken | None = None  # set by the stream; a cancelled waiter no longer counts
+        engine._places.add(self)
 
     @property
     def released(self) -> bool:
         return self._engine is None
 
+    @property
+    def counts(self) -> bool:
+        """Whether this place still counts against the queue (not released, not cancelled while waiting)."""
+        return self._engine is not None and not (self.cancel is not None and self.cancel.cancelled)
+
     def release(self) -> None:
         if self._engine is not None:
-            self._engine._pending -= 1
+            self._engine._places.discard(self)
             self._engine = None
 
     def __del__(self) -> None:
@@ -162,7 +168,7 @@ class Engine:
         self.backend = backend
         self.sessions = SessionCache(backend, session_budget_bytes)
         self.max_queue = max_queue
-        self._pending = 0  # requests in ``stream``: the one running and those waiting for it
+        self._places: set[Place] = set()  # requests prepared or in ``stream``: the running one and the waiting
         self._mean_s = 1.0  # moving mean of a request's time on the engine, for Retry-After
         self._lock = asyncio.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codespark-engine")
@@ -220,28 +226,34 @@ class Engine:
 
     @property
     def pending(self) -> int:
-        """Requests running or waiting on this engine."""
-        return self._pending
+        """Requests running or waiting on this engine (superseded waiters, about to leave, not counted)."""
+        return sum(place.counts for place in list(self._places))
 
-    def admit(self) -> None:
-        """``OverloadedError`` (503, Retry-After) when ``max_queue`` requests already wait for this engine."""
-        if self._pending > self.max_queue:
-            wait = max(1.0, self._mean_s * self._pending)
+    def admit(self, max_queue: int | None = None) -> None:
+        """``OverloadedError`` (503, Retry-After) when ``max_queue`` (default: the engine's) requests already
+        wait for this engine."""
+        limit = self.max_queue if max_queue is None else max_queue
+        pending = self.pending
+        if pending > limit:
+            wait = max(1.0, self._mean_s * pending)
             raise OverloadedError(
-                f"{self.backend.info.model_id} has {self._pending - 1} requests waiting, its limit "
-                f"(max_queue = {self.max_queue}); retry in {wait:.0f} s.",
+                f"{self.backend.info.model_id} has {pending - 1} requests waiting, the limit for this "
+                f"request ({limit}); retry in {wait:.0f} s.",
                 retry_after=wait,
             )
 
-    def prepare(self, request: GenerationRequest, tokens: list[int] | None = None) -> Prepared:
+    def prepare(
+        self, request: GenerationRequest, tokens: list[int] | None = None, max_queue: int | None = None
+    ) -> Prepared:
         """Tokenize (unless the caller has the prompt's ``tokens`` already), check the size and take a place
-        in the queue: bad input and overload fail before any response starts."""
+        in the queue (at most ``max_queue`` waiting, default the engine's): bad input and overload fail
+        before any response starts."""
         if tokens is None:
             tokens = self.tokenize_prompt(request.prompt)
         if not tokens:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         self.check_fits(len(tokens), request.params.max_tokens)
-        self.admit()
+        self.admit(max_queue)
         return Prepared(request, tokens, Place(self))
 
     async def stream(
@@ -257,6 +269,7 @@ class Engine:
         request, tokens, place = job.request, job.tokens, job.place
         assert place is not None
         cancel = cancel or CancelToken()
+        place.cancel = cancel
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event | _Failure] = asyncio.Queue()
 

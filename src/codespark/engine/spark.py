@@ -218,8 +218,9 @@ class FimSessions:
         stops: tuple[str, ...] = (),
         t_max_predict_ms: float | None = None,
         block_stops: bool = True,
+        max_queue: int | None = None,
     ) -> FimJob:
-        """Prepare an anchored generation of ``req`` on ``engine``."""
+        """Prepare an anchored generation of ``req`` on ``engine`` (``max_queue``: see ``Engine.prepare``)."""
         state = self._session(session)
         anchor = state.anchors.get(route)
         if anchor is None or not _keeps_anchor(anchor, req):
@@ -255,7 +256,7 @@ class FimSessions:
             t_max_predict_ms=t_max_predict_ms,
             heal=heal,
         )
-        prepared = engine.prepare(generation, tokens)
+        prepared = engine.prepare(generation, tokens, max_queue)
         return FimJob(route=route, prepared=prepared, prefix=req.prefix, suffix=req.suffix)
 
     async def events(self, job: FimJob, engine: Engine, session: str) -> AsyncGenerator[Event, None]:

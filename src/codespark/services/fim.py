@@ -138,6 +138,7 @@ class FimService:
             call.stops,
             call.t_max_predict_ms,
             self.settings.fim_block_stops,
+            self.settings.fim_max_queue,
         )
         events = self.sessions.events(job, decision.engine, session)
         return FimAnswer(decision, self._observed(decision, events), context)
