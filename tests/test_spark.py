@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from codespark.config import Settings
-from codespark.engine.engine import Engine
+from codespark.engine.backend import SamplingParams
+from codespark.engine.engine import Engine, GenerationRequest
 from codespark.engine.fake import FakeBackend
 from codespark.engine.loader import Engines
 from codespark.guard.auth import hash_key
@@ -372,3 +373,17 @@ def test_a_superseded_waiting_keystroke_frees_its_place_in_the_queue() -> None:
         first, second = asyncio.run(main())
     assert first.status_code == 200 and first.json()["finish_reason"] == "cancelled"
     assert second.status_code == 200 and second.json()["tokens_predicted"] == 4  # not shed: the place was freed
+
+
+def test_keystrokes_go_to_spark_when_codex_is_queued_up_with_other_work() -> None:
+    spark, codex = Engine(FakeBackend(model_id="small")), Engine(FakeBackend(model_id="big", token_delay=0.01))
+    app = create_app(Settings(fim_max_queue=1), Engines(routes={"spark": spark, "codex": codex}))
+    with TestClient(app, base_url="http://localhost") as client:
+        job = codex.prepare(GenerationRequest(["chat"], SamplingParams(max_tokens=1)))
+        job2 = codex.prepare(GenerationRequest(["sql"], SamplingParams(max_tokens=1)))  # two on codex: past 1
+        r = client.post("/infill", json={"input_prefix": "x", "input_suffix": "", "n_predict": 4})
+        assert r.status_code == 200 and r.headers["x-codespark-engine"] == "spark"
+        assert "queue" in r.headers["x-codespark-route-reason"]
+        del job, job2  # their places are given back
+        r = client.post("/infill", json={"input_prefix": "other\ny", "input_suffix": "", "n_predict": 4})
+        assert r.headers["x-codespark-engine"] == "codex", r.headers["x-codespark-route-reason"]

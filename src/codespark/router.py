@@ -10,7 +10,8 @@ and whether an engine is busy.  Policy, from the settings:
   with ``codex_upstream`` set they go to that provider, and to the local
   engine while it is down (the decision then carries the fallback reason);
 - inline FIM goes to the *quality* engine (codex) unless its estimated time
-  to first token misses the latency budget while spark's fits it.  When
+  to first token misses the latency budget while spark's fits it, or codex's
+  queue is past the keystroke limit (``fim_max_queue``) while spark's is not.  When
   neither fits (a cold prompt costs seconds on either), quality wins: spark is
   not enough faster to be worth its lower pass rate.  ``router_fim`` = ``spark``
   or ``codex`` fixes the choice instead.
@@ -123,8 +124,18 @@ class Router:
         route = "codex" if "codex" in self.engines.routes else "spark"
         return Decision(route, self.engines.routes[route], reason)
 
-    def fim(self, model: str | None, budget_ms: float | None, tokens_to_evaluate: dict[str, int]) -> Decision:
-        """Inline FIM: the quality engine if it fits the latency budget, else spark."""
+    def fim(
+        self,
+        model: str | None,
+        budget_ms: float | None,
+        tokens_to_evaluate: dict[str, int],
+        max_queue: int | None = None,
+    ) -> Decision:
+        """Inline FIM: the quality engine if it fits the latency budget, else spark.
+
+        ``max_queue``: the keystroke queue limit; when codex has more waiting (chat, SQL) and spark
+        has room, spark answers rather than the keystroke being shed.
+        """
         pinned = self.pinned(model)
         if pinned:
             return pinned
@@ -134,6 +145,9 @@ class Router:
         if "codex" not in routes or "spark" not in routes:
             only = next(iter(routes))
             return Decision(only, routes[only], "only one engine is configured")
+        if max_queue is not None and routes["codex"].pending > max_queue >= routes["spark"].pending:
+            waiting = routes["codex"].pending - 1
+            return Decision("spark", routes["spark"], f"queue: codex has {waiting} waiting, spark has room")
         budget = budget_ms if budget_ms is not None else self.default_budget_ms
         codex, spark = (self._estimate(r, tokens_to_evaluate.get(r, 1)) for r in ("codex", "spark"))
         if codex <= budget:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -168,7 +169,9 @@ class Engine:
         self.backend = backend
         self.sessions = SessionCache(backend, session_budget_bytes)
         self.max_queue = max_queue
-        self._places: set[Place] = set()  # requests prepared or in ``stream``: the running one and the waiting
+        # Requests prepared or in ``stream`` (the running one and the waiting).  Weak: a prepared request that
+        # is dropped unstreamed (its client left) gives its place back when it is collected.
+        self._places: weakref.WeakSet[Place] = weakref.WeakSet()
         self._mean_s = 1.0  # moving mean of a request's time on the engine, for Retry-After
         self._lock = asyncio.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codespark-engine")

@@ -128,7 +128,7 @@ class FimService:
                 # Nothing cached: the whole window, estimated from its length (code runs ~3 characters a
                 # token), not tokenized twice more only to learn that a cold prompt misses the budget.
                 to_evaluate[route] = min(engine.n_ctx, (len(req.prefix) + len(req.suffix)) // 3 + 1)
-        decision = router.fim(call.model, call.budget_ms, to_evaluate)
+        decision = router.fim(call.model, call.budget_ms, to_evaluate, self.settings.fim_max_queue)
         job = self.sessions.plan(
             decision.route,
             decision.engine,
