@@ -49,6 +49,8 @@ def test_near_misses_are_not_redacted() -> None:
         "ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'\n"
         "host = '127.0.0.1'  # and 192.0.2.10, a documentation address\n"
         "mail = 'someone@example.com'\n"
+        'SENSITIVE_HEADERS = {"authorization", "proxy-authorization"}\n'  # header names, not a credential
+        "auth = request.headers.get('Authorization')\n"
     )
     assert scan(text) == []
     assert not luhn_valid("4111111111111112") and luhn_valid("4111111111111111")

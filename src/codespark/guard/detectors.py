@@ -284,7 +284,7 @@ def _assignments(text: str) -> Iterator[Finding]:
 # scheme; and after a ``Bearer``/``Basic`` scheme word anywhere, when the value looks generated
 # (long, with digits) rather than like prose ("bearer tokenization").
 _AUTH_HEADER = re.compile(
-    r"(?i)\b(?:proxy-)?authori[sz]ation[\"']?\s*[:=,]\s*[\"']?(?:(bearer|basic|token|digest|apikey|api-key|"
+    r"(?i)\b(?:proxy-)?authori[sz]ation[\"']?\s*([:=,])\s*[\"']?(?:(bearer|basic|token|digest|apikey|api-key|"
     r"sso-key|key)\s+)?([A-Za-z0-9._~+/\-]{8,4096}={0,2})(?![\w(])"
 )
 _AUTH_SCHEME = re.compile(r"\b(?:[Bb]earer|BEARER|[Bb]asic|BASIC)[ \t]+([A-Za-z0-9._~+/\-]{16,4096}={0,2})")
@@ -294,13 +294,13 @@ def _authorization(text: str) -> Iterator[Finding]:
     lowered = text.lower()
     if "author" in lowered:
         for m in _AUTH_HEADER.finditer(text):
-            scheme, value = m.group(1), m.group(2)
-            if _PLACEHOLDER_VALUE.match(value):
-                continue
+            separator, scheme, value = m.group(1), m.group(2), m.group(3)
+            if _PLACEHOLDER_VALUE.match(value) or (separator == "," and not scheme):
+                continue  # after a comma only ``("Authorization", "Bearer …")``: a list of names is not one
             # With a scheme word it is a credential whatever its shape; without one, a bare
             # identifier is code (``authorization = auth_header``), anything else a credential.
             if scheme or not _CODE_VALUE.fullmatch(value) or any(c.isdigit() for c in value):
-                yield Finding("SECRET", *m.span(2))
+                yield Finding("SECRET", *m.span(3))
     if "bearer" in lowered or "basic" in lowered:
         for m in _AUTH_SCHEME.finditer(text):
             value = m.group(1)
