@@ -24,7 +24,6 @@ import json
 import random
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,14 @@ import sysconfig
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.harness import codespark_process, cpu_name, free_port
+from benchmarks.harness import codespark_process, cpu_name, free_port, print_report, silent_server
 from benchmarks.sql_dev.build import build_sqlite
 
 OUT = Path("bench-out")
@@ -251,35 +249,6 @@ def fuzz(cases: int, env: dict[str, str]) -> dict[str, Any]:
         }
 
 
-@contextmanager
-def _silent_upstream() -> Iterator[int]:
-    """A port that accepts connections and never says a word."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(2)
-        for conn in held:
-            conn.close()
-        listener.close()
-
-
 def _fallback_ms(base_url: str, env: dict[str, str], name: str) -> dict[str, Any]:
     upstream = [{"name": "gpu", "base_url": base_url, "model": "m", "retries": 1, "connect_timeout_s": 3}]
     upstream_env = {**env, "CODESPARK_UPSTREAMS": json.dumps(upstream), "CODESPARK_CODEX_UPSTREAM": "gpu"}
@@ -296,7 +265,7 @@ def _fallback_ms(base_url: str, env: dict[str, str], name: str) -> dict[str, Any
 
 def faults(env: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    with _silent_upstream() as port:
+    with silent_server() as port:
         out["upstream_never_answers"] = _fallback_ms(f"http://127.0.0.1:{port}/v1", env, "silent-upstream")
     out["upstream_down"] = _fallback_ms(f"http://127.0.0.1:{free_port()}/v1", env, "down-upstream")
     with codespark_process(OUT / "hardening-kill.log", env) as served:
@@ -339,11 +308,7 @@ def main() -> None:
         if part in parts:
             report[part] = run()
             (OUT / f"hardening-{part}.json").write_text(json.dumps(report[part], indent=2) + "\n")  # as it goes
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -163,17 +163,13 @@ def main() -> None:
         print(json.dumps(child(args.lines)))
         return
     sys.path.insert(0, str(ROOT))
-    from benchmarks.harness import cpu_name
+    from benchmarks.harness import cpu_name, print_report
 
     report: dict[str, Any] = {"cpu": cpu_name(), "command": " ".join(sys.argv)}
     if args.baseline:
         report["baseline"] = {"ref": args.baseline, **_run_tree(_worktree(args.baseline), args.lines)}
     report["this tree"] = _run_tree(ROOT, args.lines)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Usage: python benchmarks/repomap.py [--files 10000] [--json out.json]
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.harness import cpu_name
+from benchmarks.harness import cpu_name, print_report
 from codespark.context.repomap import _graph, pagerank
 from codespark.context.service import RepoContext
 
@@ -109,11 +108,7 @@ def main() -> None:
         report_out["repo_map_cold_ms"] = round((time.perf_counter() - started) * 1000, 1)
         report_out["repo_map_warm"] = measure(lambda: context.repo_map(1024, "pkg01/mod00001.py"))
         context.index.close()
-    text = json.dumps(report_out, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    print_report(report_out, args.json)
 
 
 if __name__ == "__main__":

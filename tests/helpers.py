@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from codespark.engine.prompt import Prompt, Special
 
@@ -29,3 +34,21 @@ def sse_payloads(text: str) -> list[object]:
 def prompt_text(prompt: Prompt) -> str:
     """A prompt as one string, control tokens by their text (to assert on its layout)."""
     return "".join(p.name if isinstance(p, Special) else p for p in prompt)
+
+
+@contextmanager
+def uvicorn_thread(app: Any) -> Iterator[str]:
+    """``app`` served by a real uvicorn on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)

@@ -11,14 +11,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from benchmarks.sql_dev.build import build_sqlite
 
 from codespark.config import DatabaseSettings, Settings
@@ -26,7 +23,7 @@ from codespark.engine.engine import Engine
 from codespark.engine.fake import FakeBackend
 from codespark.engine.loader import Engines
 from codespark.server.app import create_app
-from tests.helpers import free_port
+from tests.helpers import uvicorn_thread
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +32,9 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shop = build_sqlite("shop", tmp_path_factory.mktemp("fuzz") / "shop.db")
     settings = Settings(max_tokens_limit=64, databases=[DatabaseSettings(name="shop", url=f"sqlite:///{shop}")])
     app = create_app(settings, Engines(routes={"spark": engine, "codex": engine}, aliases={"fake": "spark"}))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200  # alive after everything
-    server.should_exit = True
-    thread.join(5)
+    with uvicorn_thread(app) as base:
+        yield base
+        assert httpx.get(base + "/health").status_code == 200  # alive after everything
 
 
 def test_no_input_gets_a_server_error(base_url: str) -> None:

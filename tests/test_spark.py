@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from codespark.engine.fake import FakeBackend
 from codespark.engine.loader import Engines
 from codespark.guard.auth import hash_key
 from codespark.server.app import create_app
-from tests.helpers import free_port, sse_payloads
+from tests.helpers import sse_payloads, uvicorn_thread
 
 PREFIX = "import os\n\n\ndef list_files(root):\n"
 SUFFIX = "\n\nprint(list_files('.'))\n"
@@ -80,19 +79,10 @@ async def generating(fake: FakeBackend) -> None:
 @contextmanager
 def serving(settings: Settings, max_queue: int = 16) -> Iterator[tuple[str, FakeBackend]]:
     """A real uvicorn server on loopback (streams need a real socket to be superseded)."""
-    import uvicorn
-
     fake = FakeBackend(default="x" * 400, token_delay=0.01)
     app = create_app(settings, Engines(routes={"spark": Engine(fake, max_queue=max_queue)}))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}", fake
-    server.should_exit = True
-    thread.join(5)
+    with uvicorn_thread(app) as base:
+        yield base, fake
 
 
 @pytest.fixture

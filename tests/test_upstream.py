@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from benchmarks import secret_corpus as corpus
+from benchmarks.harness import silent_server
 from fastapi.testclient import TestClient
 
 from codespark.config import Settings, UpstreamSettings
@@ -180,36 +181,11 @@ def test_oversized_bodies_get_413_declared_or_chunked(guarded: TestClient) -> No
 
 
 def test_an_upstream_that_accepts_and_never_answers_falls_back_within_the_header_timeout() -> None:
-    import socket
-    import threading
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept_and_say_nothing() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept_and_say_nothing, daemon=True)
-    thread.start()
-    try:
+    with silent_server() as port:
         started = time.monotonic()
-        with _client(f"http://127.0.0.1:{listener.getsockname()[1]}/v1") as client:
+        with _client(f"http://127.0.0.1:{port}/v1") as client:
             out = _chat(client, "hello")
         elapsed = time.monotonic() - started
-    finally:
-        stop.set()
-        thread.join(2)
-        for conn in held:
-            conn.close()
-        listener.close()
     body = out["body"]
     assert isinstance(body, dict) and body["choices"][0]["message"]["content"] == "local answer"
     assert "gpu" in out["headers"]["x-codespark-fallback"]
