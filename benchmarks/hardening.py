@@ -24,7 +24,6 @@ import json
 import random
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import sysconfig
@@ -38,7 +37,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.harness import codespark_process, cpu_name, free_port, print_report, silent_server
+from benchmarks.harness import codespark_process, cpu_name, free_port, print_report, quantiles, silent_server
 from benchmarks.sql_dev.build import build_sqlite
 
 OUT = Path("bench-out")
@@ -71,17 +70,6 @@ def _peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-def _quantiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0}
-    ordered = sorted(values)
-    return {
-        "n": len(values),
-        "p50": round(statistics.median(ordered), 1),
-        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
-    }
 
 
 class Tally:
@@ -191,8 +179,8 @@ def _drive(base: str, pid: int, clients: int, seconds: float) -> dict[str, Any]:
         "other_errors": errors,
         "shed_without_retry_after": tally.missing_retry_after,
         "transport_errors": tally.transport_errors,
-        "fim_ttft_ms": _quantiles(tally.fim_ttft_ms),
-        "fim_total_ms": _quantiles(tally.fim_total_ms),
+        "fim_ttft_ms": quantiles(tally.fim_ttft_ms),
+        "fim_total_ms": quantiles(tally.fim_total_ms),
         "peak_rss_mb": round(_peak_rss_mb(pid) or peak[0], 1),
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -144,3 +145,15 @@ def silent_server() -> Iterator[int]:
         for conn in held:
             conn.close()
         listener.close()
+
+
+def quantiles(values: list[float], digits: int = 1) -> dict[str, float]:
+    """``n``, median and 95th percentile (nearest rank) of ``values``."""
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "p50": round(statistics.median(ordered), digits),
+        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], digits),
+    }

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import sysconfig
@@ -32,17 +31,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench-out"
-
-
-def _quantiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0}
-    ordered = sorted(values)
-    return {
-        "n": len(ordered),
-        "p50": round(statistics.median(ordered), 2),
-        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2),
-    }
+sys.path.insert(0, str(ROOT))
+from benchmarks.harness import cpu_name, print_report, quantiles  # noqa: E402  (standard library and httpx only)
 
 
 def _keystrokes(lines: int) -> list[tuple[str, str, str]]:
@@ -122,9 +112,9 @@ def child(lines: int) -> dict[str, Any]:
     engines.close()
     return {
         "keystrokes": len(keystrokes),
-        "overhead_typed_ahead_ms": _quantiles(typed_ahead),
-        "overhead_model_answered_ms": _quantiles(answered),
-        "ttft_model_answered_ms": _quantiles(ttft),
+        "overhead_typed_ahead_ms": quantiles(typed_ahead, 2),
+        "overhead_model_answered_ms": quantiles(answered, 2),
+        "ttft_model_answered_ms": quantiles(ttft, 2),
         "codex_keystroke_before_chat": {"ttft_ms": warm[-1]["ttft_ms"], "cache_n": warm[-1]["cache_n"]},
         "codex_keystroke_after_chat": {"ttft_ms": after["ttft_ms"], "cache_n": after["cache_n"]},
     }
@@ -162,9 +152,6 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.lines)))
         return
-    sys.path.insert(0, str(ROOT))
-    from benchmarks.harness import cpu_name, print_report
-
     report: dict[str, Any] = {"cpu": cpu_name(), "command": " ".join(sys.argv)}
     if args.baseline:
         report["baseline"] = {"ref": args.baseline, **_run_tree(_worktree(args.baseline), args.lines)}

@@ -17,13 +17,12 @@ from codespark.errors import (
     AuthenticationError,
     CodesparkError,
     ForbiddenError,
-    OverloadedError,
     RateLimitError,
     RequestTooLargeError,
 )
-from codespark.guard.auth import KeyChecker, RateLimiter, retry_after_header
+from codespark.guard.auth import KeyChecker, RateLimiter
 from codespark.guard.hosts import HostPolicy
-from codespark.server.errors import error_body
+from codespark.server.errors import error_body, error_headers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -159,9 +158,6 @@ def _too_large(limit: int) -> RequestTooLargeError:
 async def _send_error(send: Send, exc: CodesparkError) -> None:
     body = json.dumps(error_body(exc.message, exc.error_type, exc.param, exc.code)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if isinstance(exc, RateLimitError | OverloadedError):
-        headers.append((b"retry-after", retry_after_header(exc.retry_after).encode()))
-    if isinstance(exc, AuthenticationError):
-        headers.append((b"www-authenticate", b"Bearer"))
+    headers += [(name.lower().encode(), value.encode()) for name, value in error_headers(exc).items()]
     await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from codespark.errors import CodesparkError, OverloadedError, RateLimitError
+from codespark.errors import AuthenticationError, CodesparkError, OverloadedError, RateLimitError
 from codespark.guard.auth import retry_after_header
 
 log = logging.getLogger("codespark.server")
@@ -19,14 +19,21 @@ def error_body(message: str, error_type: str, param: str | None = None, code: st
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
+def error_headers(exc: CodesparkError) -> dict[str, str]:
+    """The headers an error carries: ``Retry-After`` when a retry will work, ``WWW-Authenticate`` for a 401."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimitError | OverloadedError):
+        headers["Retry-After"] = retry_after_header(exc.retry_after)
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = "Bearer"
+    return headers
+
+
 def error_response(exc: CodesparkError) -> JSONResponse:
-    headers = (
-        {"Retry-After": retry_after_header(exc.retry_after)}
-        if isinstance(exc, RateLimitError | OverloadedError)
-        else None
-    )
     return JSONResponse(
-        error_body(exc.message, exc.error_type, exc.param, exc.code), status_code=exc.status_code, headers=headers
+        error_body(exc.message, exc.error_type, exc.param, exc.code),
+        status_code=exc.status_code,
+        headers=error_headers(exc),
     )
 
 

@@ -58,9 +58,7 @@ class DatabaseList(BaseModel):
 @router.post("/v1/sql")
 async def sql(body: SqlRequest, state: State) -> SqlResponse:
     body.log_unknown("/v1/sql")
-    # The server's max_tokens_limit bounds every generation, the SQL assistant's too.
-    max_tokens = min(Options.max_tokens, state.settings.max_tokens_limit)
-    options = Options(repair=body.repair, execute=not body.explain_only, max_rows=body.max_rows, max_tokens=max_tokens)
+    options = Options(repair=body.repair, execute=not body.explain_only, max_rows=body.max_rows)
     answer, route = await state.sql.ask(body.question, body.db, options, body.model, refresh=body.refresh_schema)
     return SqlResponse(**answer.as_dict(), model=route)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 
 from codespark.config import DatabaseSettings
 from codespark.errors import DatabaseNotFoundError
@@ -25,10 +26,15 @@ class SqlService:
     """Open databases by URL or configured name, with their introspected schema cached until ``refresh``."""
 
     def __init__(
-        self, databases: Sequence[DatabaseSettings] = (), timeout_s: float = 10.0, router: Router | None = None
+        self,
+        databases: Sequence[DatabaseSettings] = (),
+        timeout_s: float = 10.0,
+        router: Router | None = None,
+        max_tokens_limit: int | None = None,
     ) -> None:
         self.databases = {d.name: d for d in databases}
         self.router = router
+        self.max_tokens_limit = max_tokens_limit  # the server's bound on every generation, ``ask``'s too
         self.timeout_s = timeout_s
         self._cache: dict[tuple[str, bool], tuple[Database, Schema]] = {}
         self._lock = threading.Lock()
@@ -87,6 +93,8 @@ class SqlService:
         """
         if self.router is None:
             raise RuntimeError("SqlService.ask needs a router")
+        if self.max_tokens_limit is not None and options.max_tokens > self.max_tokens_limit:
+            options = replace(options, max_tokens=self.max_tokens_limit)
         database, schema = await asyncio.to_thread(self.named, db, refresh=refresh)
         decision = self.router.pinned(model) or self.router.local_deep()
         answer = await SqlAssistant(decision.engine, database, schema).ask(question, options)

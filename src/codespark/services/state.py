@@ -39,7 +39,7 @@ class AppState:
         codex_upstream = upstreams[settings.codex_upstream] if settings.codex_upstream else None
         router = Router(engines, settings.router_fim, settings.fim_latency_budget_ms, codex_upstream)
         repo = RepoContext(settings.repo_dir, settings.cache_dir) if settings.repo_dir else None
-        sql = SqlService(settings.databases, router=router)
+        sql = SqlService(settings.databases, router=router, max_tokens_limit=settings.max_tokens_limit)
         never_send = NeverSend.load(settings.never_send, settings.workspace_dir)
         return cls(
             settings=settings,
