@@ -17,6 +17,7 @@
     │       ├── QueryTimeoutError       ran past the statement timeout   400 query_timeout
     │       └── DatabaseRefusedError    the connection's own guard said no 400 refused_by_database
     ├── ForbiddenError                  host or origin not allowed       403 forbidden
+    ├── ApplyConflictError              the user changed a file a fix touches 409 apply_conflict
     ├── AuthenticationError             missing or unknown API key       401 invalid_api_key
     ├── RateLimitError                  over rate_limit_per_minute       429 rate_limit_exceeded
     └── EngineError                     the backend failed               503 engine_error
@@ -195,3 +196,11 @@ class UpstreamUnavailable(UpstreamError):
     """The provider could not be reached (or kept failing) within the retries."""
 
     code = "upstream_unavailable"
+
+
+class ApplyConflictError(CodesparkError):
+    """A fix's files changed in the user's tree while it ran; nothing was applied."""
+
+    status_code = 409
+    error_type = "conflict"
+    code = "apply_conflict"

@@ -1,0 +1,376 @@
+"""From failing tests to the code to change: the units (functions, methods, classes) ranked by the
+failures' traceback frames in the user's code, or, when no frame reaches it (``assert f(x) == y`` fails
+in the test), by the names the failing test calls; and the feedback a model needs for one unit.
+
+Frames in tests, in installed packages and in the standard library never become targets.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from codespark.agent.testrun import Failure, Frame, TestReport
+
+_VENDOR_PARTS = {"site-packages", "dist-packages", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".git"}
+_TEST_DIRS = {"tests", "test", "testing", "fixtures", "testdata", "test_data", "__tests__", "spec"}
+
+
+def is_test_path(path: str) -> bool:
+    """Tests, fixtures and test data: never edited unless the user allows it."""
+    p = Path(path)
+    name = p.name
+    if _TEST_DIRS.intersection(p.parts[:-1]):
+        return True
+    return (
+        name.startswith("test_")
+        or name == "conftest.py"
+        or p.stem.endswith(("_test", "_tests"))
+        or bool(re.search(r"\.(test|spec)\.[jt]sx?$", name))
+        or name == "tests.py"
+    )
+
+
+def is_user_code(path: str, root: Path) -> bool:
+    """Inside the project, not vendored, not a test."""
+    if Path(path).is_absolute() or path.startswith(".."):
+        return False
+    if _VENDOR_PARTS.intersection(Path(path).parts):
+        return False
+    return (root / path).is_file() and not is_test_path(path)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A function, method or class: the unit an answer replaces whole."""
+
+    path: str
+    name: str  # qualified: ``func``, ``Class``, ``Class.method``
+    kind: str  # function | class
+    start: int  # 1-based, decorators included
+    end: int  # 1-based, inclusive
+    def_line: int  # the ``def``/``class`` line
+
+    @property
+    def short(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+
+def units_of(source: str, path: str) -> list[Unit]:
+    """Top-level functions and classes, and the methods of top-level classes."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return _units_by_indent(source, path)
+    found: list[Unit] = []
+
+    def add(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, prefix: str) -> None:
+        start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        kind = "class" if isinstance(node, ast.ClassDef) else "function"
+        found.append(Unit(path, prefix + node.name, kind, start, node.end_lineno or node.lineno, node.lineno))
+
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            add(node, "")
+        if isinstance(node, ast.ClassDef):
+            for child in node.body:
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                    add(child, node.name + ".")
+    return found
+
+
+_DEF = re.compile(r"^([ \t]*)(?:async\s+def|def|class)\s+(\w+)")
+
+
+def _units_by_indent(source: str, path: str) -> list[Unit]:
+    """Units of a file that does not parse (a syntax error), found by indentation."""
+    lines = source.splitlines()
+    found: list[Unit] = []
+    classes: list[tuple[int, str]] = []  # (indent, name) of top-level classes seen
+    for i, line in enumerate(lines):
+        match = _DEF.match(line)
+        if match is None:
+            continue
+        indent = len(match.group(1).expandtabs())
+        if indent > 4:
+            continue
+        end = i
+        for j in range(i + 1, len(lines)):
+            text = lines[j]
+            if text.strip() and len(text) - len(text.lstrip()) <= indent and not text.lstrip().startswith(("#", ")")):
+                break
+            if text.strip():
+                end = j
+        name = match.group(2)
+        if indent == 0:
+            classes = [(0, name)] if line.lstrip().startswith("class") else []
+        elif classes:
+            name = f"{classes[-1][1]}.{name}"
+        else:
+            continue
+        kind = "class" if line.lstrip().startswith("class") else "function"
+        found.append(Unit(path, name, kind, i + 1, end + 1, i + 1))
+    return found
+
+
+def enclosing(units: Iterable[Unit], line: int) -> Unit | None:
+    """The innermost unit holding ``line``."""
+    holding = [u for u in units if u.start <= line <= u.end]
+    return min(holding, key=lambda u: u.end - u.start) if holding else None
+
+
+@dataclass
+class Target:
+    unit: Unit
+    score: float
+    why: list[str] = field(default_factory=list)
+
+
+class Project:
+    """The project's Python sources, parsed on demand (the files change between rounds: call ``forget``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._units: dict[str, list[Unit]] = {}
+        self._by_name: dict[str, list[Unit]] | None = None
+        self._files: list[str] | None = None
+
+    def forget(self, path: str | None = None) -> None:
+        if path is None:
+            self._units.clear()
+        else:
+            self._units.pop(path, None)
+        self._by_name = None
+        self._files = None
+
+    def text(self, path: str) -> str:
+        return (self.root / path).read_text(encoding="utf-8", errors="replace")
+
+    def units(self, path: str) -> list[Unit]:
+        if path not in self._units:
+            self._units[path] = units_of(self.text(path), path) if path.endswith(".py") else []
+        return self._units[path]
+
+    def python_files(self, limit: int = 3000) -> list[str]:
+        """The project's Python files (tests included), vendored folders left out."""
+        if self._files is None:
+            files: list[str] = []
+            for path in sorted(self.root.rglob("*.py")):
+                rel = path.relative_to(self.root)
+                if not _VENDOR_PARTS.intersection(rel.parts) and path.is_file():
+                    files.append(str(rel))
+                if len(files) >= limit:
+                    break
+            self._files = files
+        return self._files
+
+    def user_files(self) -> list[str]:
+        return [f for f in self.python_files() if not is_test_path(f)]
+
+    def by_name(self) -> dict[str, list[Unit]]:
+        """Units of user code by their short name (``method`` finds ``Class.method``)."""
+        if self._by_name is None:
+            table: dict[str, list[Unit]] = defaultdict(list)
+            for path in self.user_files():
+                for unit in self.units(path):
+                    table[unit.short].append(unit)
+            self._by_name = dict(table)
+        return self._by_name
+
+    def source(self, unit: Unit) -> str:
+        lines = self.text(unit.path).splitlines(keepends=True)
+        return "".join(lines[unit.start - 1 : unit.end])
+
+
+def called_names(node: ast.AST) -> list[str]:
+    """Names called in ``node``: ``f(...)`` and ``x.f(...)`` give ``f``, in source order."""
+    names: list[str] = []
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call):
+            func = sub.func
+            if isinstance(func, ast.Name):
+                names.append(func.id)
+            elif isinstance(func, ast.Attribute):
+                names.append(func.attr)
+        elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+            names.append(sub.id)  # a function passed as a value (``check(candidate=f)``)
+    return names
+
+
+def _test_node(project: Project, failure: Failure) -> ast.AST | None:
+    """The failing test's function, parsed."""
+    if not failure.path.endswith(".py") or failure.line is None or not (project.root / failure.path).is_file():
+        return None
+    unit = enclosing(units_of(project.text(failure.path), failure.path), failure.line)
+    if unit is None:
+        return None
+    try:
+        return ast.parse(_dedent_block(project.source(unit)))
+    except SyntaxError:
+        return None
+
+
+def _dedent_block(text: str) -> str:
+    import textwrap
+
+    return textwrap.dedent(text)
+
+
+def localize(report: TestReport, project: Project, allow_test_edits: bool = False) -> list[Target]:
+    """Units to change, best first."""
+    scores: dict[Unit, Target] = {}
+
+    def credit(unit: Unit, points: float, why: str) -> None:
+        target = scores.setdefault(unit, Target(unit, 0.0))
+        target.score += points
+        if why not in target.why:
+            target.why.append(why)
+
+    editable = (lambda p: is_user_code(p, project.root)) if not allow_test_edits else (
+        lambda p: (project.root / p).is_file() and not _VENDOR_PARTS.intersection(Path(p).parts))  # fmt: skip
+    for failure in report.failures:
+        frames = [f for f in failure.frames if f.path.endswith(".py") and editable(f.path)]
+        for depth, frame in enumerate(reversed(frames)):  # innermost first
+            unit = enclosing(project.units(frame.path), frame.line)
+            if unit is not None:
+                credit(unit, 3.0 / (1 + depth), f"in the traceback of {failure.test} ({frame.path}:{frame.line})")
+        if frames:
+            continue
+        test = _test_node(project, failure)
+        if test is None:
+            continue
+        failing_line = next((f.source for f in reversed(failure.frames) if f.path == failure.path), "")
+        try:
+            in_line = set(called_names(ast.parse(failing_line.strip()))) if failing_line else set()
+        except SyntaxError:
+            in_line = set()
+        table = project.by_name()
+        for name in dict.fromkeys(called_names(test)):
+            for unit in table.get(name, []):
+                if allow_test_edits or not is_test_path(unit.path):
+                    credit(unit, 2.0 if name in in_line else 1.0, f"called by the failing test {failure.test}")
+    for error in report.collect_errors:
+        for path, line in re.findall(r"([\w./\-]+\.py):(\d+)", error):
+            if editable(path):
+                unit = enclosing(project.units(path), int(line))
+                if unit is not None:
+                    credit(unit, 3.0, f"a collection error points here ({path}:{line})")
+    return sorted(scores.values(), key=lambda t: -t.score)
+
+
+def _user_frame(failure: Failure, unit: Unit) -> Frame | None:
+    for frame in reversed(failure.frames):
+        if frame.path == unit.path and unit.start <= frame.line <= unit.end:
+            return frame
+    return None
+
+
+def feedback(report: TestReport, project: Project, unit: Unit, max_failures: int = 3) -> str:
+    """What failed, for a model about to rewrite ``unit``: the tests' source, the error with actual and
+    expected values, where it was raised and the locals there."""
+    relevant = sorted(report.failures, key=lambda f: _user_frame(f, unit) is None)
+    blocks: list[str] = []
+    seen_messages: set[str] = set()
+    for failure in relevant:
+        if len(blocks) >= max_failures:
+            break
+        message = failure.message.strip()
+        if message in seen_messages:
+            continue
+        seen_messages.add(message)
+        lines = [f"Test {failure.test} failed."]
+        test_source = _test_source(project, failure)
+        if test_source:
+            lines.append(f"Its code:\n```python\n{test_source}```")
+        if failure.timeout:
+            lines.append("It ran too long and was stopped: an endless loop, or far too slow.")
+        else:
+            lines.append(f"Error: {failure.exc_type}: {_clip(message, 1500)}")
+        frame = _user_frame(failure, unit)
+        if frame is not None:
+            lines.append(f"Raised in {unit.name} at line {frame.line - unit.start + 1} of it: `{frame.source}`")
+            shown = [f"{k} = {v}" for k, v in frame.locals.items() if k != "self"][:8]
+            if shown:
+                lines.append("Local variables there: " + ", ".join(shown))
+        blocks.append("\n".join(lines))
+    rest = len(report.failed) - len(blocks)
+    if rest > 0:
+        blocks.append(f"({rest} more failing tests not shown.)")
+    for error in report.collect_errors[:2]:
+        blocks.append(f"Collecting the tests failed:\n{_clip(error, 1500)}")
+    if not blocks and report.run.output:
+        blocks.append("The test run's output ends with:\n" + report.run.output[-2000:])
+    return "\n\n".join(blocks)
+
+
+def _test_source(project: Project, failure: Failure, max_lines: int = 30) -> str:
+    if not failure.path.endswith(".py") or failure.line is None or not (project.root / failure.path).is_file():
+        return ""
+    unit = enclosing(units_of(project.text(failure.path), failure.path), failure.line)
+    if unit is None or unit.kind == "class":
+        return ""
+    lines = project.source(unit).splitlines(keepends=True)
+    if len(lines) > max_lines:
+        lines = [*lines[:max_lines], "    ...\n"]
+    return _dedent_block("".join(lines))
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 20] + "\n[... clipped ...]"
+
+
+def used_definitions(project: Project, unit: Unit, limit: int = 8) -> list[str]:
+    """Signatures (and first docstring lines) of the user's functions that ``unit`` calls."""
+    try:
+        tree = ast.parse(_dedent_block(project.source(unit)))
+    except SyntaxError:
+        return []
+    table = project.by_name()
+    out: list[str] = []
+    for name in dict.fromkeys(called_names(tree)):
+        for other in table.get(name, [])[:2]:
+            if other == unit or other.kind != "function":
+                continue
+            out.append(f"# {other.path}\n{_signature(project, other)}")
+            if len(out) >= limit:
+                return out
+    return out
+
+
+@cache
+def _first_doc_line(doc: str) -> str:
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _signature(project: Project, unit: Unit) -> str:
+    source = project.source(unit)
+    lines = source.splitlines()
+    head_end = next((i for i, line in enumerate(lines) if line.rstrip().endswith(":")), 0)
+    head = "\n".join(line.strip() if i else line.strip() for i, line in enumerate(lines[: head_end + 1]))
+    try:
+        node = ast.parse(_dedent_block(source)).body[0]
+        doc = ast.get_docstring(node) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) else None
+    except (SyntaxError, IndexError):
+        doc = None
+    first = _first_doc_line(doc or "")
+    return head + (f'\n    """{first}"""' if first else "") + "\n    ..."
+
+
+def dependents(project: Project, unit: Unit, files: Sequence[str] | None = None) -> list[str]:
+    """Files (other than the unit's own lines) that use the unit's name: its callers."""
+    name = unit.short
+    pattern = re.compile(rf"\b{re.escape(name)}\b")
+    users: list[str] = []
+    for path in files if files is not None else project.python_files():
+        text = project.text(path)
+        if path == unit.path:
+            lines = text.splitlines()
+            text = "\n".join(lines[: unit.start - 1] + lines[unit.end :])
+        if pattern.search(text):
+            users.append(path)
+    return users

@@ -1,0 +1,330 @@
+"""The self-healing loop: search over candidates checked by the tests.
+
+1. Run the tests once (the baseline).  Green: nothing to do.
+2. Cheap fixes first: undefined names with a sure import are fixed deterministically; syntax errors go
+   to the cheap engine (spark when loaded) once.
+3. Rounds: localize the unit to change; ask for ``candidates`` whole-unit rewrites (the first greedy,
+   the rest sampled; they share the prompt's KV cache); test each on the failing tests while the next
+   one is generated; run the whole suite for any that passes them.  The best candidate by tests failing
+   is kept, committed as the round, and the next round starts from it.
+4. Escalation: later rounds go to the next sampler (an upstream, when configured).
+
+Everything happens in a ``Workspace``; the user's tree is only written by ``Workspace.apply``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from codespark.agent import prompts, static
+from codespark.agent.edit import Edit, RefusedEdit, replace_unit
+from codespark.agent.localize import Project, Target, Unit, feedback, is_test_path, localize, used_definitions
+from codespark.agent.sandbox import Limits
+from codespark.agent.testrun import TestCommand, TestReport
+from codespark.agent.workspace import Workspace
+from codespark.engine.backend import SamplingParams
+from codespark.engine.chat import Message
+
+
+class Sampler(Protocol):
+    """Where candidates come from (an engine through the chat service, an upstream, or a test fake)."""
+
+    name: str
+
+    async def sample(self, messages: Sequence[Message], params: SamplingParams) -> str: ...
+
+
+@dataclass(frozen=True)
+class FixOptions:
+    rounds: int = 3
+    candidates: int = 4
+    temperature: float = 0.8
+    max_tokens: int = 768
+    allow_test_edits: bool = False
+    limits: Limits = field(default_factory=lambda: Limits(timeout_s=300))
+    test_timeout_s: float = 10.0  # one pytest test running longer fails (an endless loop), the run goes on
+    seed: int = 1
+    escalate_after: int = 1  # rounds on one sampler before the next one in the ladder
+
+
+@dataclass(frozen=True)
+class Event:
+    """One step of a run, for the terminal view, ``--json`` lines and SSE."""
+
+    kind: str  # started | baseline | static | round | candidate | best | finished
+    data: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, **self.data}
+
+
+@dataclass
+class FixResult:
+    status: str  # fixed | not-fixed | already-green
+    rounds: int
+    diff: str
+    changed: list[str]
+    branch: str | None
+    seconds: float
+    report: TestReport
+
+
+def _failing(report: TestReport) -> int:
+    """How bad a report is: tests failing plus collection errors (an unstructured failing run counts 1)."""
+    if report.structured:
+        return len(report.failed) + len(report.collect_errors) + (0 if report.run.ok or report.failed else 1)
+    return 0 if report.green else 1
+
+
+@dataclass
+class _Tried:
+    index: int
+    edit: Edit | None
+    report: TestReport | None  # the full run when it passed the failing tests, else the failing tests' run
+    full: bool
+    reason: str
+    failing: int  # estimated tests failing over the whole suite
+    seconds: float
+
+
+class FixLoop:
+    """One repair run over a workspace; iterate ``events()``; ``result`` is set when it ends."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        command: TestCommand,
+        samplers: Sequence[Sampler],
+        options: FixOptions = FixOptions(),
+        cheap: Sampler | None = None,
+    ) -> None:
+        if not samplers:
+            raise ValueError("FixLoop needs at least one sampler")
+        self.ws = workspace
+        self.command = command
+        self.samplers = list(samplers)
+        self.cheap = cheap
+        self.options = options
+        self.project = Project(workspace.root)
+        self.result: FixResult | None = None
+        self._started = time.perf_counter()
+
+    def _test(self, only: Sequence[str] = ()) -> TestReport:
+        return self.command.run(self.ws.root, self.options.limits, only, self.options.test_timeout_s)
+
+    async def _run_tests(self, only: Sequence[str] = ()) -> TestReport:
+        return await asyncio.to_thread(self._test, only)
+
+    def _elapsed(self) -> float:
+        return round(time.perf_counter() - self._started, 2)
+
+    async def events(self) -> AsyncGenerator[Event, None]:
+        ws, opts = self.ws, self.options
+        yield Event("started", {"root": str(ws.source), "test_command": self.command.command,
+                                "runner": self.command.kind, "why": self.command.reason,
+                                "engines": [s.name for s in self.samplers], "branch": ws.branch})  # fmt: skip
+        best = await self._run_tests()
+        yield Event("baseline", self._report_data(best))
+        if best.green:
+            self._finish("already-green", 0, best)
+            yield self._finished_event()
+            return
+        best = await self._static_pass(best)
+        if best.green:
+            ws.commit("codespark fix: static fixes (imports)")
+            self._finish("fixed", 0, best)
+            yield Event("static", {"fixed": True, **self._report_data(best)})
+            yield self._finished_event()
+            return
+        earlier: list[str] = []
+        stale = 0
+        rounds = 0
+        for round_no in range(1, opts.rounds + 1):
+            rounds = round_no
+            targets = localize(best, self.project, opts.allow_test_edits)
+            if not targets:
+                yield Event("round", {"round": round_no, "target": None,
+                                      "why": "no function in the project's code is implicated by the failures"})  # fmt: skip
+                break
+            target = targets[min(stale // 2, len(targets) - 1)]  # two rounds without progress: the next suspect
+            sampler = self.samplers[min((round_no - 1) // max(1, opts.escalate_after), len(self.samplers) - 1)]
+            if round_no == 1 and self.cheap is not None and self._syntax_broken(target.unit):
+                sampler = self.cheap
+            yield Event("round", {"round": round_no, "target": f"{target.unit.path}:{target.unit.name}",
+                                  "why": target.why[:3], "engine": sampler.name,
+                                  "candidates": opts.candidates})  # fmt: skip
+            chosen: _Tried | None = None
+            async for tried in self._candidates(sampler, target, best, round_no, earlier):
+                yield Event("candidate", {"round": round_no, "index": tried.index, "engine": sampler.name,
+                                          "outcome": "refused" if tried.edit is None else "tested",
+                                          "reason": tried.reason, "failing": tried.failing,
+                                          "full_suite": tried.full, "seconds": round(tried.seconds, 2)})  # fmt: skip
+                if tried.edit is not None and (chosen is None or tried.failing < chosen.failing):
+                    chosen = tried
+                if tried.edit is None or tried.failing >= _failing(best):
+                    earlier.append(tried.reason)
+            improved = chosen is not None and chosen.failing < _failing(best)
+            if improved:
+                assert chosen is not None and chosen.edit is not None and chosen.report is not None
+                report = chosen.report if chosen.full else None
+                ws.write(chosen.edit.path, chosen.edit.after)
+                self.project.forget(chosen.edit.path)
+                if report is None:
+                    report = await self._run_tests()
+                if _failing(report) < _failing(best):
+                    best = report
+                    ws.commit(f"codespark fix round {round_no}: {chosen.edit.unit} ({best.summary()})")
+                    earlier.clear()
+                    stale = 0
+                    yield Event("best", {"round": round_no, "unit": chosen.edit.unit, **self._report_data(best)})
+                else:  # it passed the failing tests but broke others: back to the best so far
+                    ws.write(chosen.edit.path, chosen.edit.before)
+                    self.project.forget(chosen.edit.path)
+                    improved = False
+            if not improved:
+                stale += 1
+            earlier[:] = earlier[-3:]
+            if best.green:
+                break
+        self._finish("fixed" if best.green else "not-fixed", rounds, best)
+        yield self._finished_event()
+
+    def _syntax_broken(self, unit: Unit) -> bool:
+        try:
+            compile(self.project.text(unit.path), unit.path, "exec", dont_inherit=True)
+        except SyntaxError:
+            return True
+        return False
+
+    async def _static_pass(self, best: TestReport) -> TestReport:
+        """Imports for undefined names with a sure answer, in the files the failures point at."""
+        files = {f.path for failure in best.failures for f in failure.frames if f.path.endswith(".py")}
+        files |= {t.unit.path for t in localize(best, self.project, self.options.allow_test_edits)}
+        files = {f for f in files if self.options.allow_test_edits or not is_test_path(f)}
+        found = [p for p in static.problems(self.project, sorted(files)) if p.path in files]
+        edits = static.deterministic_fixes(self.project, found)
+        if not edits:
+            return best
+        for edit in edits:
+            self.ws.write(edit.path, edit.after)
+            self.project.forget(edit.path)
+        report = await self._run_tests()
+        if _failing(report) < _failing(best):
+            return report
+        for edit in edits:  # no better: undo
+            self.ws.write(edit.path, edit.before)
+            self.project.forget(edit.path)
+        return best
+
+    def _messages(self, target: Target, best: TestReport, earlier: Sequence[str]) -> list[Message]:
+        unit, project = target.unit, self.project
+        problems = [str(p) for p in static.problems(project, [unit.path]) if unit.start <= p.line <= unit.end]
+        return prompts.fix_messages(
+            unit.path, unit.name, unit.kind, project.source(unit), prompts.header(project.text(unit.path)),
+            feedback(best, project, unit), used_definitions(project, unit), problems, earlier,
+        )  # fmt: skip
+
+    async def _candidates(
+        self, sampler: Sampler, target: Target, best: TestReport, round_no: int, earlier: Sequence[str]
+    ) -> AsyncGenerator[_Tried, None]:
+        """Generate and test ``candidates`` answers; the next is generated while one is tested."""
+        opts = self.options
+        messages = self._messages(target, best, earlier)
+
+        def params(i: int) -> SamplingParams:
+            greedy = i == 0 and round_no == 1
+            return SamplingParams(max_tokens=opts.max_tokens, temperature=0.0 if greedy else opts.temperature,
+                                  top_p=0.95, seed=opts.seed + 1000 * round_no + i)  # fmt: skip
+
+        pending = asyncio.create_task(sampler.sample(messages, params(0)))
+        seen: set[str] = set()
+        try:
+            for i in range(opts.candidates):
+                answer = await pending
+                if i + 1 < opts.candidates:
+                    pending = asyncio.create_task(sampler.sample(messages, params(i + 1)))
+                tried = await asyncio.to_thread(self._try, i, target.unit, answer, best, seen)
+                yield tried
+                if tried.full and tried.report is not None and tried.report.green:
+                    break
+        finally:
+            if not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+    def _try(self, index: int, unit: Unit, answer: str, best: TestReport, seen: set[str]) -> _Tried:
+        """Apply one answer in the workspace, test it, and put the best version back."""
+        started = time.perf_counter()
+        baseline = _failing(best)
+        try:
+            edit = replace_unit(self.project, unit, answer, self.options.allow_test_edits)
+        except RefusedEdit as exc:
+            return _Tried(index, None, None, False, str(exc), baseline, time.perf_counter() - started)
+        if edit.after in seen:
+            return _Tried(index, None, None, False, "the same as an earlier candidate", baseline, 0.0)
+        seen.add(edit.after)
+        try:
+            self.ws.write(edit.path, edit.after)
+            self.project.forget(edit.path)
+            new_names = self._new_undefined(edit)
+            if new_names:
+                reason = f"uses undefined names: {', '.join(new_names)}"
+                return _Tried(index, None, None, False, reason, baseline, time.perf_counter() - started)
+            failing_ids = best.failed if self.command.pytest else []
+            if failing_ids:
+                sub = self._test(failing_ids)
+                still = len(sub.failed) + (0 if sub.run.ok or sub.failed else len(failing_ids))
+                if sub.run.timed_out or still > 0:
+                    estimate = baseline - (len(failing_ids) - still)
+                    why = _why(sub)
+                    return _Tried(index, edit, sub, False, why, estimate, time.perf_counter() - started)
+            full = self._test()
+            return _Tried(index, edit, full, True, _why(full), _failing(full), time.perf_counter() - started)
+        finally:
+            self.ws.write(edit.path, edit.before)
+            self.project.forget(edit.path)
+
+    def _new_undefined(self, edit: Edit) -> list[str]:
+        now = {p.name for p in static.problems(self.project, [edit.path]) if p.kind == "undefined-name"}
+        if not now:
+            return []
+        self.ws.write(edit.path, edit.before)
+        self.project.forget(edit.path)
+        before = {p.name for p in static.problems(self.project, [edit.path]) if p.kind == "undefined-name"}
+        self.ws.write(edit.path, edit.after)
+        self.project.forget(edit.path)
+        return sorted(now - before)
+
+    def _report_data(self, report: TestReport) -> dict[str, Any]:
+        return {"summary": report.summary(), "passed": report.passed, "failed": report.failed[:50],
+                "failing": _failing(report), "timed_out": report.run.timed_out,
+                "test_seconds": round(report.run.seconds, 2)}  # fmt: skip
+
+    def _finish(self, status: str, rounds: int, report: TestReport) -> None:
+        self.result = FixResult(status, rounds, self.ws.diff(), self.ws.changed(), self.ws.branch,
+                                self._elapsed(), report)  # fmt: skip
+
+    def _finished_event(self) -> Event:
+        assert self.result is not None
+        r = self.result
+        return Event("finished", {"status": r.status, "rounds": r.rounds, "changed": r.changed, "diff": r.diff,
+                                  "branch": r.branch, "seconds": r.seconds, **self._report_data(r.report)})  # fmt: skip
+
+
+def _why(report: TestReport) -> str:
+    if report.green:
+        return "all tests pass"
+    if report.run.timed_out:
+        return "the test run timed out"
+    first = next(iter(report.failures), None)
+    if first is None:
+        return report.summary()
+    message = first.message.strip().splitlines()[0][:200] if first.message.strip() else ""
+    return f"{report.summary()}; {first.test}: {first.exc_type}: {message}"
+
+
+

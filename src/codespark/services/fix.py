@@ -1,0 +1,100 @@
+"""The fix service: ``codespark fix`` and ``POST /v1/fix`` both call it; review and migration will too.
+
+It picks the samplers for an engine choice (the local codex, spark, an upstream through the privacy
+guard), detects the test command, opens a workspace, runs the loop and, when asked and green, applies
+the fix to the user's tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codespark.agent.loop import Event, FixLoop, FixOptions, Sampler
+from codespark.agent.testrun import TestCommand, detect
+from codespark.agent.workspace import Workspace
+from codespark.engine.backend import SamplingParams
+from codespark.engine.chat import Message
+from codespark.engine.engine import Finished
+from codespark.errors import ConfigError, EngineError, InvalidRequestError
+from codespark.router import Router
+from codespark.services.chat import ChatCall, ChatService
+
+ENGINES = ("auto", "codex", "spark", "upstream")
+
+
+class ChatSampler:
+    """Candidates from the chat service: a local engine by name, or (``model=None``) the configured
+    upstream, redacted by the guard, with the local fallback."""
+
+    def __init__(self, chat: ChatService, model: str | None, name: str) -> None:
+        self.chat = chat
+        self.model = model
+        self.name = name
+
+    async def sample(self, messages: Sequence[Message], params: SamplingParams) -> str:
+        _, events = await self.chat.chat(ChatCall(messages, params, max_tokens=params.max_tokens, model=self.model))
+        text = ""
+        async for event in events:
+            if isinstance(event, Finished):
+                text = event.text
+        return text
+
+
+@dataclass(frozen=True)
+class FixRequest:
+    path: Path
+    test_cmd: str | None = None
+    engine: str = "auto"
+    apply: bool = False
+    options: FixOptions = field(default_factory=FixOptions)
+
+
+class FixService:
+    def __init__(self, chat: ChatService, router: Router, cache_dir: Path) -> None:
+        self.chat = chat
+        self.router = router
+        self.cache_dir = cache_dir
+
+    def samplers(self, engine: str) -> tuple[list[Sampler], Sampler | None]:
+        """The escalation ladder for ``engine``, and the cheap sampler for syntax errors."""
+        routes = self.router.engines.routes
+        up = self.router.codex_upstream
+        if engine not in ENGINES:
+            raise InvalidRequestError(f"Unknown engine {engine!r}: use one of {', '.join(ENGINES)}.", param="engine")
+        if engine == "upstream":
+            if up is None:
+                raise ConfigError("--engine upstream needs codex_upstream in the settings ([[upstreams]]).")
+            return [ChatSampler(self.chat, None, f"upstream:{up.name}")], None
+        if engine in ("codex", "spark"):
+            if engine not in routes:
+                raise ConfigError(f"The {engine} engine is not loaded ({engine}_model = none?).")
+            return [ChatSampler(self.chat, engine, engine)], None
+        local = "codex" if "codex" in routes else "spark"
+        if local not in routes:
+            raise EngineError("No engine is loaded to write fixes.")
+        ladder: list[Sampler] = [ChatSampler(self.chat, local, local)]
+        if up is not None:
+            ladder.append(ChatSampler(self.chat, None, f"upstream:{up.name}"))
+        cheap = ChatSampler(self.chat, "spark", "spark") if "spark" in routes and local != "spark" else None
+        return ladder, cheap
+
+    def command(self, request: FixRequest) -> TestCommand:
+        return detect(request.path.resolve(), request.test_cmd)
+
+    async def run(self, request: FixRequest) -> AsyncGenerator[Event, None]:
+        """The run's events; ends with ``finished`` (and ``applied`` when the fix went into the tree)."""
+        samplers, cheap = self.samplers(request.engine)
+        command = self.command(request)
+        workspace = Workspace.open(request.path, self.cache_dir)
+        try:
+            loop = FixLoop(workspace, command, samplers, request.options, cheap)
+            async for event in loop.events():
+                yield event
+            result = loop.result
+            if request.apply and result is not None and result.status == "fixed" and result.changed:
+                changed = workspace.apply()
+                yield Event("applied", {"changed": changed, "root": str(workspace.top)})
+        finally:
+            workspace.close()
