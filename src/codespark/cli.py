@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -328,6 +329,99 @@ def sql(
         loop.close()
         engines.close()
         service.close()
+
+
+@app.command()
+def fix(
+    path: Annotated[Path, typer.Argument(help="The project to repair (a git repo, or any folder).")] = Path("."),
+    test_cmd: Annotated[
+        str | None, typer.Option("--test-cmd", help="Test command (default: detect pytest, unittest, npm, go, cargo).")
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Put the fix into your tree (atomic; refuses on conflict).")
+    ] = False,
+    rounds: Annotated[int, typer.Option(min=1, max=20, help="Rounds of candidates at most.")] = 3,
+    candidates: Annotated[int, typer.Option(min=1, max=16, help="Candidates per round.")] = 4,
+    engine: Annotated[str, typer.Option(help="auto, codex, spark or upstream (through the privacy guard).")] = "auto",
+    allow_test_edits: Annotated[bool, typer.Option("--allow-test-edits", help="Let the fix change tests.")] = False,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds one test run may take.")] = 300.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Repair code until the tests pass: localize, sample candidates, test them, keep the best.
+
+    Works in a git worktree (or a temp copy); your tree, index and stash are untouched unless --apply.
+    Exit 0: the tests pass; 1: not fixed; 2: usage error.
+    """
+    from rich.live import Live
+
+    from codespark.agent.loop import FixOptions
+    from codespark.agent.sandbox import Limits
+    from codespark.agent.view import FixView
+    from codespark.engine.loader import load_engines
+    from codespark.services.fix import ENGINES, FixRequest
+    from codespark.services.state import AppState
+
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"use one of {', '.join(ENGINES)}", param_hint="--engine")
+    if not path.is_dir():
+        raise _fail(CodesparkError(f"{path} is not a directory. Pass the project's root."))
+    options = FixOptions(rounds=rounds, candidates=candidates, allow_test_edits=allow_test_edits,
+                         limits=Limits(timeout_s=timeout))  # fmt: skip
+    request = FixRequest(path, test_cmd, engine, apply, options)
+    try:
+        settings = load_settings(config)
+        needed = {"auto": ("spark", "codex"), "codex": ("codex",), "spark": ("spark",), "upstream": ("codex",)}[engine]
+        with console.status(f"loading {' and '.join(needed)}"):
+            engines = load_engines(settings, only=needed)
+        state = AppState.build(settings, engines)
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    view = FixView()
+    final: dict[str, object] = {}
+
+    async def drive() -> None:
+        async for event in state.fix.start(request):
+            if event.kind in ("finished", "applied"):
+                final[event.kind] = event.data
+            if as_json:
+                sys.stdout.write(json.dumps(event.as_dict()) + "\n")
+                sys.stdout.flush()
+            elif live is not None:
+                view.feed(event)
+                live.update(view.render())
+
+    live = None if as_json else Live(view.render(), console=console, refresh_per_second=4)
+    try:
+        with live or contextlib.nullcontext():
+            asyncio.run(drive())
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    finally:
+        engines.close()
+    done = final.get("finished")
+    if not isinstance(done, dict):
+        raise typer.Exit(1)
+    if not as_json:
+        _report_fix(done, final.get("applied"), apply)
+    raise typer.Exit(0 if done["status"] in ("fixed", "already-green") else 1)
+
+
+def _report_fix(done: dict[str, object], applied: object, apply: bool) -> None:
+    out = _stdout()
+    if done["diff"]:
+        out.print(str(done["diff"]), highlight=False, markup=False, end="")
+    if isinstance(applied, dict):
+        console.print(f"[green]applied[/green] to {', '.join(map(str, applied['changed']))}")
+    elif done["status"] == "fixed":
+        where = f"branch {done['branch']}" if done.get("branch") else "the diff above (not a git repo)"
+        hint = "" if apply else "; run again with --apply to put it into your tree"
+        console.print(f"[green]fixed[/green]: {done['summary']}. The rounds are on {where}{hint}.")
+    elif done["status"] == "already-green":
+        console.print("[green]the tests already pass[/green]; nothing to fix.")
+    else:
+        where = f" Partial progress is on branch {done['branch']}." if done.get("branch") and done["diff"] else ""
+        console.print(f"[yellow]not fixed[/yellow] after {done['rounds']} rounds: {done['summary']}.{where}")
 
 
 @app.command()

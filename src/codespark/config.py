@@ -68,6 +68,17 @@ class DatabaseSettings(BaseModel):
     default: bool = Field(False, description="Answer requests that name no database from this one.")
 
 
+class WorkspaceSettings(BaseModel):
+    """A project ``POST /v1/fix`` may repair (``[[workspaces]]``); requests name it, never a path."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$", description="The name requests use.")
+    path: Path = Field(description="The project's root.")
+    test_cmd: str | None = Field(None, description="Its test command (default: detected). Clients cannot set it.")
+    allow_apply: bool = Field(False, description="Let requests put a finished fix into this tree (apply: true).")
+
+
 DEFAULT_NEVER_SEND = [".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_ed25519*", ".netrc"]
 
 
@@ -159,6 +170,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Databases the SQL assistant answers about over HTTP ([[databases]] tables: name, url, "
         "description, default). Requests name one; they never pass a URL.",
+    )
+    workspaces: list[WorkspaceSettings] = Field(
+        default_factory=list,
+        description="Projects POST /v1/fix may repair ([[workspaces]] tables: name, path, test_cmd, allow_apply). "
+        "Requests name one; the tests it runs are its own.",
     )
     sql_db: str | None = Field(
         None,

@@ -8,6 +8,7 @@
     ├── IndexingError                   the repo index could not be written (disk full); the old one stands
     ├── ModelNotFoundError              unknown model name               404 model_not_found
     ├── DatabaseNotFoundError           unknown database name            404 database_not_found
+    ├── WorkspaceNotFoundError          unknown workspace name (/v1/fix) 404 workspace_not_found
     ├── InvalidRequestError             bad client input                 400 invalid_request_error
     │   ├── ContextLengthExceededError  prompt + max_tokens > n_ctx      400 context_length_exceeded
     │   ├── RequestTooLargeError        body over max_request_bytes      413 request_too_large
@@ -102,6 +103,14 @@ class DatabaseNotFoundError(CodesparkError):
     status_code = 404
     error_type = "invalid_request_error"
     code = "database_not_found"
+
+
+class WorkspaceNotFoundError(CodesparkError):
+    """The request names a workspace that is not configured in ``[[workspaces]]``."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "workspace_not_found"
 
 
 class SqlParseError(InvalidRequestError):

@@ -168,9 +168,9 @@ def _import_line(tree: ast.Module) -> int:
     """Where new imports go: after the last top-level import, else after the docstring."""
     at = 0
     for i, node in enumerate(tree.body):
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            at = node.end_lineno or node.lineno
-        elif i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+        if isinstance(node, ast.Import | ast.ImportFrom) or (
+            i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        ):
             at = node.end_lineno or node.lineno
         elif not isinstance(node, ast.Import | ast.ImportFrom):
             break

@@ -231,8 +231,11 @@ def localize(report: TestReport, project: Project, allow_test_edits: bool = Fals
         if why not in target.why:
             target.why.append(why)
 
-    editable = (lambda p: is_user_code(p, project.root)) if not allow_test_edits else (
-        lambda p: (project.root / p).is_file() and not _VENDOR_PARTS.intersection(Path(p).parts))  # fmt: skip
+    def editable(path: str) -> bool:
+        if allow_test_edits:
+            return (project.root / path).is_file() and not _VENDOR_PARTS.intersection(Path(path).parts)
+        return is_user_code(path, project.root)
+
     for failure in report.failures:
         frames = [f for f in failure.frames if f.path.endswith(".py") and editable(f.path)]
         for depth, frame in enumerate(reversed(frames)):  # innermost first
@@ -351,7 +354,7 @@ def _signature(project: Project, unit: Unit) -> str:
     source = project.source(unit)
     lines = source.splitlines()
     head_end = next((i for i, line in enumerate(lines) if line.rstrip().endswith(":")), 0)
-    head = "\n".join(line.strip() if i else line.strip() for i, line in enumerate(lines[: head_end + 1]))
+    head = " ".join(line.strip() for line in lines[: head_end + 1])
     try:
         node = ast.parse(_dedent_block(source)).body[0]
         doc = ast.get_docstring(node) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) else None

@@ -147,8 +147,8 @@ class FixLoop:
             rounds = round_no
             targets = localize(best, self.project, opts.allow_test_edits)
             if not targets:
-                yield Event("round", {"round": round_no, "target": None,
-                                      "why": "no function in the project's code is implicated by the failures"})  # fmt: skip
+                why = "no function in the project's code is implicated by the failures"
+                yield Event("round", {"round": round_no, "target": None, "why": why})
                 break
             target = targets[min(stale // 2, len(targets) - 1)]  # two rounds without progress: the next suspect
             sampler = self.samplers[min((round_no - 1) // max(1, opts.escalate_after), len(self.samplers) - 1)]
@@ -325,6 +325,3 @@ def _why(report: TestReport) -> str:
         return report.summary()
     message = first.message.strip().splitlines()[0][:200] if first.message.strip() else ""
     return f"{report.summary()}; {first.test}: {first.exc_type}: {message}"
-
-
-

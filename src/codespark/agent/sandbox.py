@@ -7,6 +7,7 @@ code under test.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -132,7 +133,7 @@ def run(
     stdout = proc.stdout
 
     def pump() -> None:
-        while chunk := stdout.read1(65536):
+        while chunk := os.read(stdout.fileno(), 65536):
             capped.feed(chunk)
 
     reader = threading.Thread(target=pump, daemon=True)
@@ -156,7 +157,5 @@ def run(
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

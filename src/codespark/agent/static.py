@@ -53,10 +53,10 @@ class _Collect(flakes_reporter.Reporter):
         except ValueError:
             return filename
 
-    def unexpectedError(self, filename: str, msg: str) -> None:  # noqa: N802 (pyflakes' API)
+    def unexpectedError(self, filename: str, msg: str) -> None:
         self.found.append(Problem(self._rel(filename), 1, "syntax", str(msg)))
 
-    def syntaxError(self, filename: str, msg: str, lineno: int, offset: int | None, text: str | None) -> None:  # noqa: N802
+    def syntaxError(self, filename: str, msg: str, lineno: int, offset: int | None, text: str | None) -> None:
         self.found.append(Problem(self._rel(filename), int(lineno or 1), "syntax", f"syntax error: {msg}"))
 
     def flake(self, message: messages.Message) -> None:

@@ -221,11 +221,18 @@ def parse_report(result: RunResult, lines: Sequence[str], root: Path) -> TestRep
                 outcomes[record["test"]] = record["outcome"]
         elif "failure" in record:
             frames = tuple(
-                Frame(relative(f["path"], root), int(f["line"]), f["function"], f.get("source", ""), f.get("locals", {}))
+                Frame(
+                    relative(f["path"], root), int(f["line"]), f["function"], f.get("source", ""), f.get("locals", {})
+                )
                 for f in record.get("frames", [])
             )
-            failures.append(Failure(record["failure"], relative(record["path"], root), record.get("line"),
-                                    record["exc_type"], record["message"], frames, bool(record.get("timeout"))))  # fmt: skip
+            path = relative(record["path"], root)
+            timeout = bool(record.get("timeout"))
+            failures.append(
+                Failure(
+                    record["failure"], path, record.get("line"), record["exc_type"], record["message"], frames, timeout
+                )
+            )
         elif "collect_error" in record:
             collect_errors.append(f"{record['collect_error']}: {record['message']}")
     if not lines and not result.ok:  # pytest never started (a bad command, a crash at start-up)

@@ -104,7 +104,7 @@ class Workspace:
                 branch: str | None = f"codespark/fix-{run_id}"
                 _git(top, "worktree", "add", "--quiet", "--detach", str(copy_top), "HEAD")
                 _sync(top, copy_top)
-                _git(copy_top, "switch", "--quiet", "-c", branch)
+                _git(copy_top, "switch", "--quiet", "-c", f"codespark/fix-{run_id}")
             else:
                 top, branch = source, None
                 shutil.copytree(source, copy_top, ignore=_COPY_IGNORE, symlinks=True)
@@ -165,11 +165,11 @@ class Workspace:
                 if not new.exists():
                     continue  # the fix never deletes files; nothing to stage
                 target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".codespark", dir=target.parent)
+                fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".codespark", dir=target.parent)
                 with os.fdopen(fd, "wb") as out:
                     out.write(new.read_bytes())
-                os.chmod(tmp, _mode(target) or _mode(new) or 0o644)
-                staged.append((Path(tmp), target))
+                os.chmod(name, _mode(target) or _mode(new) or 0o644)
+                staged.append((Path(name), target))
             originals = {target: target.read_bytes() if target.exists() else None for _, target in staged}
             done: list[Path] = []
             try:
@@ -218,8 +218,8 @@ def _atomic_write(target: Path, data: bytes, mode: int | None) -> None:
 def _sync(top: Path, copy: Path) -> None:
     """Make the worktree hold the user's working tree: modified, deleted and untracked (not ignored) files."""
     listed = _git(top, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
-    for rel in filter(None, dict.fromkeys(listed)):
-        src, dst = top / rel, copy / rel
+    for name in filter(None, dict.fromkeys(listed)):
+        src, dst = top / name, copy / name
         if src.is_symlink():
             dst.unlink(missing_ok=True)
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +260,7 @@ def clean_stale(runs: Path, top: Path | None = None) -> int:
     for holder in runs.iterdir() if runs.is_dir() else ():
         pid_file = holder / "pid"
         try:
-            pid_text, repo = (pid_file.read_text().splitlines() + ["", ""])[:2]
+            pid_text, repo = [*pid_file.read_text().splitlines(), "", ""][:2]
             pid = int(pid_text)
         except (OSError, ValueError):
             if time.time() - holder.stat().st_mtime < 60:

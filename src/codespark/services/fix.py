@@ -17,7 +17,7 @@ from codespark.agent.workspace import Workspace
 from codespark.engine.backend import SamplingParams
 from codespark.engine.chat import Message
 from codespark.engine.engine import Finished
-from codespark.errors import ConfigError, EngineError, InvalidRequestError
+from codespark.errors import ConfigError, EngineError, InvalidRequestError, OverloadedError
 from codespark.router import Router
 from codespark.services.chat import ChatCall, ChatService
 
@@ -56,6 +56,7 @@ class FixService:
         self.chat = chat
         self.router = router
         self.cache_dir = cache_dir
+        self._running = 0
 
     def samplers(self, engine: str) -> tuple[list[Sampler], Sampler | None]:
         """The escalation ladder for ``engine``, and the cheap sampler for syntax errors."""
@@ -83,18 +84,32 @@ class FixService:
     def command(self, request: FixRequest) -> TestCommand:
         return detect(request.path.resolve(), request.test_cmd)
 
-    async def run(self, request: FixRequest) -> AsyncGenerator[Event, None]:
-        """The run's events; ends with ``finished`` (and ``applied`` when the fix went into the tree)."""
+    def start(self, request: FixRequest) -> AsyncGenerator[Event, None]:
+        """Check the request now (engine, test command, one run at a time), then the run's events; they end
+        with ``finished`` (and ``applied`` when the fix went into the tree)."""
+        if self._running:
+            raise OverloadedError("A fix is already running on this server; retry when it ends.", retry_after=30)
         samplers, cheap = self.samplers(request.engine)
         command = self.command(request)
-        workspace = Workspace.open(request.path, self.cache_dir)
+        return self._run(request, samplers, cheap, command)
+
+    async def _run(
+        self, request: FixRequest, samplers: list[Sampler], cheap: Sampler | None, command: TestCommand
+    ) -> AsyncGenerator[Event, None]:
+        if self._running:  # another run started between start() and the first event
+            raise OverloadedError("A fix is already running on this server; retry when it ends.", retry_after=30)
+        self._running += 1
         try:
-            loop = FixLoop(workspace, command, samplers, request.options, cheap)
-            async for event in loop.events():
-                yield event
-            result = loop.result
-            if request.apply and result is not None and result.status == "fixed" and result.changed:
-                changed = workspace.apply()
-                yield Event("applied", {"changed": changed, "root": str(workspace.top)})
+            workspace = Workspace.open(request.path, self.cache_dir)
+            try:
+                loop = FixLoop(workspace, command, samplers, request.options, cheap)
+                async for event in loop.events():
+                    yield event
+                result = loop.result
+                if request.apply and result is not None and result.status == "fixed" and result.changed:
+                    changed = workspace.apply()
+                    yield Event("applied", {"changed": changed, "root": str(workspace.top)})
+            finally:
+                workspace.close()
         finally:
-            workspace.close()
+            self._running -= 1

@@ -15,6 +15,7 @@ from codespark.router import Router
 from codespark.services.chat import ChatService
 from codespark.services.completion import CompletionService
 from codespark.services.fim import FimService
+from codespark.services.fix import FixService
 from codespark.services.sql import SqlService
 
 
@@ -29,6 +30,7 @@ class AppState:
     chat: ChatService
     completion: CompletionService
     sql: SqlService
+    fix: FixService
     repo: RepoContext | None
     started: float = field(default_factory=time.time)
 
@@ -41,6 +43,7 @@ class AppState:
         repo = RepoContext(settings.repo_dir, settings.cache_dir) if settings.repo_dir else None
         sql = SqlService(settings.databases, router=router, max_tokens_limit=settings.max_tokens_limit)
         never_send = NeverSend.load(settings.never_send, settings.workspace_dir)
+        chat = ChatService(router, settings, metrics, never_send, repo)
         return cls(
             settings=settings,
             engines=engines,
@@ -48,8 +51,9 @@ class AppState:
             router=router,
             upstreams=upstreams,
             fim=FimService(router, settings, metrics, sql, repo),
-            chat=ChatService(router, settings, metrics, never_send, repo),
+            chat=chat,
             completion=CompletionService(router, settings, metrics),
             sql=sql,
+            fix=FixService(chat, router, settings.cache_dir),
             repo=repo,
         )

@@ -43,8 +43,13 @@ def _frames(excinfo: pytest.ExceptionInfo[BaseException]) -> list[dict[str, Any]
         except Exception:
             line = ""
         frames.append(
-            {"path": str(entry.path), "line": entry.lineno + 1, "function": entry.name, "source": line,
-             "locals": local_vars}  # fmt: skip
+            {
+                "path": str(entry.path),
+                "line": entry.lineno + 1,
+                "function": entry.name,
+                "source": line,
+                "locals": local_vars,
+            }
         )
     return frames
 
