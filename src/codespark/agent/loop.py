@@ -111,10 +111,15 @@ class FixLoop:
         self.options = options
         self.project = Project(workspace.root)
         self.result: FixResult | None = None
+        self.timeouts = 0  # test runs killed by the wall-clock timeout
+        self.endless = 0  # single tests stopped by the per-test timeout (the run went on)
         self._started = time.perf_counter()
 
     def _test(self, only: Sequence[str] = ()) -> TestReport:
-        return self.command.run(self.ws.root, self.options.limits, only, self.options.test_timeout_s)
+        report = self.command.run(self.ws.root, self.options.limits, only, self.options.test_timeout_s)
+        self.timeouts += report.run.timed_out
+        self.endless += sum(f.timeout for f in report.failures)
+        return report
 
     async def _run_tests(self, only: Sequence[str] = ()) -> TestReport:
         return await asyncio.to_thread(self._test, only)
@@ -312,7 +317,8 @@ class FixLoop:
         assert self.result is not None
         r = self.result
         return Event("finished", {"status": r.status, "rounds": r.rounds, "changed": r.changed, "diff": r.diff,
-                                  "branch": r.branch, "seconds": r.seconds, **self._report_data(r.report)})  # fmt: skip
+                                  "branch": r.branch, "seconds": r.seconds, "timeouts": self.timeouts,
+                                  "endless_tests": self.endless, **self._report_data(r.report)})  # fmt: skip
 
 
 def _why(report: TestReport) -> str:

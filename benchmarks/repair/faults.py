@@ -1,0 +1,215 @@
+"""Seeded faults in real code nobody here wrote: functions of installed pure-Python modules that carry
+their own doctests.  Each bug is one mutation of one function (off-by-one, comparison, operator, swapped
+arguments, wrong variable, missing return, wrong constant), kept only when it makes the doctest fail.
+
+A project per bug: the module's file (copied whole; the mutated function spliced in) and a pytest file
+that runs that function's doctests.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import doctest
+import importlib
+import inspect
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# (module, file name in the project).  Pure Python, stdlib or installed, with doctests of their own.
+MODULES = (("statistics", "stats_mod.py"), ("difflib", "difflib_mod.py"), ("fractions", "fractions_mod.py"),
+           ("textwrap", "textwrap_mod.py"), ("heapq", "heapq_mod.py"))  # fmt: skip
+KINDS = ("off-by-one", "comparison", "operator", "swapped-args", "wrong-variable", "missing-return", "constant")
+
+TEST_FILE = "test_doctests.py"
+
+
+@dataclass(frozen=True)
+class Bug:
+    bug_id: str
+    module: str
+    file: str
+    function: str  # qualified name in the module
+    kind: str
+    original: str  # the module file before the fault
+    faulty: str  # after
+
+
+def _functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef]]:
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            yield node.name, node
+        elif isinstance(node, ast.ClassDef):
+            for child in node.body:
+                if isinstance(child, ast.FunctionDef):
+                    yield f"{node.name}.{child.name}", child
+
+
+class _Mutate(ast.NodeTransformer):
+    """Applies mutation ``kind`` at its ``site``-th chance inside one function."""
+
+    def __init__(self, kind: str, site: int, local_names: list[str]) -> None:
+        self.kind, self.site, self.seen, self.done = kind, site, 0, False
+        self.local_names = local_names
+
+    def _hit(self) -> bool:
+        if self.done:
+            return False
+        self.seen += 1
+        if self.seen - 1 == self.site:
+            self.done = True
+            return True
+        return False
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:  # noqa: N802
+        self.generic_visit(node)
+        swap = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+                ast.NotEq: ast.Eq}  # fmt: skip
+        if self.kind == "comparison" and type(node.ops[0]) in swap and self._hit():
+            node.ops[0] = swap[type(node.ops[0])]()
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:  # noqa: N802
+        self.generic_visit(node)
+        swap = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.FloorDiv: ast.Div, ast.Div: ast.Mult,
+                ast.Mod: ast.FloorDiv}  # fmt: skip
+        if self.kind == "operator" and type(node.op) in swap and self._hit():
+            node.op = swap[type(node.op)]()
+        elif self.kind == "off-by-one" and isinstance(node.op, ast.Add | ast.Sub) and self._hit():
+            return ast.BinOp(node, ast.Add(), ast.Constant(1))
+        return node
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:  # noqa: N802
+        self.generic_visit(node)
+        if self.kind == "swapped-args" and len(node.args) >= 2 and not any(
+            isinstance(a, ast.Starred) for a in node.args[:2]
+        ) and ast.dump(node.args[0]) != ast.dump(node.args[1]) and self._hit():  # fmt: skip
+            node.args[0], node.args[1] = node.args[1], node.args[0]
+        elif self.kind == "off-by-one" and isinstance(node.func, ast.Name) and node.func.id == "range" and node.args:
+            if self._hit():
+                node.args[-1 if len(node.args) <= 2 else 1] = ast.BinOp(
+                    node.args[-1 if len(node.args) <= 2 else 1], ast.Sub(), ast.Constant(1))  # fmt: skip
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:  # noqa: N802
+        self.generic_visit(node)
+        if self.kind == "off-by-one" and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, int):
+            if self._hit():
+                node.slice = ast.Constant(node.slice.value + 1)
+        return node
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:  # noqa: N802
+        if self.kind == "wrong-variable" and isinstance(node.ctx, ast.Load) and node.id in self.local_names:
+            others = [n for n in self.local_names if n != node.id]
+            if others and self._hit():
+                return ast.Name(others[self.site % len(others)], ast.Load())
+        return node
+
+    def visit_Return(self, node: ast.Return) -> ast.AST:  # noqa: N802
+        self.generic_visit(node)
+        if self.kind == "missing-return" and node.value is not None and self._hit():
+            return ast.Expr(node.value)
+        return node
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:  # noqa: N802
+        value = node.value
+        if self.kind == "constant" and isinstance(value, int | float) and not isinstance(value, bool):
+            if value not in (0, 1) and self._hit():
+                return ast.Constant(value * 2 if isinstance(value, float) else value + 1)
+        return node
+
+
+def _locals(fn: ast.FunctionDef) -> list[str]:
+    names = [a.arg for a in fn.args.args + fn.args.kwonlyargs if a.arg not in ("self", "cls")]
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.append(node.id)
+    return sorted(set(names))
+
+
+def _splice(source: str, fn: ast.FunctionDef, new_fn: ast.FunctionDef) -> str:
+    lines = source.splitlines(keepends=True)
+    start = min([fn.lineno, *(d.lineno for d in fn.decorator_list)])
+    indent = lines[fn.lineno - 1][: len(lines[fn.lineno - 1]) - len(lines[fn.lineno - 1].lstrip())]
+    body = "".join(indent + line + "\n" if line else "\n" for line in ast.unparse(new_fn).splitlines())
+    return "".join([*lines[: start - 1], body, *lines[fn.end_lineno or fn.lineno :]])
+
+
+def test_file(module_file: str, function: str) -> str:
+    """A pytest file that runs one function's doctests and fails with doctest's own report."""
+    module = module_file.removesuffix(".py")
+    return f'''import doctest
+import io
+
+import {module}
+
+
+def _doctests(obj, name):
+    out = io.StringIO()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in doctest.DocTestFinder(recurse=False).find(obj, name, globs=dict(vars({module}))):
+        runner.run(test, out=out.write)
+    return runner.summarize(verbose=False), out.getvalue()
+
+
+def test_{function.replace(".", "_")}():
+    obj = {module}.{function}
+    (failed, attempted), report = _doctests(obj, "{function}")
+    assert attempted > 0
+    assert failed == 0, report
+'''
+
+
+def _doctested(module: object) -> list[str]:
+    names = []
+    for test in doctest.DocTestFinder().find(module):
+        if test.examples:
+            parts = test.name.split(".")[1:]
+            if 1 <= len(parts) <= 2:
+                names.append(".".join(parts))
+    return names
+
+
+def seed_bugs(check: object, limit: int, seed: int = 0, sites: int = 3) -> list[Bug]:
+    """Bugs for the modules, up to ``limit``.  ``check(bug) -> bool`` says whether the bug's doctest fails
+    (and the original's passes): only those are kept."""
+    bugs: list[Bug] = []
+    rng = random.Random(seed)
+    for module_name, file in MODULES:
+        module = importlib.import_module(module_name)
+        source = inspect.getsource(module)
+        tree = ast.parse(source)
+        functions = dict(_functions(tree))
+        for name in _doctested(module):
+            fn = functions.get(name)
+            if fn is None:
+                continue
+            kinds = list(KINDS)
+            rng.shuffle(kinds)
+            for kind in kinds:
+                for site in range(sites):
+                    mutated = copy.deepcopy(fn)
+                    mutator = _Mutate(kind, site, _locals(fn))
+                    mutated = mutator.visit(mutated)
+                    if not mutator.done:
+                        break
+                    ast.fix_missing_locations(mutated)
+                    original = _splice(source, fn, fn)  # the same layout as the faulty file, fault aside
+                    faulty = _splice(source, fn, mutated)
+                    if faulty == original:
+                        continue
+                    bug = Bug(f"{module_name}.{name}:{kind}:{site}", module_name, file, name, kind, original, faulty)
+                    if check(bug):
+                        bugs.append(bug)
+                        break
+                if len(bugs) >= limit:
+                    return bugs
+    return bugs
+
+
+def write_project(bug: Bug, folder: Path, faulty: bool = True) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / bug.file).write_text(bug.faulty if faulty else bug.original)
+    (folder / TEST_FILE).write_text(test_file(bug.file, bug.function))
