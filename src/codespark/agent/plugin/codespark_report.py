@@ -34,6 +34,8 @@ def _short(value: object) -> str:
 def _frames(excinfo: pytest.ExceptionInfo[BaseException]) -> list[dict[str, Any]]:
     frames = []
     for entry in excinfo.traceback:
+        if str(entry.path) == __file__:
+            continue  # the per-test timeout's own frame
         local_vars = {}
         for name, value in list(entry.frame.f_locals.items())[:_MAX_LOCALS]:
             if not name.startswith("@") and not name.startswith("__"):

@@ -1,0 +1,388 @@
+"""The self-healing loop's library on real git repos, real pytest runs and a scripted sampler."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from codespark.agent import sandbox, static
+from codespark.agent.edit import RefusedEdit, replace_unit
+from codespark.agent.localize import Project, is_test_path, localize, units_of
+from codespark.agent.loop import Event, FixLoop, FixOptions
+from codespark.agent.sandbox import Limits
+from codespark.agent.testrun import detect
+from codespark.agent.workspace import Workspace
+from codespark.errors import ApplyConflictError, InvalidRequestError
+from tests.fix_repos import CALC, FIXED_ADD, Scripted, git, make_repo, tree_state
+
+
+def run_loop(root: Path, cache: Path, sampler: Scripted, **options: object) -> tuple[list[Event], Workspace]:
+    workspace = Workspace.open(root, cache)
+    loop = FixLoop(workspace, detect(root), [sampler], FixOptions(**options))  # type: ignore[arg-type]
+
+    async def collect() -> list[Event]:
+        return [e async for e in loop.events()]
+
+    return asyncio.run(collect()), workspace
+
+
+# --- sandbox -------------------------------------------------------------------------------------------
+
+
+def test_sandbox_kills_an_endless_command_and_its_children(tmp_path: Path) -> None:
+    marker = tmp_path / "child-alive"
+    started = time.perf_counter()
+    result = sandbox.run(f"(sleep 3; touch {marker}) & while true; do :; done", tmp_path, Limits(timeout_s=1))
+    assert result.timed_out and result.returncode is None and not result.ok
+    assert time.perf_counter() - started < 5
+    time.sleep(3.5)
+    assert not marker.exists()  # the whole process group went
+
+
+def test_sandbox_caps_output_keeping_head_and_tail(tmp_path: Path) -> None:
+    result = sandbox.run("echo FIRST; head -c 3000000 /dev/zero | tr '\\0' x; echo; echo LAST", tmp_path,
+                         Limits(output_bytes=8192))  # fmt: skip
+    assert result.truncated and "FIRST" in result.output and "LAST" in result.output
+    assert len(result.output) < 20000
+
+
+def test_sandbox_environment_is_minimal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
+    result = sandbox.run('echo "key=${OPENAI_API_KEY:-none} home=$HOME"', tmp_path)
+    assert "key=none" in result.output
+    assert str(Path.home()) not in result.output.split("home=")[1]
+
+
+def test_sandbox_memory_limit(tmp_path: Path) -> None:
+    result = sandbox.run(f"{sys.executable} -c \"b = bytearray(3 * 2**30)\"", tmp_path,
+                         Limits(memory_bytes=512 * 2**20))  # fmt: skip
+    assert result.returncode != 0 and "MemoryError" in result.output
+
+
+@pytest.mark.skipif(not sandbox.network_isolation(), reason="unshare cannot create a network namespace here")
+def test_sandbox_has_no_network(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('CONNECTED')"
+        isolated = sandbox.run(f'{sys.executable} -c "{code}"', tmp_path)
+        allowed = sandbox.run(f'{sys.executable} -c "{code}"', tmp_path, Limits(network=True))
+    assert "CONNECTED" not in isolated.output and "CONNECTED" in allowed.output
+
+
+# --- test runs and detection ---------------------------------------------------------------------------
+
+
+def test_pytest_report_has_values_frames_and_locals(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {
+        "lib.py": "def scale(values, k):\n    out = [v * k for v in values]\n    return out[0] / (k - 2)\n",
+        "test_lib.py": "from lib import scale\n\ndef test_scale():\n    assert scale([1], 2) == 2\n\n"
+                       "def test_ok():\n    assert scale([4], 4) == 8\n",
+    }, commit=False)  # fmt: skip
+    report = detect(root).run(root, Limits())
+    assert report.structured and report.failed == ["test_lib.py::test_scale"] and report.passed == 1
+    failure = report.failures[0]
+    assert failure.exc_type == "ZeroDivisionError"
+    inner = failure.frames[-1]
+    assert inner.path == "lib.py" and inner.function == "scale" and inner.locals["k"] == "2"
+
+
+def test_endless_test_is_stopped_and_the_run_goes_on(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {
+        "spin.py": "def spin():\n    while True:\n        pass\n",
+        "test_spin.py": "from spin import spin\n\ndef test_spin():\n    spin()\n\ndef test_after():\n    assert True\n",
+    }, commit=False)  # fmt: skip
+    report = detect(root).run(root, Limits(timeout_s=60), test_timeout_s=1)
+    assert report.outcomes["test_spin.py::test_spin"] == "failed" and report.failures[0].timeout
+    assert report.outcomes["test_spin.py::test_after"] == "passed"
+    assert report.failures[0].frames[-1].path == "spin.py"
+
+
+def test_a_run_killed_for_its_timeout_still_reports_the_tests_before(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {
+        "test_slow.py": "import time\n\ndef test_first():\n    pass\n\ndef test_sleeps():\n    time.sleep(60)\n",
+    }, commit=False)  # fmt: skip
+    report = detect(root).run(root, Limits(timeout_s=4))
+    assert report.run.timed_out and not report.green
+    assert report.outcomes.get("test_slow.py::test_first") == "passed"
+
+
+@pytest.mark.parametrize(
+    ("files", "kind"),
+    [
+        ({"package.json": '{"scripts": {"test": "jest"}}'}, "npm"),
+        ({"go.mod": "module x\n"}, "go"),
+        ({"Cargo.toml": "[package]\nname = 'x'\n"}, "cargo"),
+        ({"pytest.ini": "[pytest]\n", "test_a.py": ""}, "pytest"),
+        ({"tests/test_a.py": "import unittest\n"}, "pytest"),  # unittest suites run through pytest
+    ],
+)
+def test_detect_the_runner(tmp_path: Path, files: dict[str, str], kind: str) -> None:
+    make_repo(tmp_path, files, commit=False)
+    assert detect(tmp_path).kind == kind
+
+
+def test_detect_without_tests_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("x = 1\n")
+    with pytest.raises(InvalidRequestError, match="--test-cmd"):
+        detect(tmp_path)
+    assert detect(tmp_path, "make check").kind == "custom"
+    assert detect(tmp_path, "python -m pytest -x").kind == "pytest"
+
+
+def test_unittest_output_is_read_without_pytest(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {
+        "shapes.py": "def area(w, h):\n    return w + h\n",
+        "test_shapes.py": "import unittest\nfrom shapes import area\n\nclass T(unittest.TestCase):\n"
+                          "    def test_area(self):\n        self.assertEqual(area(2, 3), 6)\n",
+    }, commit=False)  # fmt: skip
+    report = detect(root, f"{sys.executable} -m unittest discover").run(root, Limits())
+    assert not report.green and "test_shapes.T.test_area" in report.outcomes
+    assert any(f.path == "test_shapes.py" for f in report.failures[0].frames)
+
+
+# --- localization, edits, static fixes -----------------------------------------------------------------
+
+
+def test_localize_by_traceback_skips_tests_and_installed_code(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {
+        "app/core.py": "import json\n\ndef load(text):\n    return json.loads(text)['key']\n",
+        "app/__init__.py": "",
+        "tests/test_core.py": "from app.core import load\n\ndef test_load():\n    assert load('{}') == 1\n",
+    }, commit=False)  # fmt: skip
+    report = detect(root).run(root, Limits())
+    targets = localize(report, Project(root))
+    assert targets[0].unit.path == "app/core.py" and targets[0].unit.name == "load"
+    assert all(not is_test_path(t.unit.path) and "site-packages" not in t.unit.path for t in targets)
+
+
+def test_localize_a_frameless_assertion_by_the_names_the_test_calls(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", CALC, commit=False)
+    report = detect(root).run(root, Limits())
+    targets = localize(report, Project(root))
+    assert [t.unit.name for t in targets][:1] == ["add"]
+
+
+def _project(tmp_path: Path, files: dict[str, str]) -> Project:
+    make_repo(tmp_path, files, commit=False)
+    return Project(tmp_path)
+
+
+def test_edit_replaces_a_method_given_alone_and_adds_imports(tmp_path: Path) -> None:
+    project = _project(tmp_path, {"geo.py": "class Circle:\n    def __init__(self, r):\n        self.r = r\n\n"
+                                            "    def area(self):\n        return 3 * self.r\n"})  # fmt: skip
+    unit = next(u for u in project.units("geo.py") if u.name == "Circle.area")
+    answer = "Here:\n```python\nimport math\n\ndef area(self):\n    return math.pi * self.r ** 2\n```\nDone."
+    edit = replace_unit(project, unit, answer)
+    assert "import math\n" in edit.after and "        return math.pi * self.r ** 2" in edit.after
+    assert "def __init__(self, r):" in edit.after
+    compile(edit.after, "geo.py", "exec")
+
+
+def test_edit_refusals(tmp_path: Path) -> None:
+    project = _project(tmp_path, CALC)
+    add = next(u for u in project.units("calc/ops.py") if u.name == "add")
+    with pytest.raises(RefusedEdit, match="parameters of add"):  # tests call add(a, b)
+        replace_unit(project, add, "def add(x, y, z=0):\n    return x + y\n")
+    with pytest.raises(RefusedEdit, match="no function named add"):
+        replace_unit(project, add, "```python\ndef plus(a, b):\n    return a + b\n```")
+    with pytest.raises(RefusedEdit, match="does not parse"):
+        replace_unit(project, add, "```python\ndef add(a, b)\n    return a + b\n```")
+    with pytest.raises(RefusedEdit, match="unchanged"):
+        replace_unit(project, add, "def add(a, b):\n    return a - b\n")
+    test_unit = next(u for u in project.units("tests/test_ops.py") if u.name == "test_add")
+    with pytest.raises(RefusedEdit, match="test file"):
+        replace_unit(project, test_unit, "def test_add():\n    assert True\n")
+    assert replace_unit(project, test_unit, "def test_add():\n    assert True\n", allow_test_edits=True)
+
+
+def test_edit_keeps_other_definitions_the_answer_repeats(tmp_path: Path) -> None:
+    project = _project(tmp_path, CALC)
+    add = next(u for u in project.units("calc/ops.py") if u.name == "add")
+    answer = "```python\ndef add(a, b):\n    return a + b\n\ndef mul(a, b):\n    return 0\n\ndef test_add():\n    pass\n```"
+    after = replace_unit(project, add, answer).after
+    assert "return a * b" in after and "return 0" not in after and "test_add" not in after
+
+
+def test_static_fixes_a_missing_import_deterministically(tmp_path: Path) -> None:
+    project = _project(tmp_path, {"geo.py": "def hyp(a, b):\n    return math.sqrt(a * a + b * b)\n",
+                                  "util.py": "def clamp(x):\n    return max(0, x)\n",
+                                  "use.py": "def f(x):\n    return clamp(x) + undefined_thing\n"})  # fmt: skip
+    found = static.problems(project, ["geo.py", "use.py"])
+    assert {p.name for p in found} == {"math", "clamp", "undefined_thing"}
+    edits = {e.path: e.after for e in static.deterministic_fixes(project, found)}
+    assert edits["geo.py"].startswith("import math\n")
+    assert "from util import clamp\n" in edits["use.py"] and "import undefined_thing" not in edits["use.py"]
+
+
+def test_units_of_a_file_with_a_syntax_error(tmp_path: Path) -> None:
+    units = units_of("def ok():\n    return 1\n\ndef broken(x):\n    return x +\n", "m.py")
+    assert [(u.name, u.start, u.end) for u in units] == [("ok", 1, 2), ("broken", 4, 5)]
+
+
+# --- workspace: never lose work ------------------------------------------------------------------------
+
+
+def test_worktree_holds_uncommitted_work_and_leaves_the_tree_alone(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r")
+    (root / "calc" / "ops.py").write_text(CALC["calc/ops.py"] + "\n\ndef sub(a, b):\n    return a - b\n")
+    (root / "notes.txt").write_text("untracked work\n")
+    git(root, "rm", "-q", "--cached", "calc/__init__.py")  # a staged change
+    (root / "calc" / "__init__.py").write_text("")
+    git(root, "stash", "list")
+    before = tree_state(root)
+    ws = Workspace.open(root, tmp_path / "cache")
+    try:
+        assert "def sub" in ws.read("calc/ops.py") and (ws.root / "notes.txt").read_text() == "untracked work\n"
+        ws.write("calc/ops.py", "broken")
+        ws.commit("round")
+        assert tree_state(root) == before
+        assert ws.branch and ws.branch in git(root, "branch", "--list", "codespark/*")
+    finally:
+        ws.close()
+    assert tree_state(root) == before and str(ws.copy_top) not in git(root, "worktree", "list")
+
+
+def test_fix_end_to_end_with_a_scripted_model_then_apply(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r")
+    (root / "README.md").write_text("my uncommitted notes\n")
+    sampler = Scripted(["no code here", "```python\ndef add(a, b):\n    return a * b\n```", FIXED_ADD])
+    events, ws = run_loop(root, tmp_path / "cache", sampler, candidates=3)
+    try:
+        kinds = [e.kind for e in events]
+        assert kinds[:3] == ["started", "baseline", "round"] and kinds[-1] == "finished"
+        assert [e.data["outcome"] for e in events if e.kind == "candidate"] == ["refused", "tested", "tested"]
+        assert events[-1].data["status"] == "fixed" and events[-1].data["changed"] == ["calc/ops.py"]
+        assert "-    return a - b\n+    return a + b" in events[-1].data["diff"]
+        assert "assert -1 == 5" in sampler.prompts[0] and "def test_add" in sampler.prompts[0]
+        assert (root / "calc" / "ops.py").read_text() == CALC["calc/ops.py"]  # untouched until apply
+        assert ws.apply() == ["calc/ops.py"]
+    finally:
+        ws.close()
+    assert "return a + b" in (root / "calc" / "ops.py").read_text()
+    assert (root / "README.md").read_text() == "my uncommitted notes\n"
+    log = git(root, "log", "--format=%s", str(ws.branch))
+    assert "round 1: add" in log and "the tree as it was" in log
+
+
+def test_apply_refuses_when_the_user_changed_the_file_meanwhile(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r")
+    events, ws = run_loop(root, tmp_path / "cache", Scripted([FIXED_ADD]), candidates=1)
+    try:
+        assert events[-1].data["status"] == "fixed"
+        (root / "calc" / "ops.py").write_text("def add(a, b):\n    return b - a  # my edit\n")
+        with pytest.raises(ApplyConflictError, match="calc/ops.py changed"):
+            ws.apply()
+    finally:
+        ws.close()
+    assert "# my edit" in (root / "calc" / "ops.py").read_text()
+
+
+def test_a_folder_that_is_not_a_git_repo_works_through_a_temp_copy(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "plain", commit=False)
+    before = tree_state(root)
+    events, ws = run_loop(root, tmp_path / "cache", Scripted([FIXED_ADD]), candidates=1)
+    try:
+        assert events[-1].data["status"] == "fixed" and events[-1].data["branch"] is None
+        assert tree_state(root) == before
+        ws.apply()
+    finally:
+        ws.close()
+    assert "return a + b" in (root / "calc" / "ops.py").read_text() and not (root / ".git").exists()
+
+
+def test_the_loop_never_edits_tests(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r")
+    cheat = "```python\ndef add(a, b):\n    return a - b + 0\n\n\ndef test_add():\n    assert True\n```"
+    events, ws = run_loop(root, tmp_path / "cache", Scripted([cheat, cheat, cheat]), candidates=3, rounds=1)
+    try:
+        assert events[-1].data["status"] == "not-fixed"
+        assert ws.read("tests/test_ops.py") == CALC["tests/test_ops.py"]
+    finally:
+        ws.close()
+
+
+def test_endless_candidate_is_timed_out_and_the_search_goes_on(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r")
+    spin = "```python\ndef add(a, b):\n    while True:\n        pass\n```"
+    events, ws = run_loop(root, tmp_path / "cache", Scripted([spin, FIXED_ADD]), candidates=2, test_timeout_s=1)
+    ws.close()
+    candidates = [e.data for e in events if e.kind == "candidate"]
+    assert "ran past" in candidates[0]["reason"] and events[-1].data["status"] == "fixed"
+    assert events[-1].data["endless_tests"] >= 1
+
+
+def test_already_green_does_nothing(tmp_path: Path) -> None:
+    files = {**CALC, "calc/ops.py": "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n"}
+    root = make_repo(tmp_path / "r", files)
+    sampler = Scripted([])
+    events, ws = run_loop(root, tmp_path / "cache", sampler)
+    ws.close()
+    assert events[-1].data["status"] == "already-green" and not sampler.prompts
+
+
+def test_a_missing_import_is_fixed_without_the_model(tmp_path: Path) -> None:
+    files = {"geo.py": "def hyp(a, b):\n    return math.sqrt(a * a + b * b)\n",
+             "test_geo.py": "from geo import hyp\n\ndef test_hyp():\n    assert hyp(3, 4) == 5\n"}  # fmt: skip
+    root = make_repo(tmp_path / "r", files)
+    sampler = Scripted([])
+    events, ws = run_loop(root, tmp_path / "cache", sampler)
+    ws.close()
+    assert events[-1].data["status"] == "fixed" and not sampler.prompts
+    assert "+import math" in events[-1].data["diff"]
+
+
+KILL_DRIVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from codespark.agent.loop import FixLoop, FixOptions
+    from codespark.agent.testrun import detect
+    from codespark.agent.workspace import Workspace
+    from tests.fix_repos import Scripted
+
+    root, cache = Path(sys.argv[1]), Path(sys.argv[2])
+    answer = "```python\\ndef add(a, b):\\n    import time; time.sleep(30)\\n    return a + b\\n```"
+    ws = Workspace.open(root, cache)
+    loop = FixLoop(ws, detect(root), [Scripted([answer])], FixOptions(candidates=1))
+
+    async def main():
+        async for event in loop.events():
+            print(event.kind, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_kill_9_mid_round_leaves_the_tree_byte_identical(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r")
+    (root / "calc" / "ops.py").write_text(CALC["calc/ops.py"] + "# uncommitted\n")
+    git(root, "stash", "list")
+    before = tree_state(root)
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_DRIVER, str(root), str(cache)], stdout=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).parent.parent)  # fmt: skip
+    assert proc.stdout is not None
+    seen = [proc.stdout.readline().strip() for _ in range(3)]  # started, baseline, round: a candidate is testing
+    assert seen == ["started", "baseline", "round"]
+    time.sleep(1.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert tree_state(root) == before
+    assert len(git(root, "worktree", "list").splitlines()) == 2  # the dead run's worktree is still there
+    ws = Workspace.open(root, cache)  # the next run cleans it up
+    ws.close()
+    assert len(git(root, "worktree", "list").splitlines()) == 1
+    assert [p.name for p in (cache / "fix").iterdir()] == []
+    assert tree_state(root) == before
