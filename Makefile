@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval fim-eval clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval fim-eval bench-repair clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench-redaction: setup
 # 32 clients of mixed FIM/chat/SQL, then 1; schemathesis on every route; upstream and kill -9 faults.
 bench-hardening: models
 	$(PY) benchmarks/hardening.py --clients 32 --seconds 120 --json bench-out/hardening.json
+
+# The fix loop: HumanEval with visible tests only (hidden tests scored at the end), then seeded faults.
+bench-repair: models
+	$(PY) benchmarks/repair.py --part humaneval --rounds 3 --candidates 4 --json bench-out/repair-humaneval.json
+	$(PY) benchmarks/repair.py --part faults --bugs 100 --rounds 2 --candidates 4 --json bench-out/repair-faults.json
 
 sql-eval: models
 	$(PY) benchmarks/sql_eval.py --engines codex spark --styles ddl compact --json bench-out/sql_eval.json

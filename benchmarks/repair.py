@@ -46,7 +46,9 @@ PLAIN_PROMPT = (
 )
 
 
-async def run_loop(folder: Path, command: TestCommand, sampler: Sampler, options: FixOptions, cache: Path) -> dict[str, Any]:
+async def run_loop(
+    folder: Path, command: TestCommand, sampler: Sampler, options: FixOptions, cache: Path
+) -> dict[str, Any]:
     """The loop over ``folder`` (a temp copy); returns its final event and the best files it reached."""
     workspace = Workspace.open(folder, cache)
     try:
@@ -108,7 +110,7 @@ async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[
                        timeouts=result["timeouts"], endless=result["endless_tests"])  # fmt: skip
         else:
             row.update(status="no-visible-tests", rounds=0, candidates=0, timeouts=0, endless=0)
-        row["loop"] = final == plain and plain_ok or (final != plain and hidden_pass(problem, final))
+        row["loop"] = (final == plain and plain_ok) or (final != plain and hidden_pass(problem, final))
         row["seconds"] = round(time.perf_counter() - started, 1)
         out.append(row)
         done = len(out)
@@ -129,8 +131,9 @@ def summarize_humaneval(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "visible_green_at_once": sum(r["status"] == "already-green" for r in rows),
         "repaired_visible": sum(r["status"] == "fixed" for r in rows),
         "not_repaired_visible": sum(r["status"] == "not-fixed" for r in rows),
-        "green_on_visible_but_hidden_fails": sum(r["status"] in ("fixed", "already-green") and not r["loop"]
-                                                 for r in rows),  # fmt: skip
+        "green_on_visible_but_hidden_fails": sum(
+            r["status"] in ("fixed", "already-green") and not r["loop"] for r in rows
+        ),
         "mean_rounds_when_looping": round(statistics.mean(r["rounds"] for r in looped), 2) if looped else 0,
         "mean_candidates_when_looping": round(statistics.mean(r["candidates"] for r in looped), 2) if looped else 0,
         "seconds_per_problem_median": round(statistics.median(r["seconds"] for r in rows), 1),
@@ -149,11 +152,11 @@ def _changed_units(before: str, after: str, path: str) -> list[str]:
         if "." in name and name.split(".")[0] in old and name.split(".")[0] in new:
             pass  # methods are compared themselves; their class is compared below only through them
         o, n = old.get(name), new.get(name)
-        if o is None or n is None:
-            changed.append(name)
-        elif b[o.start - 1 : o.end] != a[n.start - 1 : n.end] and not any(
-            m.startswith(name + ".") for m in old
-        ):  # fmt: skip
+        if (
+            o is None
+            or n is None
+            or (b[o.start - 1 : o.end] != a[n.start - 1 : n.end] and not any(m.startswith(name + ".") for m in old))
+        ):
             changed.append(name)
     return changed
 

