@@ -239,10 +239,12 @@ class FixLoop:
         """Generate and test ``candidates`` answers; the next is generated while one is tested."""
         opts = self.options
         messages = self._messages(target, best, earlier)
+        # Room for the unit rewritten at twice its length, within max_tokens (about 4 characters a token).
+        budget = min(opts.max_tokens, 256 + len(self.project.source(target.unit)) // 2)
 
         def params(i: int) -> SamplingParams:
             greedy = i == 0 and round_no == 1
-            return SamplingParams(max_tokens=opts.max_tokens, temperature=0.0 if greedy else opts.temperature,
+            return SamplingParams(max_tokens=budget, temperature=0.0 if greedy else opts.temperature,
                                   top_p=0.95, seed=opts.seed + 1000 * round_no + i)  # fmt: skip
 
         pending = asyncio.create_task(sampler.sample(messages, params(0)))

@@ -22,6 +22,7 @@ from codespark.router import Router
 from codespark.services.chat import ChatCall, ChatService
 
 ENGINES = ("auto", "codex", "spark", "upstream")
+FENCE_STOPS = ("\n```\n",)
 
 
 class ChatSampler:
@@ -34,7 +35,9 @@ class ChatSampler:
         self.name = name
 
     async def sample(self, messages: Sequence[Message], params: SamplingParams) -> str:
-        _, events = await self.chat.chat(ChatCall(messages, params, max_tokens=params.max_tokens, model=self.model))
+        # The answer is one fenced block: stop at its closing fence instead of letting a small model ramble.
+        call = ChatCall(messages, params, max_tokens=params.max_tokens, stops=FENCE_STOPS, model=self.model)
+        _, events = await self.chat.chat(call)
         text = ""
         async for event in events:
             if isinstance(event, Finished):
