@@ -388,3 +388,16 @@ def test_kill_9_mid_round_leaves_the_tree_byte_identical(tmp_path: Path) -> None
     assert len(git(root, "worktree", "list").splitlines()) == 1
     assert [p.name for p in (cache / "fix").iterdir()] == []
     assert tree_state(root) == before
+
+
+def test_src_layout_runs_the_copys_own_code(tmp_path: Path) -> None:
+    """``src/`` and the root come first on the path, so the copy's code wins over an installed project."""
+    root = make_repo(tmp_path / "r", {
+        "src/shop/__init__.py": "",
+        "src/shop/price.py": "def total(xs):\n    return sum(xs) - 1\n",
+        "tests/test_price.py": "from shop.price import total\n\ndef test_total():\n    assert total([1, 2]) == 3\n",
+    })  # fmt: skip
+    events, ws = run_loop(root, tmp_path / "cache", Scripted(["def total(xs):\n    return sum(xs)\n"]), candidates=1)
+    ws.close()
+    assert events[1].data["failed"] == ["tests/test_price.py::test_total"]
+    assert events[-1].data["status"] == "fixed" and events[-1].data["changed"] == ["src/shop/price.py"]

@@ -13,6 +13,7 @@ import copy
 import doctest
 import importlib
 import inspect
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 
 # (module, file name in the project).  Pure Python, stdlib or installed, with doctests of their own.
 MODULES = (("statistics", "stats_mod.py"), ("difflib", "difflib_mod.py"), ("fractions", "fractions_mod.py"),
-           ("textwrap", "textwrap_mod.py"), ("heapq", "heapq_mod.py"))  # fmt: skip
+           ("textwrap", "textwrap_mod.py"), ("heapq", "heapq_mod.py"), ("collections", "collections_mod.py"))  # fmt: skip
 KINDS = ("off-by-one", "comparison", "operator", "swapped-args", "wrong-variable", "missing-return", "constant")
 
 TEST_FILE = "test_doctests.py"
@@ -183,12 +184,17 @@ def _doctested(module: object) -> list[str]:
     return names
 
 
-def seed_bugs(check: Callable[[Bug], bool], limit: int, seed: int = 0, sites: int = 3) -> list[Bug]:
-    """Bugs for the modules, up to ``limit``.  ``check(bug) -> bool`` says whether the bug's doctest fails
-    (and the original's passes): only those are kept."""
-    bugs: list[Bug] = []
+def seed_bugs(
+    check: Callable[[Bug], bool], limit: int, seed: int = 0, sites: int = 3, per_function: int = 3
+) -> list[Bug]:
+    """Bugs for the modules, up to ``limit``, at most ``per_function`` (of different kinds) per function.
+    ``check(bug) -> bool`` says whether the bug's doctest fails (and the original's passes): only those
+    are kept."""
+    per_module: list[list[Bug]] = []
     rng = random.Random(seed)
     for module_name, file in MODULES:
+        bugs: list[Bug] = []
+        per_module.append(bugs)
         module = importlib.import_module(module_name)
         source = inspect.getsource(module)
         tree = ast.parse(source)
@@ -199,7 +205,10 @@ def seed_bugs(check: Callable[[Bug], bool], limit: int, seed: int = 0, sites: in
                 continue
             kinds = list(KINDS)
             rng.shuffle(kinds)
+            kept = 0
             for kind in kinds:
+                if kept >= per_function:
+                    break
                 for site in range(sites):
                     mutated = copy.deepcopy(fn)
                     mutator = _Mutate(kind, site, _locals(fn))
@@ -214,10 +223,10 @@ def seed_bugs(check: Callable[[Bug], bool], limit: int, seed: int = 0, sites: in
                     bug = Bug(f"{module_name}.{name}:{kind}:{site}", module_name, file, name, kind, original, faulty)
                     if check(bug):
                         bugs.append(bug)
+                        kept += 1
                         break
-                if len(bugs) >= limit:
-                    return bugs
-    return bugs
+    interleaved = [bug for row in itertools.zip_longest(*per_module) for bug in row if bug is not None]
+    return interleaved[:limit]  # every module represented, not the first ones only
 
 
 def write_project(bug: Bug, folder: Path, faulty: bool = True) -> None:

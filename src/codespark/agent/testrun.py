@@ -9,6 +9,7 @@ same files as the user's tree.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -90,14 +91,16 @@ class TestCommand:
 
     def run(self, root: Path, limits: Limits, only: Sequence[str] = (), test_timeout_s: float = 0) -> TestReport:
         """Run the tests in ``root`` (only the test ids in ``only`` when the runner can select them)."""
+        # The copy's own code first: an editable install of the project points at the user's tree.
+        paths = [str(p) for p in (root / "src", root) if p.is_dir()]
         if not self.pytest:
-            result = sandbox.run(self.command, root, limits)
+            result = sandbox.run(self.command, root, limits, {"PYTHONPATH": os.pathsep.join(paths)})
             return parse_output(result, root)
         with tempfile.TemporaryDirectory(prefix="codespark-report-") as tmp:
             report = Path(tmp) / "report.jsonl"
             selected = " ".join(shlex.quote(t) for t in only)
             command = f"{self.command} -p codespark_report -p no:cacheprovider -q {selected}".rstrip()
-            env = {"PYTHONPATH": str(PLUGIN_DIR), "CODESPARK_REPORT": str(report),
+            env = {"PYTHONPATH": os.pathsep.join([*paths, str(PLUGIN_DIR)]), "CODESPARK_REPORT": str(report),
                    "CODESPARK_TEST_TIMEOUT": str(test_timeout_s or "")}  # fmt: skip
             result = sandbox.run(command, root, limits, env)
             lines = report.read_text(encoding="utf-8").splitlines() if report.exists() else []

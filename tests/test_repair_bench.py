@@ -1,0 +1,84 @@
+"""The repair benchmark's own guarantees: the hidden HumanEval tests never reach the loop, and each
+seeded fault is one change to one real function that its own doctest catches."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from benchmarks.repair import faults, humaneval
+
+from codespark.agent.localize import units_of
+from codespark.agent.loop import FixLoop, FixOptions
+from codespark.agent.sandbox import Limits
+from codespark.agent.testrun import detect
+from codespark.agent.workspace import Workspace
+from tests.fix_repos import Scripted
+
+
+def _hidden_lines(problem: humaneval.Problem) -> list[str]:
+    return [line.strip() for line in problem.test.splitlines() if line.strip().startswith("assert")]
+
+
+def test_hidden_tests_never_reach_the_workspace_or_the_prompts(tmp_path: Path) -> None:
+    problems = humaneval.load()
+    for problem in problems:
+        folder = tmp_path / problem.task_id.replace("/", "_")
+        humaneval.write_workspace(problem, folder, humaneval.stub(problem))
+        everything = "".join(p.read_text() for p in folder.rglob("*") if p.is_file())
+        assert "def check(" not in everything
+        leaked = [line for line in _hidden_lines(problem) if line in everything and "candidate" in line]
+        assert not leaked, (problem.task_id, leaked)
+    problem = problems[0]
+    folder = tmp_path / "run"
+    humaneval.write_workspace(problem, folder, humaneval.stub(problem))
+    sampler = Scripted(["no answer"] * 4)
+    workspace = Workspace.open(folder, tmp_path / "cache")
+    loop = FixLoop(workspace, detect(folder), [sampler], FixOptions(rounds=2, candidates=2))
+
+    async def drive() -> None:
+        async for _ in loop.events():
+            pass
+
+    try:
+        asyncio.run(drive())
+    finally:
+        workspace.close()
+    assert sampler.prompts, "the loop asked for candidates"
+    shown = "\n".join(sampler.prompts)
+    assert "test_example_1" in shown  # the visible tests are what the loop sees
+    assert "candidate(" not in shown and "def check" not in shown
+    for line in _hidden_lines(problem):
+        assert line.replace("candidate", problem.entry_point) not in shown
+
+
+def test_visible_tests_come_from_the_docstring_only() -> None:
+    problems = {p.task_id: p for p in humaneval.load()}
+    with_examples = [p for p in problems.values() if humaneval.visible_examples(p)]
+    assert len(with_examples) >= 120
+    tests = humaneval.visible_tests(problems["HumanEval/0"])
+    assert "has_close_elements([1.0, 2.0, 3.0], 0.5) is False" in tests
+    compile(tests, "test_visible.py", "exec")
+
+
+def test_seeded_faults_change_one_function_and_fail_its_doctest(tmp_path: Path) -> None:
+    bugs = faults.seed_bugs(lambda bug: True, limit=12)
+    assert {b.kind for b in bugs} >= {"comparison", "operator"}
+    for bug in bugs:
+        old = {u.name: u for u in units_of(bug.original, bug.file)}
+        new = {u.name: u for u in units_of(bug.faulty, bug.file)}
+        a, b = bug.original.splitlines(), bug.faulty.splitlines()
+        differing = {n for n in old if a[old[n].start - 1 : old[n].end] != b[new[n].start - 1 : new[n].end]}
+        assert differing <= {bug.function, bug.function.split(".")[0]}, (bug.bug_id, differing)
+
+
+def test_kept_faults_fail_their_doctest_and_the_original_passes(tmp_path: Path) -> None:
+    def green(bug: faults.Bug, faulty: bool) -> bool:
+        folder = tmp_path / bug.bug_id.replace(":", "_") / str(faulty)
+        faults.write_project(bug, folder, faulty)
+        return detect(folder).run(folder, Limits(timeout_s=60), test_timeout_s=5).green
+
+    kept = faults.seed_bugs(lambda bug: green(bug, False) and not green(bug, True), limit=2)
+    assert len(kept) == 2
+    for bug in kept:
+        assert green(bug, False) and not green(bug, True)
