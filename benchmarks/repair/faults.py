@@ -20,8 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # (module, file name in the project).  Pure Python, stdlib or installed, with doctests of their own.
-MODULES = (("statistics", "stats_mod.py"), ("difflib", "difflib_mod.py"), ("fractions", "fractions_mod.py"),
-           ("textwrap", "textwrap_mod.py"), ("heapq", "heapq_mod.py"), ("collections", "collections_mod.py"))  # fmt: skip
+MODULES = (
+    ("statistics", "stats_mod.py"),
+    ("difflib", "difflib_mod.py"),
+    ("collections", "collections_mod.py"),
+    ("fractions", "fractions_mod.py"),
+    ("textwrap", "textwrap_mod.py"),
+    ("heapq", "heapq_mod.py"),
+)
 KINDS = ("off-by-one", "comparison", "operator", "swapped-args", "wrong-variable", "missing-return", "constant")
 
 TEST_FILE = "test_doctests.py"
