@@ -165,23 +165,7 @@ async def bench_faults(sampler: Sampler, args: argparse.Namespace, out: list[dic
     options = FixOptions(rounds=args.rounds, candidates=args.candidates, limits=Limits(timeout_s=60),
                          test_timeout_s=5)  # fmt: skip
     cache = Path(tempfile.mkdtemp(prefix="codespark-faults-"))
-    original_passes: dict[str, bool] = {}
-
-    def passes(bug: faults.Bug, faulty: bool) -> bool:
-        folder = cache / "check" / bug.bug_id.replace(":", "_") / str(faulty)
-        faults.write_project(bug, folder, faulty)
-        test = "test_" + bug.function.replace(".", "_")
-        code = f"import test_doctests as t; t.{test}()"
-        return sandbox.run(f"{sys.executable} -c '{code}'", folder, Limits(timeout_s=10)).ok
-
-    def fails(bug: faults.Bug) -> bool:
-        """The original passes its doctest (once per function) and the faulty version does not."""
-        key = f"{bug.module}.{bug.function}"
-        if key not in original_passes:
-            original_passes[key] = passes(bug, False)
-        return original_passes[key] and not passes(bug, True)
-
-    bugs = faults.seed_bugs(fails, args.bugs, seed=args.seed)
+    bugs = faults.seed_bugs(faults.FaultChecker(cache / "check"), args.bugs, seed=args.seed)
     folder = cache / "detect"
     faults.write_project(bugs[0], folder)
     command = detect(folder)

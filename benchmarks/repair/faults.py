@@ -15,9 +15,13 @@ import importlib
 import inspect
 import itertools
 import random
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from codespark.agent import sandbox
+from codespark.agent.sandbox import Limits
 
 # (module, file name in the project).  Pure Python, stdlib or installed, with doctests of their own.
 MODULES = (
@@ -213,7 +217,7 @@ def seed_bugs(
             rng.shuffle(kinds)
             kept = 0
             for kind in kinds:
-                if kept >= per_function:
+                if kept >= per_function or len(bugs) >= limit:  # no module needs more than ``limit``
                     break
                 for site in range(sites):
                     mutated = copy.deepcopy(fn)
@@ -239,3 +243,25 @@ def write_project(bug: Bug, folder: Path, faulty: bool = True) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / bug.file).write_text(bug.faulty if faulty else bug.original)
     (folder / TEST_FILE).write_text(test_file(bug.file, bug.function))
+
+
+def doctest_passes(bug: Bug, folder: Path, faulty: bool) -> bool:
+    """Whether the bug's doctest passes (run directly, without pytest: fast enough for seeding)."""
+    write_project(bug, folder, faulty)
+    code = f"import test_doctests as t; t.test_{bug.function.replace('.', '_')}()"
+    return sandbox.run(f"{sys.executable} -c '{code}'", folder, Limits(timeout_s=10)).ok
+
+
+class FaultChecker:
+    """``seed_bugs``' check: the original passes its doctest (asked once per function), the faulty fails."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.original: dict[str, bool] = {}
+
+    def __call__(self, bug: Bug) -> bool:
+        key = f"{bug.module}.{bug.function}"
+        where = self.folder / bug.bug_id.replace(":", "_")
+        if key not in self.original:
+            self.original[key] = doctest_passes(bug, where / "original", False)
+        return self.original[key] and not doctest_passes(bug, where / "faulty", True)
