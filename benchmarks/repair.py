@@ -58,6 +58,9 @@ async def run_loop(
         async for event in loop.events():
             if event.kind == "candidate":
                 candidates += 1
+                d = event.data
+                print(f"    round {d['round']} candidate {d['index'] + 1}: {d['outcome']}, {d['failing']} failing, "
+                      f"{d['seconds']} s: {d['reason'][:100]}", file=sys.stderr, flush=True)  # fmt: skip
             if event.kind == "finished":
                 final = dict(event.data)
         changed = {path: workspace.read(path) for path in final.get("changed", [])}

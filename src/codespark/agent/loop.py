@@ -42,7 +42,7 @@ class Sampler(Protocol):
 class FixOptions:
     rounds: int = 3
     candidates: int = 4
-    temperature: float = 0.8
+    temperature: float = 0.6
     max_tokens: int = 768
     allow_test_edits: bool = False
     limits: Limits = field(default_factory=lambda: Limits(timeout_s=300))
@@ -239,8 +239,9 @@ class FixLoop:
         """Generate and test ``candidates`` answers; the next is generated while one is tested."""
         opts = self.options
         messages = self._messages(target, best, earlier)
-        # Room for the unit rewritten at twice its length, within max_tokens (about 4 characters a token).
-        budget = min(opts.max_tokens, 256 + len(self.project.source(target.unit)) // 2)
+        # Room for the unit rewritten half as long again, within max_tokens (code is ~3.5 characters a token):
+        # a sampled small model that loses its way would otherwise ramble to the limit.
+        budget = min(opts.max_tokens, 160 + len(self.project.source(target.unit)) // 2)
 
         def params(i: int) -> SamplingParams:
             greedy = i == 0 and round_no == 1
