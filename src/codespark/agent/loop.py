@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from codespark.agent import prompts, static
+from codespark.agent import prompts, sandbox, static
 from codespark.agent.edit import Edit, RefusedEdit, replace_unit
 from codespark.agent.localize import Project, Target, Unit, feedback, is_test_path, localize, used_definitions
 from codespark.agent.sandbox import Limits
@@ -28,6 +28,8 @@ from codespark.agent.testrun import TestCommand, TestReport
 from codespark.agent.workspace import Workspace
 from codespark.engine.backend import SamplingParams
 from codespark.engine.chat import Message
+
+T = TypeVar("T")
 
 
 class Sampler(Protocol):
@@ -122,7 +124,7 @@ class FixLoop:
         return report
 
     async def _run_tests(self, only: Sequence[str] = ()) -> TestReport:
-        return await asyncio.to_thread(self._test, only)
+        return await _in_thread(self._test, only)
 
     def _elapsed(self) -> float:
         return round(time.perf_counter() - self._started, 2)
@@ -138,11 +140,13 @@ class FixLoop:
             self._finish("already-green", 0, best)
             yield self._finished_event()
             return
-        best = await self._static_pass(best)
+        fixed = await self._static_pass(best)
+        if fixed is not None:
+            best = fixed
+            ws.commit(f"codespark fix: imports for undefined names ({best.summary()})")
+            yield Event("static", self._report_data(best))
         if best.green:
-            ws.commit("codespark fix: static fixes (imports)")
             self._finish("fixed", 0, best)
-            yield Event("static", {"fixed": True, **self._report_data(best)})
             yield self._finished_event()
             return
         earlier: list[str] = []
@@ -205,15 +209,16 @@ class FixLoop:
             return True
         return False
 
-    async def _static_pass(self, best: TestReport) -> TestReport:
-        """Imports for undefined names with a sure answer, in the files the failures point at."""
+    async def _static_pass(self, best: TestReport) -> TestReport | None:
+        """Imports for undefined names with a sure answer, in the files the failures point at; the new
+        report when they help (they are undone when they do not)."""
         files = {f.path for failure in best.failures for f in failure.frames if f.path.endswith(".py")}
         files |= {t.unit.path for t in localize(best, self.project, self.options.allow_test_edits)}
         files = {f for f in files if self.options.allow_test_edits or not is_test_path(f)}
         found = [p for p in static.problems(self.project, sorted(files)) if p.path in files]
         edits = static.deterministic_fixes(self.project, found)
         if not edits:
-            return best
+            return None
         for edit in edits:
             self.ws.write(edit.path, edit.after)
             self.project.forget(edit.path)
@@ -223,7 +228,7 @@ class FixLoop:
         for edit in edits:  # no better: undo
             self.ws.write(edit.path, edit.before)
             self.project.forget(edit.path)
-        return best
+        return None
 
     def _messages(self, target: Target, best: TestReport, earlier: Sequence[str]) -> list[Message]:
         unit, project = target.unit, self.project
@@ -255,7 +260,7 @@ class FixLoop:
                 answer = await pending
                 if i + 1 < opts.candidates:
                     pending = asyncio.create_task(sampler.sample(messages, params(i + 1)))
-                tried = await asyncio.to_thread(self._try, i, target.unit, answer, best, seen)
+                tried = await _in_thread(self._try, i, target.unit, answer, best, seen)
                 yield tried
                 if tried.full and tried.report is not None and tried.report.green:
                     break
@@ -322,6 +327,15 @@ class FixLoop:
         return Event("finished", {"status": r.status, "rounds": r.rounds, "changed": r.changed, "diff": r.diff,
                                   "branch": r.branch, "seconds": r.seconds, "timeouts": self.timeouts,
                                   "endless_tests": self.endless, **self._report_data(r.report)})  # fmt: skip
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn`` in a thread; when the run is cancelled (Ctrl-C, a client gone), its test processes die too."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except asyncio.CancelledError:
+        sandbox.terminate_all()
+        raise
 
 
 def _why(report: TestReport) -> str:

@@ -51,6 +51,18 @@ class RunResult:
         return self.returncode == 0 and not self.timed_out
 
 
+_live: set[int] = set()  # process groups running now (killed by ``terminate_all`` when a run is cancelled)
+_live_lock = threading.Lock()
+
+
+def terminate_all() -> None:
+    """Kill every command still running (Ctrl-C, a cancelled request): no test outlives its fix run."""
+    with _live_lock:
+        groups = list(_live)
+    for pid in groups:
+        _kill_group(pid)
+
+
 @functools.cache
 def network_isolation() -> tuple[str, ...]:
     """The prefix that runs a command without network (an empty network namespace), or () where the
@@ -139,11 +151,15 @@ def run(
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     timed_out = False
+    with _live_lock:
+        _live.add(proc.pid)
     try:
         proc.wait(timeout=limits.timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
     finally:
+        with _live_lock:
+            _live.discard(proc.pid)
         _kill_group(proc.pid)  # also strays left behind by a command that exited
         proc.wait()
         reader.join(timeout=5)
