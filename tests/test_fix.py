@@ -362,7 +362,10 @@ KILL_DRIVER = textwrap.dedent(
         async for event in loop.events():
             print(event.kind, flush=True)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        ws.close()
     """
 )
 
@@ -401,3 +404,21 @@ def test_src_layout_runs_the_copys_own_code(tmp_path: Path) -> None:
     ws.close()
     assert events[1].data["failed"] == ["tests/test_price.py::test_total"]
     assert events[-1].data["status"] == "fixed" and events[-1].data["changed"] == ["src/shop/price.py"]
+
+
+def test_ctrl_c_mid_round_stops_the_tests_and_cleans_up(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r")
+    before = tree_state(root)
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_DRIVER, str(root), str(cache)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parent.parent)  # fmt: skip
+    assert proc.stdout is not None
+    assert [proc.stdout.readline().strip() for _ in range(3)] == ["started", "baseline", "round"]
+    time.sleep(1.5)  # the candidate's test is sleeping for 30 s now
+    interrupted = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=20)
+    assert time.perf_counter() - interrupted < 15  # the sleeping test was killed, not waited for
+    assert tree_state(root) == before
+    assert len(git(root, "worktree", "list").splitlines()) == 1 and list((cache / "fix").iterdir()) == []
+

@@ -199,6 +199,8 @@ def called_names(node: ast.AST) -> list[str]:
                 names.append(func.attr)
         elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
             names.append(sub.id)  # a function passed as a value (``check(candidate=f)``)
+        elif isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Load):
+            names.append(sub.attr)  # ``module.func`` passed as a value
     return names
 
 

@@ -159,7 +159,7 @@ class FixLoop:
                 why = "no function in the project's code is implicated by the failures"
                 yield Event("round", {"round": round_no, "target": None, "why": why})
                 break
-            target = targets[min(stale // 2, len(targets) - 1)]  # two rounds without progress: the next suspect
+            target = targets[min(stale, len(targets) - 1)]  # a round without progress: the next suspect
             sampler = self.samplers[min((round_no - 1) // max(1, opts.escalate_after), len(self.samplers) - 1)]
             if round_no == 1 and self.cheap is not None and self._syntax_broken(target.unit):
                 sampler = self.cheap
