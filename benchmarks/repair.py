@@ -116,6 +116,7 @@ async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[
         row["loop"] = (final == plain and plain_ok) or (final != plain and hidden_pass(problem, final))
         row["seconds"] = round(time.perf_counter() - started, 1)
         out.append(row)
+        _checkpoint(args, row)
         done = len(out)
         print(f"[{i}/{len(problems)}] {problem.task_id}: plain {plain_ok} loop {row['loop']} ({row['status']}, "
               f"{row['seconds']} s) | plain {sum(r['plain'] for r in out) / done:.3f} "
@@ -187,6 +188,7 @@ async def bench_faults(sampler: Sampler, args: argparse.Namespace, out: list[dic
                "timeouts": result["timeouts"], "endless": result["endless_tests"],
                "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
         out.append(row)
+        _checkpoint(args, row)
         fixed = sum(r["status"] == "fixed" for r in out)
         print(f"[{i}/{len(bugs)}] {bug.bug_id}: {row['status']} ({row['seconds']} s) | fixed {fixed}/{len(out)}",
               file=sys.stderr, flush=True)  # fmt: skip
@@ -212,6 +214,14 @@ def summarize_faults(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "timeouts": sum(r["timeouts"] for r in rows),
         "endless_tests_stopped": sum(r["endless"] for r in rows),
     }
+
+
+def _checkpoint(args: argparse.Namespace, row: dict[str, Any]) -> None:
+    """Each finished row at once, beside the final JSON: a long run stopped early keeps its results."""
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        with args.json.with_suffix(".rows.jsonl").open("a") as out:
+            out.write(json.dumps(row) + "\n")
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ class Sampler(Protocol):
 class FixOptions:
     rounds: int = 3
     candidates: int = 4
-    temperature: float = 0.6
+    temperature: float = 0.8
     max_tokens: int = 768
     allow_test_edits: bool = False
     limits: Limits = field(default_factory=lambda: Limits(timeout_s=300))
@@ -230,36 +230,47 @@ class FixLoop:
             self.project.forget(edit.path)
         return None
 
-    def _messages(self, target: Target, best: TestReport, earlier: Sequence[str]) -> list[Message]:
+    def _messages(self, target: Target, best: TestReport, earlier: Sequence[str], anew: bool = False) -> list[Message]:
         unit, project = target.unit, self.project
+        source = project.source(unit)
         problems = [str(p) for p in static.problems(project, [unit.path]) if unit.start <= p.line <= unit.end]
         return prompts.fix_messages(
-            unit.path, unit.name, unit.kind, project.source(unit), prompts.header(project.text(unit.path)),
+            unit.path, unit.name, unit.kind, source, prompts.header(project.text(unit.path)),
             feedback(best, project, unit), used_definitions(project, unit), problems, earlier,
+            prompts.specification(source) if anew else None,
         )  # fmt: skip
 
     async def _candidates(
         self, sampler: Sampler, target: Target, best: TestReport, round_no: int, earlier: Sequence[str]
     ) -> AsyncGenerator[_Tried, None]:
-        """Generate and test ``candidates`` answers; the next is generated while one is tested."""
+        """Generate and test ``candidates`` answers; the next is generated while one is tested.
+
+        Even candidates fix the current code; odd ones (for a function with a specification) write it anew
+        from its signature and docstring, since a small model shown wrong code mostly writes it again."""
         opts = self.options
-        messages = self._messages(target, best, earlier)
+        fix = self._messages(target, best, earlier)
+        anew = self._messages(target, best, earlier, anew=True)
+        if prompts.specification(self.project.source(target.unit)) is None:
+            anew = fix
         # Room for the unit rewritten half as long again, within max_tokens (code is ~3.5 characters a token):
         # a sampled small model that loses its way would otherwise ramble to the limit.
         budget = min(opts.max_tokens, 160 + len(self.project.source(target.unit)) // 2)
 
         def params(i: int) -> SamplingParams:
-            greedy = i == 0 and round_no == 1
+            greedy = i < 2 and round_no == 1  # the first of each kind
             return SamplingParams(max_tokens=budget, temperature=0.0 if greedy else opts.temperature,
                                   top_p=0.95, seed=opts.seed + 1000 * round_no + i)  # fmt: skip
 
-        pending = asyncio.create_task(sampler.sample(messages, params(0)))
+        def messages(i: int) -> list[Message]:
+            return fix if i % 2 == 0 else anew
+
+        pending = asyncio.create_task(sampler.sample(messages(0), params(0)))
         seen: set[str] = set()
         try:
             for i in range(opts.candidates):
                 answer = await pending
                 if i + 1 < opts.candidates:
-                    pending = asyncio.create_task(sampler.sample(messages, params(i + 1)))
+                    pending = asyncio.create_task(sampler.sample(messages(i + 1), params(i + 1)))
                 tried = await _in_thread(self._try, i, target.unit, answer, best, seen)
                 yield tried
                 if tried.full and tried.report is not None and tried.report.green:

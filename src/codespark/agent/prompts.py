@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import textwrap
 from collections.abc import Sequence
 
 from codespark.engine.chat import Message
@@ -22,6 +24,27 @@ def header(text: str, limit: int = 25) -> str:
     return "\n".join(keep[:limit])
 
 
+def specification(source: str) -> str | None:
+    """A function's signature and docstring without its body (None for a class or code that does not
+    parse): a candidate written from the specification is not anchored on the wrong code."""
+    text = textwrap.dedent(source)
+    try:
+        node = ast.parse(text).body[0]
+    except (SyntaxError, IndexError):
+        return None
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or not node.body:
+        return None
+    lines = text.splitlines()
+    first = node.body[0]
+    has_doc = (
+        isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    )
+    end = (first.end_lineno or first.lineno) if has_doc else first.lineno - 1
+    head = lines[:end]
+    indent = " " * (first.col_offset or 4)
+    return "\n".join([*head, f"{indent}..."])
+
+
 def fix_messages(
     path: str,
     name: str,
@@ -32,12 +55,17 @@ def fix_messages(
     uses: Sequence[str],
     problems: Sequence[str],
     earlier: Sequence[str],
+    spec: str | None = None,
 ) -> list[Message]:
-    """The chat for one rewrite of ``name``."""
+    """The chat for one rewrite of ``name``: from its code (a fix), or, given ``spec``, anew from its
+    signature and docstring."""
     parts = [f"The tests fail. Fix the {kind} `{name}` in `{path}`."]
     if file_header:
         parts.append(f"The file starts with:\n```python\n{file_header}\n```")
-    parts.append(f"The {kind} now:\n```python\n{source.rstrip()}\n```")
+    if spec is not None:
+        parts.append(f"Its code is wrong. Write it anew from its specification:\n```python\n{spec.rstrip()}\n```")
+    else:
+        parts.append(f"The {kind} now:\n```python\n{source.rstrip()}\n```")
     if problems:
         parts.append("Static checks found:\n" + "\n".join(f"- {p}" for p in problems))
     parts.append(failure)
