@@ -61,8 +61,8 @@ bench-hardening: models
 
 # The fix loop: HumanEval with visible tests only (hidden tests scored at the end), then seeded faults.
 bench-repair: models
-	$(PY) benchmarks/repair.py --part humaneval --rounds 3 --candidates 4 --json bench-out/repair-humaneval.json
-	$(PY) benchmarks/repair.py --part faults --bugs 100 --rounds 2 --candidates 4 --json bench-out/repair-faults.json
+	$(PY) benchmarks/repair.py --part humaneval --rounds 2 --candidates 4 --json bench-out/repair-humaneval.json
+	$(PY) benchmarks/repair.py --part faults --bugs 100 --rounds 2 --candidates 3 --json bench-out/repair-faults.json
 
 sql-eval: models
 	$(PY) benchmarks/sql_eval.py --engines codex spark --styles ddl compact --json bench-out/sql_eval.json

@@ -8,8 +8,8 @@
    doctests are the tests); fixed share, tests edited (must be 0) and the share of fixes that change
    only the faulty function.
 
-    python benchmarks/repair.py --part humaneval --rounds 3 --candidates 4 --json bench-out/repair-he.json
-    python benchmarks/repair.py --part faults --bugs 100 --json bench-out/repair-faults.json
+    python benchmarks/repair.py --part humaneval --rounds 2 --candidates 4 --json bench-out/repair-humaneval.json
+    python benchmarks/repair.py --part faults --bugs 100 --rounds 2 --candidates 3 --json bench-out/repair-faults.json
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.harness import cpu_name
-from benchmarks.repair import faults, humaneval
+from benchmarks.repair_sets import faults, humaneval
 from codespark.agent import sandbox
 from codespark.agent.edit import RefusedEdit, replace_unit
 from codespark.agent.localize import Project, units_of

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from benchmarks.repair import faults, humaneval
+from benchmarks.repair_sets import faults, humaneval
 
 from codespark.agent.localize import units_of
 from codespark.agent.loop import FixLoop, FixOptions
