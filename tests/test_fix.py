@@ -21,7 +21,7 @@ from codespark.agent.loop import Event, FixLoop, FixOptions
 from codespark.agent.sandbox import Limits
 from codespark.agent.testrun import detect
 from codespark.agent.workspace import Workspace
-from codespark.errors import ApplyConflictError, InvalidRequestError
+from codespark.errors import ApplyConflictError, ContextLengthExceededError, InvalidRequestError
 from tests.fix_repos import CALC, FIXED_ADD, Scripted, git, make_repo, tree_state
 
 
@@ -422,3 +422,15 @@ def test_ctrl_c_mid_round_stops_the_tests_and_cleans_up(tmp_path: Path) -> None:
     assert tree_state(root) == before
     assert len(git(root, "worktree", "list").splitlines()) == 1 and list((cache / "fix").iterdir()) == []
 
+
+def test_a_prompt_that_does_not_fit_ends_the_round_not_the_run(tmp_path: Path) -> None:
+    class TooLong(Scripted):
+        async def sample(self, messages: object, params: object) -> str:
+            raise ContextLengthExceededError("This model's maximum context length is 8192 tokens.")
+
+    root = make_repo(tmp_path / "r")
+    events, ws = run_loop(root, tmp_path / "cache", TooLong([]), rounds=2, candidates=3)
+    ws.close()
+    reasons = [e.data["reason"] for e in events if e.kind == "candidate"]
+    assert len(reasons) == 2 and all("maximum context length" in r for r in reasons)
+    assert events[-1].data["status"] == "not-fixed"

@@ -28,6 +28,7 @@ from codespark.agent.testrun import TestCommand, TestReport
 from codespark.agent.workspace import Workspace
 from codespark.engine.backend import SamplingParams
 from codespark.engine.chat import Message
+from codespark.errors import CodesparkError
 
 T = TypeVar("T")
 
@@ -271,7 +272,11 @@ class FixLoop:
         seen: set[str] = set()
         try:
             for i in range(opts.candidates):
-                answer = await pending
+                try:
+                    answer = await pending
+                except CodesparkError as exc:  # the prompt does not fit, the engine is down: this round ends
+                    yield _Tried(i, None, None, False, f"no candidate: {exc.message}", _failing(best), 0.0)
+                    return
                 if i + 1 < opts.candidates:
                     pending = asyncio.create_task(sampler.sample(messages(i + 1), params(i + 1)))
                 tried = await _in_thread(self._try, i, target.unit, answer, best, seen)
