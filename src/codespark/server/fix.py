@@ -15,11 +15,11 @@ from pydantic import BaseModel, Field
 
 from codespark.agent.loop import Event, FixOptions
 from codespark.agent.sandbox import Limits
-from codespark.errors import CodesparkError, ForbiddenError, WorkspaceNotFoundError
+from codespark.errors import CodesparkError
 from codespark.server.deps import State
+from codespark.server.errors import error_body
 from codespark.server.protocol import _Request
 from codespark.server.sse import DONE, event
-from codespark.services.fix import FixRequest
 
 router = APIRouter()
 
@@ -52,14 +52,8 @@ def _sse(item: Event) -> bytes:
 @router.post("/v1/fix", response_model=None)
 async def fix(body: FixBody, state: State) -> Response:
     body.log_unknown("/v1/fix")
-    found = next((w for w in state.settings.workspaces if w.name == body.workspace), None)
-    if found is None:
-        names = ", ".join(w.name for w in state.settings.workspaces) or "none are configured ([[workspaces]])"
-        raise WorkspaceNotFoundError(f"No workspace {body.workspace!r}: use one of {names}.", param="workspace")
-    if body.apply and not found.allow_apply:
-        raise ForbiddenError(f"Workspace {found.name!r} does not allow apply; set allow_apply = true for it.")
     options = FixOptions(rounds=body.rounds, candidates=body.candidates, limits=Limits(timeout_s=300))
-    events = state.fix.start(FixRequest(found.path, found.test_cmd, body.engine, body.apply, options))
+    events = state.fix.start(state.fix.for_workspace(body.workspace, body.engine, body.apply, options))
     if not body.stream:
         last: dict[str, Any] = {}
         async for item in events:
@@ -72,8 +66,7 @@ async def fix(body: FixBody, state: State) -> Response:
             async for item in events:
                 yield _sse(item)
         except CodesparkError as exc:
-            yield event({"error": {"message": exc.message, "type": exc.error_type, "param": exc.param,
-                                   "code": exc.code}})  # fmt: skip
+            yield event(error_body(exc.message, exc.error_type, exc.param, exc.code))
         yield DONE
 
     return StreamingResponse(body_bytes(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

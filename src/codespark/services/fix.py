@@ -14,10 +14,18 @@ from pathlib import Path
 from codespark.agent.loop import Event, FixLoop, FixOptions, Sampler
 from codespark.agent.testrun import TestCommand, detect
 from codespark.agent.workspace import Workspace
+from codespark.config import WorkspaceSettings
 from codespark.engine.backend import SamplingParams
 from codespark.engine.chat import Message
 from codespark.engine.engine import Finished
-from codespark.errors import ConfigError, EngineError, InvalidRequestError, OverloadedError
+from codespark.errors import (
+    ConfigError,
+    EngineError,
+    ForbiddenError,
+    InvalidRequestError,
+    OverloadedError,
+    WorkspaceNotFoundError,
+)
 from codespark.router import Router
 from codespark.services.chat import ChatCall, ChatService
 
@@ -55,11 +63,24 @@ class FixRequest:
 
 
 class FixService:
-    def __init__(self, chat: ChatService, router: Router, cache_dir: Path) -> None:
+    def __init__(
+        self, chat: ChatService, router: Router, cache_dir: Path, workspaces: Sequence[WorkspaceSettings] = ()
+    ) -> None:
         self.chat = chat
         self.router = router
         self.cache_dir = cache_dir
+        self.workspaces = {w.name: w for w in workspaces}
         self._running = 0
+
+    def for_workspace(self, name: str, engine: str, apply: bool, options: FixOptions) -> FixRequest:
+        """The request for a configured workspace (HTTP clients name one; its path and tests are its own)."""
+        found = self.workspaces.get(name)
+        if found is None:
+            names = ", ".join(self.workspaces) or "none are configured ([[workspaces]])"
+            raise WorkspaceNotFoundError(f"No workspace {name!r}: use one of {names}.", param="workspace")
+        if apply and not found.allow_apply:
+            raise ForbiddenError(f"Workspace {found.name!r} does not allow apply; set allow_apply = true for it.")
+        return FixRequest(found.path, found.test_cmd, engine, apply, options)
 
     def samplers(self, engine: str) -> tuple[list[Sampler], Sampler | None]:
         """The escalation ladder for ``engine``, and the cheap sampler for syntax errors."""

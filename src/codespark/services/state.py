@@ -54,6 +54,6 @@ class AppState:
             chat=chat,
             completion=CompletionService(router, settings, metrics),
             sql=sql,
-            fix=FixService(chat, router, settings.cache_dir),
+            fix=FixService(chat, router, settings.cache_dir, settings.workspaces),
             repo=repo,
         )
