@@ -96,7 +96,10 @@ async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[
                          test_timeout_s=5)  # fmt: skip
     problems = humaneval.load(args.limit)
     cache = Path(tempfile.mkdtemp(prefix="codespark-repair-"))
+    done_ids = _resume(args, out, "task_id")
     for i, problem in enumerate(problems, 1):
+        if problem.task_id in done_ids:
+            continue
         started = time.perf_counter()
         folder = cache / problem.task_id.replace("/", "_")
         plain = await plain_solution(sampler, problem, folder)
@@ -174,7 +177,10 @@ async def bench_faults(sampler: Sampler, args: argparse.Namespace, out: list[dic
     faults.write_project(bugs[0], folder)
     command = detect(folder)
     print(f"{len(bugs)} bugs seeded", file=sys.stderr, flush=True)
+    done_ids = _resume(args, out, "bug")
     for i, bug in enumerate(bugs, 1):
+        if bug.bug_id in done_ids:
+            continue
         started = time.perf_counter()
         folder = cache / "bugs" / bug.bug_id.replace(":", "_")
         faults.write_project(bug, folder)
@@ -216,6 +222,19 @@ def summarize_faults(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _resume(args: argparse.Namespace, out: list[dict[str, Any]], key: str) -> set[str]:
+    """With ``--resume``, the rows an earlier run of the same command checkpointed count as done."""
+    rows_file = args.json.with_suffix(".rows.jsonl") if args.json is not None else None
+    if not args.resume or rows_file is None or not rows_file.exists():
+        if rows_file is not None and rows_file.exists():
+            rows_file.unlink()  # a fresh run starts a fresh checkpoint
+        return set()
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
+    out.extend(rows)
+    print(f"resuming: {len(rows)} rows from {rows_file}", file=sys.stderr, flush=True)
+    return {row[key] for row in rows}
+
+
 def _checkpoint(args: argparse.Namespace, row: dict[str, Any]) -> None:
     """Each finished row at once, beside the final JSON: a long run stopped early keeps its results."""
     if args.json is not None:
@@ -234,6 +253,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", default="codex", choices=("codex", "spark"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--resume", action="store_true",
+                        help="Keep the rows already checkpointed beside --json and run only the rest.")  # fmt: skip
     args = parser.parse_args()
     settings = load_settings()
     engines = load_engines(settings, only=(args.engine,))
