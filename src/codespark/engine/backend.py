@@ -15,6 +15,15 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class Grammar:
+    """A GBNF grammar the answer must follow (``root`` is its start rule).  With a ``trigger``, it is lazy:
+    the text is free until the model writes ``trigger``, and constrained from there on."""
+
+    gbnf: str
+    trigger: str | None = None
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     """How to pick each next token.  ``temperature == 0`` means greedy."""
 
@@ -25,6 +34,7 @@ class SamplingParams:
     min_p: float = 0.0
     repeat_penalty: float = 1.0
     seed: int | None = None
+    grammar: Grammar | None = None
 
 
 class CancelToken:

@@ -20,6 +20,7 @@ from codespark.engine.backend import Backend, CancelToken, GenerationStats, Samp
 from codespark.engine.prompt import Prompt, Special
 from codespark.engine.session import SessionCache
 from codespark.engine.text import StopPolicy, TextAssembler
+from codespark.engine.tools import ToolCall
 from codespark.errors import (
     CodesparkError,
     ContextLengthExceededError,
@@ -134,15 +135,26 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call: its ``id`` and ``name`` first (once), then ``arguments`` text as written."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class Finished:
     """The end of a generation."""
 
     text: str
-    finish_reason: str  # "stop" | "length" | "cancelled"
+    finish_reason: str  # "stop" | "length" | "cancelled" | "tool_calls"
     timings: Timings
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
-Event = Delta | Finished
+Event = Delta | ToolCallDelta | Finished
 
 
 @dataclass

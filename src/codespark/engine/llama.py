@@ -1,4 +1,5 @@
-"""The llama.cpp backend (llama-cpp-python).  The only module that imports llama_cpp.
+"""The llama.cpp backend (llama-cpp-python).  The only module that runs llama.cpp (``tools.py`` borrows the
+binding's pure-Python JSON-schema-to-grammar converter).
 
 We use ``Llama`` to load the model, tokenize and evaluate batches, and run our
 own sampling loop so that prefill can be cancelled between batches, decode
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,9 +21,9 @@ from typing import Any
 import llama_cpp
 from llama_cpp import _internals
 
-from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, SamplingParams, Snapshot
+from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, Grammar, SamplingParams, Snapshot
 from codespark.engine.speculative import DraftBudget, Drafter
-from codespark.errors import EngineError
+from codespark.errors import EngineError, InvalidRequestError
 
 _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
 
@@ -158,8 +160,28 @@ class LlamaBackend:
         vocab = self._llm._model.vocab
         return bool(llama_cpp.llama_vocab_is_eog(vocab, token)) or self._is_control(token)
 
+    def _grammar_sampler(self, grammar: Grammar) -> Any:
+        """llama.cpp's grammar sampler (lazy from ``grammar.trigger`` when set); a 400 if it cannot parse."""
+        vocab = self._llm._model.vocab
+        text, root = grammar.gbnf.encode(), b"root"
+        if grammar.trigger is None:
+            handle = llama_cpp.llama_sampler_init_grammar(vocab, text, root)
+        else:
+            ids = self.tokenize(grammar.trigger)
+            single = len(ids) == 1  # Qwen's <tool_call> is one token: trigger on it, else on the text
+            patterns = (ctypes.c_char_p * 1)(b"[\\s\\S]*?(" + re.escape(grammar.trigger).encode() + b")")
+            tokens = (llama_cpp.llama_token * 1)(*ids[:1])
+            handle = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+                vocab, text, root, patterns, 0 if single else 1, tokens, 1 if single else 0
+            )
+        if not handle:
+            raise InvalidRequestError("llama.cpp could not parse the grammar built for this request.")
+        return handle
+
     def _sampler(self, params: SamplingParams) -> _internals.LlamaSampler:
         sampler = _internals.LlamaSampler()
+        if params.grammar is not None:  # first: the samplers after it choose among the allowed tokens
+            llama_cpp.llama_sampler_chain_add(sampler.sampler, self._grammar_sampler(params.grammar))
         if params.repeat_penalty != 1.0:
             sampler.add_penalties(
                 n_vocab=self._llm.n_vocab(),
@@ -230,7 +252,12 @@ class LlamaBackend:
         if params.max_tokens <= 0:
             return
         sampler = self._sampler(params)
-        speculate = self.drafter is not None and params.temperature <= 0.0 and params.repeat_penalty == 1.0
+        speculate = (
+            self.drafter is not None
+            and params.temperature <= 0.0
+            and params.repeat_penalty == 1.0
+            and params.grammar is None
+        )
         try:
             if speculate:
                 assert self.drafter is not None

@@ -274,7 +274,7 @@ class FimSessions:
             async for event in engine.stream(job.prepared, inflight.cancel, session):
                 if isinstance(event, Delta):
                     inflight.text += event.text
-                elif event.finish_reason != "cancelled":
+                elif isinstance(event, Finished) and event.finish_reason != "cancelled":
                     state.last_prefix, state.last_suffix = job.prefix, job.suffix
                     state.last_text, state.last_route = event.text, job.route
                 yield event

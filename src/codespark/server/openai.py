@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from codespark.context.retrieve import Snippet
-from codespark.engine import chat
-from codespark.engine.engine import Finished, Timings
+from codespark.engine.engine import Finished, Timings, ToolCallDelta
 from codespark.engine.fim import FimRequest
+from codespark.engine.tools import parse_choice, parse_response_format, parse_tools
 from codespark.errors import InvalidRequestError
 from codespark.server.deps import Caller, State
 from codespark.server.protocol import (
@@ -25,9 +25,11 @@ from codespark.server.protocol import (
     Completion,
     CompletionChoice,
     CompletionRequest,
+    FunctionCallOut,
     ModelCard,
     ModelList,
     PromptTokensDetails,
+    ToolCallOut,
     Usage,
     debug_data,
     stop_strings,
@@ -52,9 +54,9 @@ def usage(t: Timings) -> Usage:
 
 
 def _finish_reason(result: Finished) -> str:
-    """OpenAI's ``stop``/``length``, and ``cancelled`` (an extension, as vLLM's ``abort``) for a superseded
-    request, so a client can tell an answer cut short from a finished one."""
-    return result.finish_reason if result.finish_reason in ("stop", "cancelled") else "length"
+    """OpenAI's ``stop``/``length``/``tool_calls``, and ``cancelled`` (an extension, as vLLM's ``abort``) for a
+    superseded request, so a client can tell an answer cut short from a finished one."""
+    return result.finish_reason if result.finish_reason in ("stop", "cancelled", "tool_calls") else "length"
 
 
 def _prompt_text(body: CompletionRequest) -> str:
@@ -144,17 +146,16 @@ _UPSTREAM_CHAT_FIELDS = {
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request, state: State) -> Response:
     body.log_unknown("/v1/chat/completions")
-    if body.tools:
-        raise InvalidRequestError("Tool calling is not supported by this server.", param="tools")
     if body.logprobs:
         raise InvalidRequestError("logprobs are not supported by this server.", param="logprobs")
     requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     if requested is not None:
         param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         state.settings.check_max_tokens(requested, param)
+    tools = parse_tools(body.tools or [])
     decision, events = await state.chat.chat(
         ChatCall(
-            messages=[chat.Message(m.role, m.text()) for m in body.messages],
+            messages=[m.to_message() for m in body.messages],
             params=body.to_sampling_params(0),
             max_tokens=requested,
             stops=stop_strings(body.stop),
@@ -162,6 +163,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
             context=[(f.filename, f.text) for f in body.context],
             repo=body.repo,
             upstream_options=body.model_dump(include=_UPSTREAM_CHAT_FIELDS, exclude_none=True),
+            tools=tools,
+            tool_choice=parse_choice(body.tool_choice, tools),
+            parallel_tool_calls=body.parallel_tool_calls,
+            response_format=parse_response_format(body.response_format),
         )
     )
     route = decision.route
@@ -172,7 +177,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
         return ChatCompletionChunk(id=ident, created=created, model=route, choices=choices, usage=usage_)
 
     def final(result: Finished) -> ChatCompletion:
-        message = ChatMessageOut(content=result.text)
+        calls = [
+            ToolCallOut(id=c.id, type="function", function=FunctionCallOut(name=c.name, arguments=c.arguments))
+            for c in result.tool_calls
+        ]
+        message = ChatMessageOut(content=result.text or None if calls else result.text, tool_calls=calls or None)
         return ChatCompletion(
             id=ident,
             created=created,
@@ -196,7 +205,15 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
         on_finish=finish,
         done_marker=DONE,
         opening=chunk(ChatDelta(role="assistant", content=""), None),
+        on_tool=lambda d: chunk(ChatDelta(tool_calls=[tool_call_delta(d)]), None),
     )
+
+
+def tool_call_delta(d: ToolCallDelta) -> ToolCallOut:
+    """OpenAI's streamed tool call: ``index``, ``id``, ``type`` and ``function.name`` first, then arguments."""
+    if d.id is not None:
+        return ToolCallOut(index=d.index, id=d.id, type="function", function=FunctionCallOut(name=d.name, arguments=""))
+    return ToolCallOut(index=d.index, function=FunctionCallOut(arguments=d.arguments))
 
 
 @router.get("/v1/models")

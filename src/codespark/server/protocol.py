@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from codespark.context.retrieve import Snippet
+from codespark.engine import chat
 from codespark.engine.backend import SamplingParams
 from codespark.engine.fim import ExtraFile, FimRequest
+from codespark.engine.tools import ToolCall
 from codespark.errors import InvalidRequestError
 
 log = logging.getLogger("codespark.server")
@@ -177,11 +179,26 @@ class ContentPart(BaseModel):
     text: str | None = None
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = "{}"  # JSON text, as OpenAI sends it
+
+
+class ToolCallIn(BaseModel):
+    """An assistant message's earlier tool call, sent back in the history."""
+
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -189,6 +206,10 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(p.text or "" for p in self.content if p.type == "text")
+
+    def to_message(self) -> chat.Message:
+        calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in self.tool_calls or ())
+        return chat.Message(self.role, self.text(), calls, self.tool_call_id)
 
 
 class ChatCompletionRequest(_Sampled):
@@ -207,7 +228,10 @@ class ChatCompletionRequest(_Sampled):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+    parallel_tool_calls: bool = True
+    response_format: dict[str, Any] | None = None
     temperature: float = Field(1.0, ge=0, le=2)
+    tool_choice: str | dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     top_p: float = Field(1.0, gt=0, le=1)
     user: str | None = None
@@ -301,9 +325,24 @@ class Completion(BaseModel):
     debug_data: dict[str, Any] | None = _omitted_if_none()  # codespark/Tabby: the context snippets used
 
 
+class FunctionCallOut(BaseModel):
+    name: str | None = _omitted_if_none()
+    arguments: str
+
+
+class ToolCallOut(BaseModel):
+    """A tool call in an answer, or a piece of one in a stream (``index`` set, the rest once)."""
+
+    index: int | None = _omitted_if_none()
+    id: str | None = _omitted_if_none()
+    type: Literal["function"] | None = _omitted_if_none()
+    function: FunctionCallOut
+
+
 class ChatMessageOut(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = _omitted_if_none()
 
 
 class ChatChoice(BaseModel):
@@ -327,6 +366,7 @@ class ChatCompletion(BaseModel):
 class ChatDelta(BaseModel):
     role: Literal["assistant"] | None = _omitted_if_none()
     content: str | None = _omitted_if_none()
+    tool_calls: list[ToolCallOut] | None = _omitted_if_none()
 
 
 class ChatChunkChoice(BaseModel):

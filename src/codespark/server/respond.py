@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
-from codespark.engine.engine import Delta, Event, Finished
+from codespark.engine.engine import Delta, Event, Finished, ToolCallDelta
 from codespark.errors import CodesparkError, EngineError
 from codespark.router import Decision
 from codespark.server.sse import event
@@ -83,6 +83,7 @@ async def sse(
     on_finish: Callable[[Finished], Sequence[BaseModel]],
     done_marker: bytes | None,
     opening: BaseModel | None = None,
+    on_tool: Callable[[ToolCallDelta], BaseModel | None] | None = None,
 ) -> AsyncIterator[bytes]:
     """Stream events as SSE payloads built by the two formatters.
 
@@ -96,6 +97,10 @@ async def sse(
             async for item in stream:
                 if isinstance(item, Delta):
                     payload = on_delta(item.text)
+                    if payload is not None:
+                        yield event(payload)
+                elif isinstance(item, ToolCallDelta):
+                    payload = on_tool(item) if on_tool is not None else None
                     if payload is not None:
                         yield event(payload)
                 else:
@@ -118,11 +123,12 @@ async def respond(
     on_finish: Callable[[Finished], Sequence[BaseModel]],
     done_marker: bytes | None = None,
     opening: BaseModel | None = None,
+    on_tool: Callable[[ToolCallDelta], BaseModel | None] | None = None,
 ) -> Response:
     """The one tail of every generation route: an SSE stream, or the ``final`` JSON (499 if the client left)."""
     if stream:
         return StreamingResponse(
-            sse(events, on_delta, on_finish, done_marker, opening),
+            sse(events, on_delta, on_finish, done_marker, opening, on_tool),
             media_type="text/event-stream",
             headers={**route_headers(decision), "Cache-Control": "no-cache"},
         )

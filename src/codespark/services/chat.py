@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,7 +17,17 @@ from codespark.config import Settings
 from codespark.context.service import RepoContext
 from codespark.engine import chat
 from codespark.engine.backend import SamplingParams
-from codespark.engine.engine import Engine, Event, GenerationRequest
+from codespark.engine.engine import Delta, Engine, Event, Finished, GenerationRequest, ToolCallDelta
+from codespark.engine.tools import (
+    CallStarted,
+    Choice,
+    Piece,
+    ResponseFormat,
+    TextPiece,
+    Tool,
+    ToolCallParser,
+    answer_grammar,
+)
 from codespark.errors import EngineError, InvalidRequestError, UpstreamUnavailable
 from codespark.guard.ignore import NeverSend
 from codespark.metrics import Metrics
@@ -36,6 +47,14 @@ class ChatCall:
     context: Sequence[tuple[str, str]] = ()  # (filename, text) workspace files for the system block
     repo: str | None = None  # add the map of this repo (the server's repo_dir, by path or name)
     upstream_options: dict[str, Any] = field(default_factory=dict)  # OpenAI fields passed to an upstream
+    tools: tuple[Tool, ...] = ()
+    tool_choice: Choice = "none"
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None
+
+    @property
+    def calls_tools(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
 
 
 class ChatService:
@@ -82,14 +101,18 @@ class ChatService:
         return chosen, self._observed(chosen, events)
 
     def _local(self, engine: Engine, call: ChatCall, repo_map: str) -> AsyncGenerator[Event, None]:
-        prompt = chat.build_prompt(engine.backend.info, _with_system_block(call, repo_map, None))
+        tools = call.tools if call.calls_tools else ()
+        prompt = chat.build_prompt(engine.backend.info, _with_system_block(call, repo_map, None), tools)
         tokens = engine.tokenize_prompt(prompt)  # once: for the room left and for the generation
         if call.max_tokens is None:
             max_tokens = max(0, min(self.settings.max_tokens_limit, engine.n_ctx - len(tokens)))
         else:
             max_tokens = call.max_tokens
-        params = replace(call.params, max_tokens=max_tokens)
-        return engine.stream(engine.prepare(GenerationRequest(prompt=prompt, params=params, stops=call.stops), tokens))
+        grammar = answer_grammar(tools, call.tool_choice, call.parallel_tool_calls, call.response_format)
+        params = replace(call.params, max_tokens=max_tokens, grammar=grammar)
+        request = GenerationRequest(prompt=prompt, params=params, stops=call.stops)
+        events = engine.stream(engine.prepare(request, tokens))
+        return tool_call_events(events) if tools else events
 
     def _observed(self, decision: Decision, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
         return observed(decision, events, self.metrics, self.router)
@@ -108,14 +131,41 @@ class ChatService:
         return await asyncio.to_thread(context.repo_map, self.settings.context_tokens, mentioned)
 
 
+async def tool_call_events(events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+    """The model's text split into content ``Delta``s and ``ToolCallDelta``s; the ``Finished`` event carries
+    the calls (``finish_reason`` ``tool_calls`` when there are any) and only the content as its text."""
+    parser = ToolCallParser()
+    async with aclosing(events) as stream:
+        async for item in stream:
+            if isinstance(item, Delta):
+                for piece in parser.push(item.text):
+                    yield _event(piece)
+            elif isinstance(item, Finished):
+                for piece in parser.finish():
+                    yield _event(piece)
+                calls = tuple(parser.calls)
+                reason = "tool_calls" if calls and item.finish_reason == "stop" else item.finish_reason
+                yield replace(item, text=parser.content, finish_reason=reason, tool_calls=calls)
+            else:
+                yield item
+
+
+def _event(piece: Piece) -> Event:
+    if isinstance(piece, TextPiece):
+        return Delta(piece.text)
+    if isinstance(piece, CallStarted):
+        return ToolCallDelta(piece.index, piece.id, piece.name)
+    return ToolCallDelta(piece.index, arguments=piece.text)
+
+
 def _with_system_block(call: ChatCall, repo_map: str, never_send: NeverSend | None) -> list[chat.Message]:
     """The messages, with the repo map and the context files (less never-send ones) in the system message."""
-    messages = [chat.Message(m.role if m.role != "developer" else "system", m.content) for m in call.messages]
+    messages = [replace(m, role=m.role if m.role != "developer" else "system") for m in call.messages]
     files = [(name, text) for name, text in call.context if never_send is None or not never_send.blocks(name)]
     blocks = ([chat.repo_map_text(repo_map)] if repo_map else []) + ([chat.context_text(files)] if files else [])
     if not blocks:
         return messages
     block = "\n\n".join(blocks)
     if messages[0].role == "system":
-        return [chat.Message("system", messages[0].content + "\n\n" + block), *messages[1:]]
+        return [replace(messages[0], content=messages[0].content + "\n\n" + block), *messages[1:]]
     return [chat.Message("system", block), *messages]
