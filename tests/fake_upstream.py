@@ -1,8 +1,10 @@
 """A real OpenAI-compatible server on loopback that records the bytes it receives.
 
 It answers chat requests by echoing the last user message back, one character
-per SSE chunk, so any placeholder in it arrives split across chunks.  ``fail``
-makes it answer with that HTTP status instead.
+per SSE chunk, so any placeholder in it arrives split across chunks.  A request
+with ``tools`` is answered with a call of the first tool whose arguments are
+``{"text": <the message>}``, streamed OpenAI's way in 3-character pieces.
+``fail`` makes it answer with that HTTP status instead.
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ def _app(state: FakeUpstream) -> FastAPI:
         body = json.loads(raw)
         text = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
 
+        async def calls() -> AsyncIterator[bytes]:
+            name = body["tools"][0]["function"]["name"]
+            head = {"index": 0, "id": "call_up", "type": "function", "function": {"name": name, "arguments": ""}}
+            yield _chunk({"tool_calls": [head]})
+            arguments = json.dumps({"text": text})
+            for i in range(0, len(arguments), 3):
+                yield _chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + 3]}}]})
+            yield _chunk({}, "tool_calls") + b"data: [DONE]\n\n"
+
         async def stream() -> AsyncIterator[bytes]:
             for ch in text:
                 chunk = {"choices": [{"index": 0, "delta": {"content": ch}, "finish_reason": None}]}
@@ -54,9 +65,13 @@ def _app(state: FakeUpstream) -> FastAPI:
             usage = {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(text), "total_tokens": 0}}
             yield f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return StreamingResponse(calls() if body.get("tools") else stream(), media_type="text/event-stream")
 
     return app
+
+
+def _chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
+    return f"data: {json.dumps({'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]})}\n\n".encode()
 
 
 @contextmanager

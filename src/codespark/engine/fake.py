@@ -32,7 +32,9 @@ class FakeBackend:
     token_delay: float = 0.0
     n_ctx: int = 2048
     model_id: str = "fake"
+    chat_template: str | None = None  # None: codespark's ChatML fallback
     prompts: list[str] = field(default_factory=list)
+    params: list[SamplingParams] = field(default_factory=list)  # what each generation was asked for
     generated_tokens: int = 0
     # Set when a generation has produced its first token: tests wait on it instead of sleeping.
     generating: threading.Event = field(default_factory=threading.Event)
@@ -45,7 +47,7 @@ class FakeBackend:
             path="<fake>",
             n_ctx=self.n_ctx,
             n_ctx_train=self.n_ctx,
-            chat_template=None,
+            chat_template=self.chat_template,
             bos_token="",
             eos_token="<|endoftext|>",
         )
@@ -90,6 +92,7 @@ class FakeBackend:
         self._cache = tokens
         prompt = self.decode(tokens)
         self.prompts.append(prompt)
+        self.params.append(params)
         stats.prefill_done = time.perf_counter()
         reply = next((r for trigger, r in self.replies.items() if trigger in prompt), self.default)
         script = [*reply.encode(), END]

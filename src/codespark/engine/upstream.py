@@ -119,6 +119,7 @@ class Upstream:
         self, response: httpx.Response, endpoint: Endpoint, redactor: Redactor, started: float
     ) -> AsyncGenerator[Event, None]:
         restorer = redactor.stream()
+        calls = _CallsAsText()
         parts: list[str] = []
         finish = "stop"
         usage: dict[str, Any] = {}
@@ -131,7 +132,7 @@ class Upstream:
                         raise UpstreamError(f"Upstream {self.name!r} failed mid-answer: {_error_message(data)}")
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices") or []:
-                        piece = _choice_text(choice, endpoint)
+                        piece = _choice_text(choice, endpoint) + calls.feed(choice)
                         finish = choice.get("finish_reason") or finish
                         text = restorer.feed(piece) if piece else ""
                         if text:
@@ -142,7 +143,7 @@ class Upstream:
             raise UpstreamError(f"Upstream {self.name!r} broke off the answer ({type(exc).__name__}).") from exc
         finally:
             await response.aclose()
-        tail = restorer.flush()
+        tail = restorer.feed(calls.close()) + restorer.flush()
         if tail:
             parts.append(tail)
             yield Delta(tail)
@@ -190,7 +191,45 @@ def _redact_message(message: dict[str, Any], redactor: Redactor) -> dict[str, An
         ]
     if isinstance(out.get("name"), str):
         out["name"] = redactor.redact(out["name"])
+    if isinstance(out.get("tool_calls"), list):  # earlier calls' arguments are user text too
+        out["tool_calls"] = [_redact_call(c, redactor) for c in out["tool_calls"]]
     return out
+
+
+def _redact_call(call: Any, redactor: Redactor) -> Any:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("arguments"), str):
+        return call
+    return {**call, "function": {**function, "arguments": redactor.redact(function["arguments"])}}
+
+
+class _CallsAsText:
+    """An upstream's streamed ``tool_calls`` written as the local model writes calls
+    (``<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>``), so one parser (``tools.ToolCallParser``)
+    reads both, and the guard restores placeholders in arguments as in any other text."""
+
+    def __init__(self) -> None:
+        self.index: int | None = None
+        self.arguments = 0
+
+    def feed(self, choice: dict[str, Any]) -> str:
+        out: list[str] = []
+        for call in (choice.get("delta") or choice.get("message") or {}).get("tool_calls") or []:
+            function = call.get("function") or {}
+            if call.get("index", self.index) != self.index or self.index is None or "name" in function:
+                out.append(self.close())
+                self.index, self.arguments = call.get("index", 0), 0
+                out.append(f'<tool_call>\n{{"name": {json.dumps(function.get("name") or "")}, "arguments": ')
+            piece = function.get("arguments") or ""
+            self.arguments += len(piece)
+            out.append(piece)
+        return "".join(out)
+
+    def close(self) -> str:
+        if self.index is None:
+            return ""
+        self.index = None
+        return ("{}" if not self.arguments else "") + "}\n</tool_call>"
 
 
 def _choice_text(choice: dict[str, Any], endpoint: Endpoint) -> str:

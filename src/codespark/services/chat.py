@@ -81,10 +81,8 @@ class ChatService:
         up = chosen.upstream
         if up is None:
             return chosen, self._observed(chosen, self._local(chosen.engine, call, repo_map))
-        payload = dict(call.upstream_options)
-        payload["messages"] = [
-            {"role": m.role, "content": m.content} for m in _with_system_block(call, repo_map, self.never_send)
-        ]
+        payload = dict(call.upstream_options) | _tool_fields(call)
+        payload["messages"] = [_openai_message(m) for m in _with_system_block(call, repo_map, self.never_send)]
 
         def count(kinds: dict[str, int]) -> None:
             if self.metrics is not None:
@@ -98,7 +96,7 @@ class ChatService:
                 self.metrics.upstream_fallbacks.labels(up.name).inc()
             fallback = self.router.fall_back(exc.message)
             return fallback, self._observed(fallback, self._local(fallback.engine, call, repo_map))
-        return chosen, self._observed(chosen, events)
+        return chosen, self._observed(chosen, tool_call_events(events) if call.calls_tools else events)
 
     def _local(self, engine: Engine, call: ChatCall, repo_map: str) -> AsyncGenerator[Event, None]:
         tools = call.tools if call.calls_tools else ()
@@ -129,6 +127,34 @@ class ChatService:
             raise EngineError("The repo is still being indexed; retry in a few seconds.")
         mentioned = "\n".join(m.content for m in call.messages)
         return await asyncio.to_thread(context.repo_map, self.settings.context_tokens, mentioned)
+
+
+def _openai_message(m: chat.Message) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    if m.tool_call_id is not None:
+        message["tool_call_id"] = m.tool_call_id
+    return message
+
+
+def _tool_fields(call: ChatCall) -> dict[str, Any]:
+    """The OpenAI tool and response-format fields of ``call``, for an upstream."""
+    fields: dict[str, Any] = {}
+    if call.tools:
+        fields["tools"] = [t.as_openai() for t in call.tools]
+        choice = call.tool_choice
+        fields["tool_choice"] = choice if choice in ("auto", "none", "required") else {
+            "type": "function", "function": {"name": choice}}  # fmt: skip
+        fields["parallel_tool_calls"] = call.parallel_tool_calls
+    if call.response_format is not None:
+        schema = call.response_format.schema
+        fields["response_format"] = {"type": "json_object"} if schema is None else {
+            "type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}  # fmt: skip
+    return fields
 
 
 async def tool_call_events(events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
