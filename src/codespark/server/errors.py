@@ -1,4 +1,5 @@
-"""The one mapping from exceptions to OpenAI-shaped HTTP errors."""
+"""The one mapping from exceptions to HTTP errors: OpenAI-shaped, and Ollama's ``{"error": "..."}`` on the
+Ollama-compatible routes (``/api/...``), which its clients parse."""
 
 from __future__ import annotations
 
@@ -29,14 +30,6 @@ def error_headers(exc: CodesparkError) -> dict[str, str]:
     return headers
 
 
-def error_response(exc: CodesparkError) -> JSONResponse:
-    return JSONResponse(
-        error_body(exc.message, exc.error_type, exc.param, exc.code),
-        status_code=exc.status_code,
-        headers=error_headers(exc),
-    )
-
-
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     problems: list[str] = []
     param: str | None = None
@@ -50,22 +43,36 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return "Invalid request: " + "; ".join(problems), param
 
 
+def _ollama(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _shaped(
+    request: Request, body: dict[str, object], status: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    if _ollama(request):
+        error = body["error"]
+        body = {"error": error["message"] if isinstance(error, dict) else error}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     """Register the exception handlers on ``app``."""
 
     @app.exception_handler(CodesparkError)
-    async def _codespark(_: Request, exc: CodesparkError) -> JSONResponse:
-        return error_response(exc)
+    async def _codespark(request: Request, exc: CodesparkError) -> JSONResponse:
+        body = error_body(exc.message, exc.error_type, exc.param, exc.code)
+        return _shaped(request, body, exc.status_code, error_headers(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(exc)
-        return JSONResponse(error_body(message, "invalid_request_error", param, "invalid_value"), status_code=400)
+        return _shaped(request, error_body(message, "invalid_request_error", param, "invalid_value"), 400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code)
+        return _shaped(request, error_body(str(exc.detail), kind), exc.status_code)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from codespark.engine.engine import Delta, Event, Finished, ToolCallDelta
 from codespark.errors import CodesparkError, EngineError
 from codespark.router import Decision
-from codespark.server.sse import event
+from codespark.server.sse import event, ndjson
 
 log = logging.getLogger("codespark.server")
 
@@ -84,30 +84,33 @@ async def sse(
     done_marker: bytes | None,
     opening: BaseModel | None = None,
     on_tool: Callable[[ToolCallDelta], BaseModel | None] | None = None,
+    ollama: bool = False,
 ) -> AsyncIterator[bytes]:
-    """Stream events as SSE payloads built by the two formatters.
+    """Stream events as SSE payloads built by the formatters (NDJSON lines for Ollama's API).
 
     ``opening`` is sent first (the chat role chunk).  An engine error after the
-    stream started is sent as an OpenAI error event.
+    stream started is sent as an OpenAI error event (Ollama's ``{"error": ...}`` line).
     """
+    frame = ndjson if ollama else event
     if opening is not None:
-        yield event(opening)
+        yield frame(opening)
     try:
         async with aclosing(events) as stream:
             async for item in stream:
                 if isinstance(item, Delta):
                     payload = on_delta(item.text)
                     if payload is not None:
-                        yield event(payload)
+                        yield frame(payload)
                 elif isinstance(item, ToolCallDelta):
                     payload = on_tool(item) if on_tool is not None else None
                     if payload is not None:
-                        yield event(payload)
+                        yield frame(payload)
                 else:
                     for payload in on_finish(item):
-                        yield event(payload)
+                        yield frame(payload)
     except CodesparkError as exc:
-        yield event({"error": {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}})
+        error = {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}
+        yield frame({"error": exc.message} if ollama else {"error": error})
     if done_marker is not None:
         yield done_marker
 
@@ -124,12 +127,14 @@ async def respond(
     done_marker: bytes | None = None,
     opening: BaseModel | None = None,
     on_tool: Callable[[ToolCallDelta], BaseModel | None] | None = None,
+    ollama: bool = False,
 ) -> Response:
-    """The one tail of every generation route: an SSE stream, or the ``final`` JSON (499 if the client left)."""
+    """The one tail of every generation route: an SSE (or, for Ollama's API, NDJSON) stream, or the ``final``
+    JSON (499 if the client left)."""
     if stream:
         return StreamingResponse(
-            sse(events, on_delta, on_finish, done_marker, opening, on_tool),
-            media_type="text/event-stream",
+            sse(events, on_delta, on_finish, done_marker, opening, on_tool, ollama),
+            media_type="application/x-ndjson" if ollama else "text/event-stream",
             headers={**route_headers(decision), "Cache-Control": "no-cache"},
         )
     result = await run_to_end(request, events)

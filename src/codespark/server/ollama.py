@@ -1,0 +1,311 @@
+"""Ollama-compatible routes, after Ollama's API reference: ``/api/generate``, ``/api/chat``, ``/api/tags``,
+``/api/show``, ``/api/ps`` and ``/api/version``.
+
+They are one more skin over the same services: a ``suffix`` is fill-in-the-middle on the spark path
+(sessions, typed-ahead, the router), ``raw`` is a plain completion, and everything else is chat on
+codex (tools and ``format`` included).  Streams are NDJSON, and ``stream`` defaults to true, as in Ollama.
+The models answer to Ollama-style names (``qwen2.5-coder:1.5b``) as well as ``spark``/``codex``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from codespark import __version__
+from codespark.engine import chat
+from codespark.engine.engine import Engine, Finished
+from codespark.engine.fim import FimRequest
+from codespark.engine.tools import parse_tools
+from codespark.errors import InvalidRequestError
+from codespark.models.catalog import find
+from codespark.server.deps import Caller, State
+from codespark.server.ollama_protocol import (
+    ChatChunk,
+    ChatRequest,
+    GenerateChunk,
+    GenerateRequest,
+    MessageOut,
+    Options,
+    ShowRequest,
+    ToolCallFunction,
+    ToolCallOut,
+    durations,
+    now,
+    response_format,
+)
+from codespark.server.respond import respond
+from codespark.services.chat import ChatCall
+from codespark.services.fim import FimCall
+from codespark.services.state import AppState
+
+router = APIRouter()
+log = logging.getLogger("codespark.server")
+
+# The Ollama release whose API these routes follow; clients that check /api/version compare against it.
+OLLAMA_API_VERSION = "0.12.0"
+
+
+def _max_tokens(state: AppState, options: Options, default: int | None) -> int | None:
+    requested = options.requested_tokens()
+    return default if requested is None else state.settings.check_max_tokens(requested, "options.num_predict")
+
+
+def _check_ctx(options: Options, engine: Engine) -> None:
+    if options.num_ctx is not None and options.num_ctx > engine.n_ctx:
+        log.info("options.num_ctx=%d is above the engine's context (%d); using %d", options.num_ctx, engine.n_ctx,
+                 engine.n_ctx)  # fmt: skip
+
+
+def _reason(result: Finished) -> str:
+    return "length" if result.finish_reason == "length" else "stop"
+
+
+def _ignored(endpoint: str, body: GenerateRequest | ChatRequest) -> None:
+    body.log_unknown(endpoint)
+    for name in ("template", "context", "think"):
+        if getattr(body, name, None) not in (None, "", []):
+            log.info("%s: ignoring %s (codespark applies the model's own template and keeps its own KV cache)",
+                     endpoint, name)  # fmt: skip
+    extra = sorted((body.options.model_extra or {}).keys())
+    if extra:
+        log.info("%s: ignoring options %s", endpoint, ", ".join(extra))
+
+
+def _no_images(images: list[str] | None) -> None:
+    if images:
+        raise InvalidRequestError("These models read text only; send no images.", param="images")
+
+
+@router.post("/api/generate", response_model=None)
+async def generate(body: GenerateRequest, request: Request, state: State, who: Caller) -> Response:
+    _ignored("/api/generate", body)
+    _no_images(body.images)
+    options, name = body.options, body.model
+    if not body.prompt and body.suffix is None:  # Ollama's "load the model" request
+        state.router.pinned(name)  # a 404 for a model that is not here
+        return JSONResponse(GenerateChunk(model=name, response="", done=True, done_reason="load").model_dump())
+    if body.suffix is not None:
+        answer = await state.fim.complete(
+            FimCall(
+                FimRequest(body.prompt, body.suffix),
+                options.sampling(_max_tokens(state, options, state.settings.default_fim_max_tokens) or 0),
+                options.stops(),
+                name,
+                caller=who,
+            )
+        )
+        decision, events = answer.decision, answer.events
+    elif body.raw:
+        max_tokens = _max_tokens(state, options, None)
+        decision, events = state.completion.complete(body.prompt, options.sampling(0), max_tokens, options.stops(),
+                                                      name)  # fmt: skip
+    else:
+        system = [chat.Message("system", body.system)] if body.system else []
+        decision, events = await state.chat.chat(
+            ChatCall(
+                messages=[*system, chat.Message("user", body.prompt)],
+                params=options.sampling(0),
+                max_tokens=_max_tokens(state, options, None),
+                stops=options.stops(),
+                model=name,
+                response_format=response_format(body.format),
+            )
+        )
+    _check_ctx(options, decision.engine)
+
+    def final(result: Finished) -> GenerateChunk:
+        return GenerateChunk(model=name, response=result.text, done=True, done_reason=_reason(result),
+                             **durations(result.timings))  # fmt: skip
+
+    return await respond(
+        request,
+        decision,
+        events,
+        stream=body.stream,
+        final=final,
+        on_delta=lambda piece: GenerateChunk(model=name, response=piece),
+        on_finish=lambda result: [
+            GenerateChunk(model=name, response="", done=True, done_reason=_reason(result), **durations(result.timings))
+        ],
+        ollama=True,
+    )
+
+
+@router.post("/api/chat", response_model=None)
+async def chat_route(body: ChatRequest, request: Request, state: State) -> Response:
+    _ignored("/api/chat", body)
+    for m in body.messages:
+        _no_images(m.images)
+    options, name = body.options, body.model
+    if not body.messages:  # Ollama's "load the model" request
+        state.router.pinned(name)
+        message = MessageOut(content="")
+        return JSONResponse(ChatChunk(model=name, message=message, done=True, done_reason="load").model_dump())
+    tools = parse_tools(body.tools or [])
+    decision, events = await state.chat.chat(
+        ChatCall(
+            messages=[m.to_message() for m in body.messages],
+            params=options.sampling(0),
+            max_tokens=_max_tokens(state, options, None),
+            stops=options.stops(),
+            model=name,
+            tools=tools,
+            tool_choice="auto" if tools else "none",
+            response_format=response_format(body.format),
+        )
+    )
+    _check_ctx(options, decision.engine)
+
+    def calls(result: Finished) -> list[ToolCallOut] | None:
+        if not result.tool_calls:
+            return None
+        return [ToolCallOut(function=ToolCallFunction(name=c.name, arguments=_object(c.arguments)))
+                for c in result.tool_calls]  # fmt: skip
+
+    def final(result: Finished) -> ChatChunk:
+        message = MessageOut(content=result.text, tool_calls=calls(result))
+        return ChatChunk(model=name, message=message, done=True, done_reason=_reason(result),
+                         **durations(result.timings))  # fmt: skip
+
+    def finish(result: Finished) -> list[ChatChunk]:
+        """Ollama sends a call whole, in a chunk of its own, before the final one."""
+        found = calls(result)
+        last = ChatChunk(model=name, message=MessageOut(content=""), done=True, done_reason=_reason(result),
+                         **durations(result.timings))  # fmt: skip
+        return [ChatChunk(model=name, message=MessageOut(content="", tool_calls=found)), last] if found else [last]
+
+    return await respond(
+        request,
+        decision,
+        events,
+        stream=body.stream,
+        final=final,
+        on_delta=lambda piece: ChatChunk(model=name, message=MessageOut(content=piece)),
+        on_finish=finish,
+        ollama=True,
+    )
+
+
+def _object(arguments: str) -> dict[str, Any]:
+    """Ollama sends arguments as an object; arguments that are not a JSON object are kept as ``{"raw": ...}``."""
+    try:
+        value = json.loads(arguments)
+    except json.JSONDecodeError:
+        return {"raw": arguments}
+    return value if isinstance(value, dict) else {"raw": arguments}
+
+
+# --------------------------------------------------------------------------- models
+
+
+def ollama_name(model_id: str, route: str) -> str:
+    """The Ollama-style name of a model (``qwen2.5-coder:1.5b``), from the catalog; else the route name."""
+    spec = find(model_id)
+    names = [a for a in spec.aliases if ":" in a] if spec is not None else []
+    return names[0] if names else route
+
+
+def _details(engine: Engine) -> dict[str, Any]:
+    info = engine.backend.info
+    size = re.search(r"(\d+(?:\.\d+)?)b", info.model_id.lower())
+    quant = re.search(r"(q\d(?:_[a-z0-9]+)*|f16|bf16|f32)\.gguf$", Path(info.path).name.lower())
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": "qwen2" if "qwen" in info.model_id.lower() else info.model_id.split("-")[0],
+        "families": ["qwen2"] if "qwen" in info.model_id.lower() else [],
+        "parameter_size": f"{size.group(1)}B" if size else "",
+        "quantization_level": quant.group(1).upper() if quant else "",
+    }
+
+
+def _file(engine: Engine) -> tuple[int, str]:
+    path = Path(engine.backend.info.path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return 0, now()
+    return stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _digest(engine: Engine) -> str:
+    spec = find(engine.backend.info.model_id)
+    return spec.sha256 if spec is not None else ""
+
+
+def _models(state: AppState) -> list[tuple[str, str, Engine]]:
+    """(name, route, engine): each engine by its Ollama-style name and by its route name."""
+    out: list[tuple[str, str, Engine]] = []
+    for route, engine in state.engines.routes.items():
+        name = ollama_name(engine.backend.info.model_id, route)
+        out += [(name, route, engine)] + ([(route, route, engine)] if name != route else [])
+    return out
+
+
+def _card(name: str, engine: Engine) -> dict[str, Any]:
+    size, modified = _file(engine)
+    return {"name": name, "model": name, "modified_at": modified, "size": size, "digest": _digest(engine),
+            "details": _details(engine)}  # fmt: skip
+
+
+@router.get("/api/tags")
+async def tags(state: State) -> dict[str, Any]:
+    return {"models": [_card(name, engine) for name, _, engine in _models(state)]}
+
+
+@router.get("/api/ps")
+async def ps(state: State) -> dict[str, Any]:
+    """The loaded models: all of them, always (codespark loads its engines at start and keeps them)."""
+    models = []
+    for name, _, engine in _models(state):
+        card = _card(name, engine)
+        models.append({**card, "expires_at": "2318-01-01T00:00:00Z", "size_vram": 0,
+                       "context_length": engine.n_ctx})  # fmt: skip
+    return {"models": models}
+
+
+# Ollama's clients read a model's template to see whether it can fill in the middle (Continue looks for
+# ".Suffix").  This one describes what codespark does: with a suffix, the model's FIM prompt; without, its
+# own chat template (the GGUF's), applied by codespark.
+_TEMPLATE = (
+    "{{- if .Suffix }}<|fim_prefix|>{{ .Prompt }}<|fim_suffix|>{{ .Suffix }}<|fim_middle|>"
+    "{{- else }}{{ .Prompt }}{{- end }}"
+)
+
+
+@router.post("/api/show")
+async def show(body: ShowRequest, state: State) -> dict[str, Any]:
+    body.log_unknown("/api/show")
+    name = body.model or body.name
+    if not name:
+        raise InvalidRequestError("Send the model's name in 'model'.", param="model")
+    decision = state.router.pinned(name) or state.router.deep(None)
+    engine = state.engines.routes[decision.route]
+    info = engine.backend.info
+    return {
+        "modelfile": f"# served by codespark {__version__}\nFROM {info.path}\n",
+        "parameters": f"num_ctx {engine.n_ctx}",
+        "template": _TEMPLATE,
+        "chat_template": info.chat_template or chat.CHATML,
+        "details": _details(engine),
+        "model_info": {
+            "general.architecture": "qwen2",
+            "general.basename": info.model_id,
+            "qwen2.context_length": info.n_ctx_train,
+        },
+        "capabilities": ["completion", "insert", "tools"],
+        "modified_at": _file(engine)[1],
+    }
+
+
+@router.get("/api/version")
+async def version() -> dict[str, str]:
+    return {"version": OLLAMA_API_VERSION, "codespark": __version__}
