@@ -115,9 +115,13 @@ class FimStops:
 
     The last two are the usual editor policy (single-line inside code,
     multi-line at an empty block); ``block=False`` turns them off.
+
+    ``min_indent`` (llama-server's ``n_indent``, which llama.vim sends): a later
+    line indented by fewer whitespace characters ends the answer before it.
     """
 
-    def __init__(self, prefix: str, suffix: str, block: bool = True) -> None:
+    def __init__(self, prefix: str, suffix: str, block: bool = True, min_indent: int = 0) -> None:
+        self._min_indent = min_indent
         self._head = prefix.rsplit("\n", 1)[-1]  # the cursor line, before the cursor
         self._echo = echo_target(suffix)
         blank = suffix[: len(suffix) - len(suffix.lstrip())]
@@ -166,6 +170,8 @@ class FimStops:
                 continue
             if i > 0 and self._echo is not None and complete and line.strip() == self._echo.line:
                 return self._drop_lead(text, start)
+            if i > 0 and _indent(line) < self._min_indent:
+                return self._end_before(text, start)
             if not self._block:
                 continue
             indent = _indent(full)

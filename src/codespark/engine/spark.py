@@ -219,6 +219,7 @@ class FimSessions:
         t_max_predict_ms: float | None = None,
         block_stops: bool = True,
         max_queue: int | None = None,
+        min_indent: int = 0,
     ) -> FimJob:
         """Prepare an anchored generation of ``req`` on ``engine`` (``max_queue``: see ``Engine.prepare``)."""
         state = self._session(session)
@@ -252,7 +253,7 @@ class FimSessions:
             prompt=prompt,
             params=params,
             stops=stops,
-            policy=FimStops(fitted.prefix + typed, fitted.suffix, block_stops),
+            policy=FimStops(fitted.prefix + typed, fitted.suffix, block_stops, min_indent),
             t_max_predict_ms=t_max_predict_ms,
             heal=heal,
         )

@@ -258,13 +258,21 @@ InputExtra = ContextFile
 class InfillRequest(_Sampled):
     """llama-server ``POST /infill`` (the fields llama.vim and llama.vscode send)."""
 
+    id_slot: int | None = Field(None, description="Accepted; codespark keeps a KV session per document instead.")
     input_prefix: str = ""
     input_suffix: str = ""
     input_extra: list[InputExtra] = Field(default_factory=list)
     prompt: str = Field("", description="Text typed after input_prefix on the cursor line.")
     n_predict: int | None = Field(None, ge=-1)
+    n_indent: int = Field(0, ge=0, description="A later line indented by fewer characters ends the answer.")
     stream: bool = False
+    samplers: list[str] | None = Field(None, description="Accepted; codespark's sampler chain is fixed.")
+    cache_prompt: bool = Field(True, description="Accepted; codespark always reuses the KV cache.")
+    t_max_prompt_ms: float | None = Field(None, description="The router's budget for the prompt (negative: none).")
     t_max_predict_ms: float | None = Field(None, ge=0)
+    response_fields: list[str] | None = Field(
+        None, description="Only these fields, nested ones as 'timings/prompt_n' keys (llama-server's shape)."
+    )
     temperature: float = Field(0.0, ge=0, le=2)
     top_k: int = Field(40, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)

@@ -53,6 +53,7 @@ class FimCall:
     session: str | None = None  # the client's own session id (X-Session, a body field), if it sends one
     t_max_predict_ms: float | None = None
     budget_ms: float | None = None
+    min_indent: int = 0  # llama-server's n_indent: a later line indented less ends the answer
 
 
 @dataclass
@@ -139,6 +140,7 @@ class FimService:
             call.t_max_predict_ms,
             self.settings.fim_block_stops,
             self.settings.fim_max_queue,
+            call.min_indent,
         )
         events = self.sessions.events(job, decision.engine, session)
         return FimAnswer(decision, self._observed(decision, events), context)
