@@ -4,7 +4,8 @@ It answers chat requests by echoing the last user message back, one character
 per SSE chunk, so any placeholder in it arrives split across chunks.  A request
 with ``tools`` is answered with a call of the first tool whose arguments are
 ``{"text": <the message>}``, streamed OpenAI's way in 3-character pieces.
-``fail`` makes it answer with that HTTP status instead.
+``/v1/completions`` and llama-server's ``/infill`` stream ``fim_answer`` (a FIM
+upstream).  ``fail`` makes it answer with that HTTP status instead.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ class FakeUpstream:
     received: list[bytes] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     fail: int | None = None
+    fim_answer: str = "a + b"
+    paths: list[str] = field(default_factory=list)
 
     def all_bytes(self) -> bytes:
         return b"\n".join(self.received)
@@ -66,6 +69,28 @@ def _app(state: FakeUpstream) -> FastAPI:
             yield f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()
 
         return StreamingResponse(calls() if body.get("tools") else stream(), media_type="text/event-stream")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await _fim(request, lambda piece: {"choices": [{"index": 0, "text": piece, "finish_reason": None}]})
+
+    @app.post("/infill")
+    async def infill(request: Request) -> Response:
+        return await _fim(request, lambda piece: {"content": piece, "stop": False})
+
+    async def _fim(request: Request, shape: Callable[[str], dict[str, object]]) -> Response:
+        raw = await request.body()
+        state.received.append(raw)
+        state.paths.append(request.url.path)
+        if state.fail is not None:
+            return JSONResponse({"error": {"message": "upstream says no", "type": "x"}}, status_code=state.fail)
+
+        async def stream() -> AsyncIterator[bytes]:
+            for i in range(0, len(state.fim_answer), 2):
+                yield f"data: {json.dumps(shape(state.fim_answer[i : i + 2]))}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
 
     return app
 

@@ -28,6 +28,10 @@ def default_cache_dir() -> Path:
     return Path(base) / "codespark"
 
 
+# How an upstream does fill-in-the-middle (see engine/remote_fim.py).
+FimKind = Literal["none", "infill", "suffix", "qwen", "starcoder", "codellama", "deepseek"]
+
+
 class UpstreamSettings(BaseModel):
     """One OpenAI-compatible provider (vLLM, llama-server, a hosted API)."""
 
@@ -42,6 +46,12 @@ class UpstreamSettings(BaseModel):
     connect_timeout_s: float = Field(5.0, gt=0, description="Timeout for connecting and for the response headers.")
     retries: int = Field(2, ge=0, le=10, description="Retries (with exponential backoff) before falling back.")
     cooldown_s: float = Field(30.0, ge=0, description="After a failure, go straight to the fallback for this long.")
+    fim: FimKind = Field(
+        "none",
+        description="Fill-in-the-middle here too: 'infill' (a llama-server), 'suffix' (OpenAI completions with "
+        "suffix), or the model's raw prompt format sent as a plain prompt: 'qwen', 'starcoder', 'codellama', "
+        "'deepseek' (vLLM).  'none': keystrokes stay local.",
+    )
 
     def api_key(self) -> str | None:
         if self.api_key_env:

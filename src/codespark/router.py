@@ -14,7 +14,10 @@ and whether an engine is busy.  Policy, from the settings:
   queue is past the keystroke limit (``fim_max_queue``) while spark's is not.  When
   neither fits (a cold prompt costs seconds on either), quality wins: spark is
   not enough faster to be worth its lower pass rate.  ``router_fim`` = ``spark``
-  or ``codex`` fixes the choice instead.
+  or ``codex`` fixes the choice instead.  When the ``codex_upstream`` does FIM
+  (``[[upstreams]] fim``), a keystroke that names no model goes there while its
+  measured time to first token fits the budget (and it is up), with the local
+  choice as its fallback.
 
 Time estimates come from each engine's measured speeds (moving averages of
 prefill and decode milliseconds per token), so the policy adapts to the machine.
@@ -22,6 +25,7 @@ prefill and decode milliseconds per token), so the policy adapts to the machine.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 from codespark.engine.engine import Engine, Timings
@@ -79,6 +83,12 @@ class Router:
         self.fim_policy = fim_policy
         self.default_budget_ms = default_budget_ms
         self.speed = {r: EngineSpeed(*_DEFAULT_SPEED.get(r, (10.0, 40.0))) for r in engines.routes}
+        self.upstream_fim_ms: float | None = None  # moving mean of the FIM upstream's time to first token
+        self.upstream_fim_down_until = 0.0  # after a refused keystroke, FIM stays local until then
+
+    def observe_upstream_fim(self, ttft_ms: float) -> None:
+        mean = self.upstream_fim_ms
+        self.upstream_fim_ms = ttft_ms if mean is None else mean + 0.2 * (ttft_ms - mean)
 
     def observe(self, route: str, timings: Timings) -> None:
         if route in self.speed and not timings.typed_ahead:
@@ -130,8 +140,10 @@ class Router:
         budget_ms: float | None,
         tokens_to_evaluate: dict[str, int],
         max_queue: int | None = None,
+        upstream: bool = True,
     ) -> Decision:
-        """Inline FIM: the quality engine if it fits the latency budget, else spark.
+        """Inline FIM: the FIM upstream if it fits the latency budget (``upstream``), else the quality engine
+        if it fits, else spark.
 
         ``max_queue``: the keystroke queue limit; when codex has more waiting (chat, SQL) and spark
         has room, spark answers rather than the keystroke being shed.
@@ -139,6 +151,24 @@ class Router:
         pinned = self.pinned(model)
         if pinned:
             return pinned
+        local = self._local_fim(budget_ms, tokens_to_evaluate, max_queue)
+        up = self.codex_upstream
+        if not upstream or up is None or up.cfg.fim == "none" or not up.available:
+            return local
+        if time.monotonic() < self.upstream_fim_down_until:
+            return local
+        budget = budget_ms if budget_ms is not None else self.default_budget_ms
+        measured = self.upstream_fim_ms
+        if measured is not None and measured > budget:
+            return local
+        why = "not measured yet" if measured is None else f"~{measured:.0f} <= {budget:.0f} ms"
+        return replace(
+            local, route=f"upstream:{up.name}", upstream=up, reason=f"fim: {up.name} fits the budget ({why})"
+        )
+
+    def _local_fim(
+        self, budget_ms: float | None, tokens_to_evaluate: dict[str, int], max_queue: int | None
+    ) -> Decision:
         routes = self.engines.routes
         if self.fim_policy in routes:
             return Decision(self.fim_policy, routes[self.fim_policy], f"policy: router_fim={self.fim_policy}")

@@ -30,7 +30,7 @@ from codespark.engine.engine import Delta, Event, Finished, Timings
 from codespark.errors import UpstreamError, UpstreamUnavailable
 from codespark.guard.redactor import Redactor
 
-Endpoint = Literal["chat/completions", "completions"]
+Endpoint = Literal["chat/completions", "completions", "infill"]  # infill: llama-server's, at the server's root
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -83,12 +83,17 @@ class Upstream:
             on_redacted(redactor.kinds())
         return self._events(response, endpoint, redactor, started)
 
+    def _url(self, endpoint: Endpoint) -> str:
+        if endpoint == "infill":
+            return self.cfg.base_url.rstrip("/").removesuffix("/v1") + "/infill"
+        return endpoint
+
     async def _open(self, endpoint: Endpoint, body: dict[str, Any]) -> httpx.Response:
         error = ""
         for attempt in range(self.cfg.retries + 1):
             if attempt:
                 await self._sleep(0.25 * 2 ** (attempt - 1))
-            request = self._client.build_request("POST", endpoint, json=body)
+            request = self._client.build_request("POST", self._url(endpoint), json=body)
             try:
                 # A provider that accepts the connection and never answers must not hold the request for the
                 # whole read timeout: the response headers are due within connect_timeout_s (streams send them
@@ -131,6 +136,9 @@ class Upstream:
                     if "error" in chunk:
                         raise UpstreamError(f"Upstream {self.name!r} failed mid-answer: {_error_message(data)}")
                     usage = chunk.get("usage") or usage
+                    if endpoint == "infill":  # llama-server: {"content": ..., "stop": ...}, counts on the last
+                        usage = _infill_usage(chunk) or usage
+                        chunk = {"choices": [{"text": chunk.get("content") or "", "finish_reason": None}]}
                     for choice in chunk.get("choices") or []:
                         piece = _choice_text(choice, endpoint) + calls.feed(choice)
                         finish = choice.get("finish_reason") or finish
@@ -166,11 +174,16 @@ def redact_payload(payload: dict[str, Any], redactor: Redactor) -> dict[str, Any
     body = dict(payload)
     if "messages" in body:
         body["messages"] = [_redact_message(m, redactor) for m in body["messages"]]
-    for key in ("prompt", "suffix"):
+    for key in ("prompt", "suffix", "input_prefix", "input_suffix"):
         if isinstance(body.get(key), str):
             body[key] = redactor.redact(body[key])
         elif isinstance(body.get(key), list):
             body[key] = [redactor.redact(p) if isinstance(p, str) else p for p in body[key]]
+    if isinstance(body.get("input_extra"), list):  # llama-server infill: context files
+        body["input_extra"] = [
+            {**e, "text": redactor.redact(e["text"])} if isinstance(e, dict) and isinstance(e.get("text"), str) else e
+            for e in body["input_extra"]
+        ]
     stop = body.get("stop")
     if isinstance(stop, str):
         body["stop"] = redactor.redact(stop)
@@ -232,8 +245,15 @@ class _CallsAsText:
         return ("{}" if not self.arguments else "") + "}\n</tool_call>"
 
 
+def _infill_usage(chunk: dict[str, Any]) -> dict[str, Any]:
+    if not chunk.get("stop"):
+        return {}
+    return {"prompt_tokens": chunk.get("tokens_evaluated", 0), "completion_tokens": chunk.get("tokens_predicted", 0),
+            "prompt_tokens_details": {"cached_tokens": chunk.get("tokens_cached", 0)}}  # fmt: skip
+
+
 def _choice_text(choice: dict[str, Any], endpoint: Endpoint) -> str:
-    if endpoint == "completions":
+    if endpoint in ("completions", "infill"):
         return str(choice.get("text") or "")
     delta = choice.get("delta") or choice.get("message") or {}
     return str(delta.get("content") or "")

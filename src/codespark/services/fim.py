@@ -21,17 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 
 from codespark.config import Settings
 from codespark.context.retrieve import Snippet, merge_by_path
 from codespark.context.service import RepoContext
+from codespark.engine import remote_fim
 from codespark.engine.backend import SamplingParams
-from codespark.engine.engine import Engine, Event, Prepared
-from codespark.engine.fim import ExtraFile, FimRequest
+from codespark.engine.engine import Delta, Engine, Event, Finished, Prepared, Timings
+from codespark.engine.fim import ExtraFile, FimRequest, FimStops
 from codespark.engine.spark import FimSessions
+from codespark.engine.text import TextAssembler
+from codespark.engine.upstream import Endpoint, Upstream
+from codespark.errors import UpstreamError, UpstreamUnavailable
 from codespark.metrics import Metrics
 from codespark.router import Decision, Router
 from codespark.services.observe import observed
@@ -130,6 +136,15 @@ class FimService:
                 # token), not tokenized twice more only to learn that a cold prompt misses the budget.
                 to_evaluate[route] = min(engine.n_ctx, (len(req.prefix) + len(req.suffix)) // 3 + 1)
         decision = router.fim(call.model, call.budget_ms, to_evaluate, self.settings.fim_max_queue)
+        if decision.upstream is not None:
+            answer = await self._upstream(decision, decision.upstream, call, req)
+            if not isinstance(answer, str):
+                return FimAnswer(decision, answer, context)
+            why = answer
+            decision = replace(
+                router.fim(call.model, call.budget_ms, to_evaluate, self.settings.fim_max_queue, upstream=False),
+                fallback=f"upstream {decision.upstream.name}: {why}",
+            )
         job = self.sessions.plan(
             decision.route,
             decision.engine,
@@ -144,6 +159,31 @@ class FimService:
         )
         events = self.sessions.events(job, decision.engine, session)
         return FimAnswer(decision, self._observed(decision, events), context)
+
+    async def _upstream(
+        self, decision: Decision, up: Upstream, call: FimCall, req: FimRequest
+    ) -> AsyncGenerator[Event, None] | str:
+        """The keystroke on the FIM upstream (redacted by ``Upstream.start``), with the same stop rules as
+        a local answer; or why it cannot answer now (the caller falls back to a local engine).  A refusal
+        (say, no ``suffix`` support) keeps keystrokes local for the upstream's cooldown; chat still goes."""
+        kind = up.cfg.fim
+        endpoint: Endpoint = "infill" if kind == "infill" else "completions"
+
+        def count(kinds: dict[str, int]) -> None:
+            if self.metrics is not None:
+                for name, n in kinds.items():
+                    self.metrics.redactions.labels(name).inc(n)
+
+        try:
+            events = await up.start(endpoint, remote_fim.body(kind, req, call.params, call.stops), on_redacted=count)
+        except (UpstreamUnavailable, UpstreamError) as exc:
+            if isinstance(exc, UpstreamError):
+                self.router.upstream_fim_down_until = time.monotonic() + up.cfg.cooldown_s
+            if self.metrics is not None:
+                self.metrics.upstream_fallbacks.labels(up.name).inc()
+            return exc.message
+        policy = FimStops(req.prefix, req.suffix, self.settings.fim_block_stops, call.min_indent)
+        return self._observed(decision, _policed(events, call.stops, policy, self.router))
 
     def expire(self, ttl_s: float) -> int:
         return self.sessions.expire(ttl_s)
@@ -166,6 +206,36 @@ class FimService:
             repo.for_completion, req.filename, req.prefix, req.suffix, self.settings.context_tokens, client, mode
         )
         return replace(req, extra=tuple(ExtraFile(path, text) for path, text in merge_by_path(pieces))), pieces
+
+
+async def _policed(
+    events: AsyncGenerator[Event, None], stops: tuple[str, ...], policy: FimStops, router: Router
+) -> AsyncGenerator[Event, None]:
+    """An upstream's answer cut by the local FIM rules and stop strings; its time to first token goes to the
+    router.  Cutting closes the upstream stream, which stops its generation."""
+    text = TextAssembler(stops, policy)
+    started = time.perf_counter()
+    first: float | None = None
+    async with aclosing(events) as stream:
+        async for item in stream:
+            if isinstance(item, Delta):
+                first = first if first is not None else time.perf_counter()
+                piece = text.push(item.text.encode())
+                if piece:
+                    yield Delta(piece)
+                if text.stopped:
+                    break
+            elif isinstance(item, Finished):
+                tail = text.finish()
+                if tail:
+                    yield Delta(tail)
+                router.observe_upstream_fim(item.timings.ttft_ms)
+                yield replace(item, text=text.text)
+                return
+    ended = time.perf_counter()
+    ttft = ((first or ended) - started) * 1000
+    router.observe_upstream_fim(ttft)
+    yield Finished(text.text, "stop", Timings(0, 0, 0, ttft, ttft, (ended - (first or ended)) * 1000))
 
 
 def one_shot(
