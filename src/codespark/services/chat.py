@@ -13,6 +13,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from codespark import modes
 from codespark.config import Settings
 from codespark.context.service import RepoContext
 from codespark.engine import chat
@@ -76,7 +77,10 @@ class ChatService:
 
     async def chat(self, call: ChatCall) -> tuple[Decision, AsyncGenerator[Event, None]]:
         """The decision and the answer's events (the upstream's, restored, or the local engine's)."""
-        chosen = self.router.deep(call.model)
+        contents, mode = modes.take_all([m.content for m in call.messages])
+        if mode is not None:
+            call = replace(call, messages=[replace(m, content=c) for m, c in zip(call.messages, contents, strict=True)])
+        chosen = modes.deep(self.router, mode, call.model)
         repo_map = await self._repo_map(call)
         up = chosen.upstream
         if up is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 
+from codespark import modes
 from codespark.config import Settings
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Event, GenerationRequest
@@ -30,7 +31,11 @@ class CompletionService:
         model: str | None = None,
     ) -> tuple[Decision, AsyncGenerator[Event, None]]:
         """The decision and the events; ``max_tokens`` None fills what the context leaves."""
-        decision = self.router.plain(model)
+        prompt, mode = modes.take(prompt)
+        pinned = modes.model_for(self.router, mode, model)
+        decision = self.router.plain(pinned)
+        if mode is not None and pinned == mode:
+            decision = modes.explain(decision, mode)
         engine = decision.engine
         if max_tokens is None:
             max_tokens = min(self.settings.max_tokens_limit, engine.n_ctx - engine.count_tokens(prompt))

@@ -27,6 +27,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 
+from codespark import modes
 from codespark.config import Settings
 from codespark.context.retrieve import Snippet, merge_by_path
 from codespark.context.service import RepoContext
@@ -111,7 +112,21 @@ class FimService:
         self.sessions = FimSessions(metrics)
 
     async def complete(self, call: FimCall) -> FimAnswer:
-        """Plan ``call``; the events run the generation when iterated."""
+        """Plan ``call``; the events run the generation when iterated.  A ``[Mode: ...]`` tag in the text
+        pins the engine and is taken out first."""
+        prefix, mode = modes.take(call.request.prefix)
+        suffix, after = modes.take(call.request.suffix)
+        mode = mode or after
+        if mode is None:
+            return await self._complete(call)
+        pinned = modes.model_for(self.router, mode, call.model)
+        answer = await self._complete(replace(call, request=replace(call.request, prefix=prefix, suffix=suffix),
+                                              model=pinned))  # fmt: skip
+        if pinned == mode:
+            answer.decision = modes.explain(answer.decision, mode)
+        return answer
+
+    async def _complete(self, call: FimCall) -> FimAnswer:
         router, routes = self.router, self.router.engines.routes
         session = session_name(call)
         pinned = router.pinned(call.model)
