@@ -154,3 +154,23 @@ def test_continue_autocomplete_request_shape(base: str, backends: dict[str, Fake
         lines = [json.loads(line) for line in r.iter_lines() if line.strip()]
     assert "".join(line["response"] for line in lines) == "return a + b" and lines[-1]["done"]
     assert "<|fim_suffix|>" in backends["codex"].prompts[-1]  # the -base name is the 1.5B here
+
+
+def test_tabby_ollama_completion_request_shape(base: str, backends: dict[str, FakeBackend]) -> None:
+    """Tabby's ``ollama/completion`` backend (TabbyML/tabby, crates/ollama-api-bindings/src/completion.rs) writes
+    the whole FIM prompt from its ``prompt_template`` and sends it with template "{{ .Prompt }}" (no template)
+    and options num_ctx, num_predict, seed, repeat_last_n, temperature.  It must take the FIM path, with the
+    markers as control tokens, not as text."""
+    body = {
+        "model": "qwen2.5-coder:1.5b",
+        "prompt": "<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n<|fim_middle|>",
+        "template": "{{ .Prompt }}",
+        "options": {"num_ctx": 2048, "num_predict": 64, "seed": 0, "repeat_last_n": 0, "temperature": 0.1},
+    }
+    with httpx.stream("POST", f"{base}/api/generate", json=body) as r:
+        lines = [json.loads(line) for line in r.iter_lines() if line.strip()]
+    assert "".join(line["response"] for line in lines) == "return a + b"
+    codex = backends["codex"]
+    tokens = codex._cache
+    assert codex.special_token("<|fim_middle|>") in tokens and codex.special_token("<|fim_prefix|>") in tokens
+    assert "<|fim_prefix|>" not in bytes(t for t in tokens if t < 256).decode()  # no marker left as text

@@ -54,6 +54,26 @@ def raw_prompt(kind: str, req: FimRequest) -> str:
     return f"{head}{fmt.prefix}{req.prefix}{fmt.suffix}{req.suffix}{fmt.middle}"
 
 
+def parse_prompt(prompt: str) -> FimRequest | None:
+    """A whole FIM prompt a client wrote itself (Tabby's ``prompt_template``, sent raw), back into its prefix
+    and suffix, so it takes the FIM path with real control tokens; None when it is no known format.
+    Text before the prefix marker (a repo-level header) is dropped."""
+    for fmt in RAW_FORMATS.values():
+        start = prompt.find(fmt.prefix.strip())
+        end = prompt.rfind(fmt.middle.strip())
+        if start < 0 or end < 0 or prompt[end:].strip() != fmt.middle.strip():
+            continue
+        body = prompt[start + len(fmt.prefix.strip()) : end]
+        prefix, hole, suffix = body.partition(fmt.suffix.strip())
+        if not hole:
+            continue
+        if fmt.prefix.endswith(" "):  # codellama's "<PRE> {prefix} <SUF>{suffix} <MID>": its spaces are format
+            prefix = prefix.removeprefix(" ").removesuffix(" ")
+            suffix = suffix.removesuffix(" ")
+        return FimRequest(prefix, suffix)
+    return None
+
+
 def body(kind: FimKind, req: FimRequest, params: SamplingParams, stops: tuple[str, ...]) -> dict[str, Any]:
     """The request body for an upstream of ``kind`` (not ``none``)."""
     sampling: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p}

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from codespark import __version__
-from codespark.engine import chat
+from codespark.engine import chat, remote_fim
 from codespark.engine.engine import Engine, Finished
 from codespark.engine.fim import FimRequest
 from codespark.engine.tools import parse_tools
@@ -70,7 +70,7 @@ def _reason(result: Finished) -> str:
 
 def _ignored(endpoint: str, body: GenerateRequest | ChatRequest) -> None:
     body.log_unknown(endpoint)
-    for name in ("template", "context", "think"):
+    for name in ("context", "think"):
         if getattr(body, name, None) not in (None, "", []):
             log.info("%s: ignoring %s (codespark applies the model's own template and keeps its own KV cache)",
                      endpoint, name)  # fmt: skip
@@ -89,13 +89,18 @@ async def generate(body: GenerateRequest, request: Request, state: State, who: C
     _ignored("/api/generate", body)
     _no_images(body.images)
     options, name = body.options, body.model
+    # Tabby's ollama/completion sends template "{{ .Prompt }}": the prompt as it is, i.e. raw.
+    raw = body.raw or (body.template or "").replace(" ", "") == "{{.Prompt}}"
+    fim = FimRequest(body.prompt, body.suffix) if body.suffix is not None else None
+    if fim is None and raw:
+        fim = remote_fim.parse_prompt(body.prompt)  # a FIM prompt the client wrote (Tabby's prompt_template)
     if not body.prompt and body.suffix is None:  # Ollama's "load the model" request
         state.router.pinned(name)  # a 404 for a model that is not here
         return JSONResponse(GenerateChunk(model=name, response="", done=True, done_reason="load").model_dump())
-    if body.suffix is not None:
+    if fim is not None:
         answer = await state.fim.complete(
             FimCall(
-                FimRequest(body.prompt, body.suffix),
+                fim,
                 options.sampling(_max_tokens(state, options, state.settings.default_fim_max_tokens) or 0),
                 options.stops(),
                 name,
@@ -103,7 +108,7 @@ async def generate(body: GenerateRequest, request: Request, state: State, who: C
             )
         )
         decision, events = answer.decision, answer.events
-    elif body.raw:
+    elif raw:
         max_tokens = _max_tokens(state, options, None)
         decision, events = state.completion.complete(body.prompt, options.sampling(0), max_tokens, options.stops(),
                                                       name)  # fmt: skip
