@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval fim-eval bench-repair clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval fim-eval bench-repair bench-tools clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ bench-hardening: models
 bench-repair: models
 	$(PY) benchmarks/repair.py --part humaneval --rounds 2 --candidates 4 --json bench-out/repair-humaneval.json
 	$(PY) benchmarks/repair.py --part faults --bugs 100 --rounds 2 --candidates 3 --json bench-out/repair-faults.json
+
+bench-tools: models
+	$(PY) benchmarks/tool_calls.py --engines codex spark --json bench-out/tool_calls.json
 
 sql-eval: models
 	$(PY) benchmarks/sql_eval.py --engines codex spark --styles ddl compact --json bench-out/sql_eval.json

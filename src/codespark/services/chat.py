@@ -52,6 +52,7 @@ class ChatCall:
     tool_choice: Choice = "none"
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
+    constrained: bool = True  # False: no grammar (the benchmark's unconstrained baseline)
 
     @property
     def calls_tools(self) -> bool:
@@ -111,6 +112,8 @@ class ChatService:
         else:
             max_tokens = call.max_tokens
         grammar = answer_grammar(tools, call.tool_choice, call.parallel_tool_calls, call.response_format)
+        if not call.constrained:
+            grammar = None
         params = replace(call.params, max_tokens=max_tokens, grammar=grammar)
         request = GenerationRequest(prompt=prompt, params=params, stops=call.stops)
         events = engine.stream(engine.prepare(request, tokens))
