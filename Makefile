@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval fim-eval bench-repair bench-tools clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval fim-eval bench-repair bench-tools bench-clients clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,9 @@ bench-repair: models
 
 bench-tools: models
 	$(PY) benchmarks/tool_calls.py --engines codex spark --json bench-out/tool_calls.json
+
+bench-clients: models
+	$(PY) benchmarks/clients.py --json bench-out/clients.json
 
 sql-eval: models
 	$(PY) benchmarks/sql_eval.py --engines codex spark --styles ddl compact --json bench-out/sql_eval.json
