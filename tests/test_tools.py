@@ -163,6 +163,19 @@ def test_bad_tools_and_formats_are_400s(
     assert needle in error["message"] and error["type"] == "invalid_request_error"
 
 
+def test_hostile_schemas_are_400s_and_the_server_lives(client: TestClient) -> None:
+    def deep(depth: int) -> str:
+        return '{"type": "object", "properties": {"a": ' * depth + '{"type": "object"}' + "}}" * depth
+
+    remote = '{"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:1/evil.json"}}}'
+    for schema in (deep(200), deep(3000), remote):  # past the schema checker's recursion; the body parser's
+        tool = '{"type": "function", "function": {"name": "f", "parameters": ' + schema + "}}"
+        body = '{"messages": [{"role": "user", "content": "x"}], "tools": [' + tool + "]}"
+        r = client.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, r.text[:300]
+    assert client.get("/health").status_code == 200
+
+
 def test_response_format_json_schema_becomes_a_grammar(client: TestClient, backend: FakeBackend) -> None:
     schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
     fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}

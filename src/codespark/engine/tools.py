@@ -97,6 +97,8 @@ def check_schema(schema: Any, where: str, param: str) -> None:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise InvalidRequestError(f"{where} is not a valid JSON schema: {exc.message}", param=param) from exc
+    except RecursionError as exc:
+        raise InvalidRequestError(f"{where} is nested too deeply.", param=param) from exc
     _convert([(schema, "check")], where, param)
 
 
