@@ -16,8 +16,7 @@ from codespark.engine.engine import Engine
 from codespark.engine.fake import FakeBackend
 from codespark.engine.loader import Engines, aliases_for
 from codespark.server.app import create_app
-from tests.helpers import uvicorn_thread
-from tests.test_tools import CALL, TEMPLATE, WEATHER
+from tests.helpers import CALL, TEMPLATE, WEATHER, uvicorn_thread
 
 SPARK_ID, CODEX_ID = "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import jsonschema
-from llama_cpp.llama_grammar import SchemaConverter
 
 from codespark.engine.backend import Grammar
 from codespark.errors import InvalidRequestError
@@ -123,6 +122,8 @@ def parse_choice(choice: str | dict[str, Any] | None, tools: Sequence[Tool]) -> 
 
 def _convert(schemas: Sequence[tuple[dict[str, Any], str]], where: str, param: str) -> Any:
     """Rules for each (schema, rule name), in one converter (rule names stay unique; it is untyped)."""
+    from llama_cpp.llama_grammar import SchemaConverter  # pure Python, but importing the package loads llama.cpp
+
     converter: Any = SchemaConverter(  # type: ignore[no-untyped-call]
         prop_order={"name": 0, "arguments": 1}, allow_fetch=False, dotall=False,
                                 raw_pattern=False)  # fmt: skip
