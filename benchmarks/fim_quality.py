@@ -5,6 +5,11 @@ the missing line (greedy), and runs ``prompt + middle + suffix + test`` in a
 subprocess.  Reports the pass rate and the median TTFT per engine.
 
     python benchmarks/fim_quality.py --tasks 100 --engines spark codex
+    python benchmarks/fim_quality.py --tasks 100 --upstream infill qwen   # FIM through a llama-server upstream
+
+``--upstream KIND...``: codespark with a llama-server (the 1.5B, built by ``benchmarks/peers.py``) as its
+``codex_upstream`` with ``fim = KIND``; keystrokes name no model and a generous budget, so the router
+sends them upstream; each answer's ``X-Codespark-Engine`` is counted.
 """
 
 from __future__ import annotations
@@ -50,18 +55,22 @@ def passes(task: dict[str, Any], middle: str, timeout_s: float = 15) -> bool:
         Path(fh.name).unlink(missing_ok=True)
 
 
-def evaluate(base: str, engine: str, tasks: list[dict[str, Any]], n_predict: int) -> dict[str, Any]:
+def evaluate(
+    base: str, engine: str, tasks: list[dict[str, Any]], n_predict: int, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     results = []
     with httpx.Client(timeout=600) as http:
         for i, task in enumerate(tasks):
+            model = {} if extra is not None else {"model": engine}
             r = http.post(
                 base + "/infill",
                 json={
-                    "model": engine,
+                    **model,
                     "input_prefix": task["prompt"],
                     "input_suffix": task["suffix"],
                     "n_predict": n_predict,
                     "temperature": 0,
+                    **(extra or {}),
                 },
             )
             r.raise_for_status()
@@ -71,6 +80,7 @@ def evaluate(base: str, engine: str, tasks: list[dict[str, Any]], n_predict: int
                 {
                     "task_id": task["task_id"],
                     "pass": ok,
+                    "route": r.headers.get("X-Codespark-Engine", engine),
                     "middle": body["content"],
                     # llama-server reports prompt_ms where codespark reports ttft_ms.
                     "ttft_ms": body["timings"].get("ttft_ms", body["timings"].get("prompt_ms", 0.0)),
@@ -83,6 +93,7 @@ def evaluate(base: str, engine: str, tasks: list[dict[str, Any]], n_predict: int
     return {
         "engine": engine,
         "tasks": len(results),
+        "routes": {route: sum(x["route"] == route for x in results) for route in {x["route"] for x in results}},
         "pass_rate": sum(x["pass"] for x in results) / len(results),
         "median_ttft_ms": statistics.median(x["ttft_ms"] for x in results),
         "results": results,
@@ -106,6 +117,25 @@ def rescore(report: dict[str, Any], tasks: list[dict[str, Any]]) -> float:
     ) / len(report["results"])
 
 
+def through_upstream(kinds: list[str], tasks: list[dict[str, Any]], n_predict: int, out: Path) -> list[dict[str, Any]]:
+    """codespark in front of a llama-server upstream (1.5B), once per ``fim`` kind."""
+    from benchmarks.peers import llama_server
+    from codespark.config import Settings
+    from codespark.models.catalog import find
+
+    spec = find("1.5b")
+    assert spec is not None
+    reports = []
+    with llama_server(Settings().models_dir / spec.filename, [], out / "fim_upstream_peer.log") as peer:
+        for kind in kinds:
+            upstream = {"name": "gpu", "base_url": peer + "/v1", "model": "qwen", "fim": kind, "timeout_s": 600}
+            env = {"CODESPARK_UPSTREAMS": json.dumps([upstream]), "CODESPARK_CODEX_UPSTREAM": "gpu"}
+            with codespark_server(out / f"fim_upstream_{kind}.log", env) as base:
+                report = evaluate(base, f"upstream-{kind}", tasks, n_predict, extra={"max_latency_ms": 600_000})
+            reports.append(report)
+    return reports
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=100, help="evenly spaced tasks to run (default 100)")
@@ -119,12 +149,16 @@ def main() -> None:
         help="score llama.cpp's llama-server (PSM, built by benchmarks/peers.py) on this model; "
         "also reports its answers re-scored with codespark's stop rules applied client-side",
     )
+    parser.add_argument("--upstream", nargs="+", choices=["infill", "suffix", "qwen"],
+                        help="codespark with a llama-server codex upstream doing FIM this way")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench-out/fim_quality.json"))
     args = parser.parse_args()
     tasks = load_tasks(args.data, args.tasks)
     started = time.time()
     if args.url:
         reports = [evaluate(args.url, e, tasks, args.n_predict) for e in args.engines]
+    elif args.upstream:
+        reports = through_upstream(args.upstream, tasks, args.n_predict, args.out.parent)
     elif args.peer:
         from benchmarks.peers import llama_server
         from codespark.config import Settings
