@@ -181,7 +181,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
             ToolCallOut(id=c.id, type="function", function=FunctionCallOut(name=c.name, arguments=c.arguments))
             for c in result.tool_calls
         ]
-        message = ChatMessageOut(content=result.text or None if calls else result.text, tool_calls=calls or None)
+        content = (result.text or None) if calls else result.text  # OpenAI: null content beside tool calls
+        message = ChatMessageOut(content=content, tool_calls=calls or None)
         return ChatCompletion(
             id=ident,
             created=created,

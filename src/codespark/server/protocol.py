@@ -7,6 +7,7 @@ extensions after it, each described.  Unknown fields are accepted and logged.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -181,7 +182,10 @@ class ContentPart(BaseModel):
 
 class FunctionCall(BaseModel):
     name: str
-    arguments: str = "{}"  # JSON text, as OpenAI sends it
+    arguments: str | dict[str, Any] = "{}"  # JSON text, as OpenAI sends it (an object is accepted too)
+
+    def text(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
 
 
 class ToolCallIn(BaseModel):
@@ -208,7 +212,7 @@ class ChatMessage(BaseModel):
         return "".join(p.text or "" for p in self.content if p.type == "text")
 
     def to_message(self) -> chat.Message:
-        calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in self.tool_calls or ())
+        calls = tuple(ToolCall(c.id, c.function.name, c.function.text()) for c in self.tool_calls or ())
         return chat.Message(self.role, self.text(), calls, self.tool_call_id)
 
 

@@ -33,7 +33,7 @@ from codespark.errors import EngineError, InvalidRequestError, UpstreamUnavailab
 from codespark.guard.ignore import NeverSend
 from codespark.metrics import Metrics
 from codespark.router import Decision, Router
-from codespark.services.observe import observed
+from codespark.services.observe import count_redactions, observed
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,8 @@ class ChatService:
             return chosen, self._observed(chosen, self._local(chosen.engine, call, repo_map))
         payload = dict(call.upstream_options) | _tool_fields(call)
         payload["messages"] = [_openai_message(m) for m in _with_system_block(call, repo_map, self.never_send)]
-
-        def count(kinds: dict[str, int]) -> None:
-            if self.metrics is not None:
-                for kind, n in kinds.items():
-                    self.metrics.redactions.labels(kind).inc(n)
-
         try:
-            events = await up.start("chat/completions", payload, on_redacted=count)
+            events = await up.start("chat/completions", payload, on_redacted=count_redactions(self.metrics))
         except UpstreamUnavailable as exc:
             if self.metrics is not None:
                 self.metrics.upstream_fallbacks.labels(up.name).inc()

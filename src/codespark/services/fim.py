@@ -41,7 +41,7 @@ from codespark.engine.upstream import Endpoint, Upstream
 from codespark.errors import UpstreamError, UpstreamUnavailable
 from codespark.metrics import Metrics
 from codespark.router import Decision, Router
-from codespark.services.observe import observed
+from codespark.services.observe import count_redactions, observed
 from codespark.services.sql import SqlService
 
 DERIVED = "doc:"  # the mark of a session named after the document's text
@@ -183,14 +183,9 @@ class FimService:
         (say, no ``suffix`` support) keeps keystrokes local for the upstream's cooldown; chat still goes."""
         kind = up.cfg.fim
         endpoint: Endpoint = "infill" if kind == "infill" else "completions"
-
-        def count(kinds: dict[str, int]) -> None:
-            if self.metrics is not None:
-                for name, n in kinds.items():
-                    self.metrics.redactions.labels(name).inc(n)
-
+        body = remote_fim.body(kind, req, call.params, call.stops)
         try:
-            events = await up.start(endpoint, remote_fim.body(kind, req, call.params, call.stops), on_redacted=count)
+            events = await up.start(endpoint, body, on_redacted=count_redactions(self.metrics))
         except (UpstreamUnavailable, UpstreamError) as exc:
             if isinstance(exc, UpstreamError):
                 self.router.upstream_fim_down_until = time.monotonic() + up.cfg.cooldown_s

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
 from codespark.engine.engine import Event, Finished
@@ -25,6 +25,17 @@ def observed(
                 yield item
 
     return gen()
+
+
+def count_redactions(metrics: Metrics | None) -> Callable[[dict[str, int]], None]:
+    """The guard's callback: what it redacted on the way out, by kind, into ``/metrics``."""
+
+    def count(kinds: dict[str, int]) -> None:
+        if metrics is not None:
+            for kind, n in kinds.items():
+                metrics.redactions.labels(kind).inc(n)
+
+    return count
 
 
 def observe(route: str, result: Finished, metrics: Metrics | None, router: Router) -> None:
