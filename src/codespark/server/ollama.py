@@ -101,7 +101,7 @@ async def generate(body: GenerateRequest, request: Request, state: State, who: C
         answer = await state.fim.complete(
             FimCall(
                 fim,
-                options.sampling(_max_tokens(state, options, state.settings.default_fim_max_tokens) or 0),
+                options.to_sampling_params(_max_tokens(state, options, state.settings.default_fim_max_tokens) or 0),
                 options.stops(),
                 name,
                 caller=who,
@@ -110,14 +110,14 @@ async def generate(body: GenerateRequest, request: Request, state: State, who: C
         decision, events = answer.decision, answer.events
     elif raw:
         max_tokens = _max_tokens(state, options, None)
-        decision, events = state.completion.complete(body.prompt, options.sampling(0), max_tokens, options.stops(),
-                                                      name)  # fmt: skip
+        params = options.to_sampling_params(0)
+        decision, events = state.completion.complete(body.prompt, params, max_tokens, options.stops(), name)
     else:
         system = [chat.Message("system", body.system)] if body.system else []
         decision, events = await state.chat.chat(
             ChatCall(
                 messages=[*system, chat.Message("user", body.prompt)],
-                params=options.sampling(0),
+                params=options.to_sampling_params(0),
                 max_tokens=_max_tokens(state, options, None),
                 stops=options.stops(),
                 model=name,
@@ -158,7 +158,7 @@ async def chat_route(body: ChatRequest, request: Request, state: State) -> Respo
     decision, events = await state.chat.chat(
         ChatCall(
             messages=[m.to_message() for m in body.messages],
-            params=options.sampling(0),
+            params=options.to_sampling_params(0),
             max_tokens=_max_tokens(state, options, None),
             stops=options.stops(),
             model=name,

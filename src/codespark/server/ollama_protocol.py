@@ -13,21 +13,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from codespark.engine import chat
-from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Timings
 from codespark.engine.tools import ResponseFormat, ToolCall, check_schema, new_call_id
 from codespark.errors import InvalidRequestError
-from codespark.server.protocol import _Request
+from codespark.server.protocol import _Request, _Sampled
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-class Options(BaseModel):
+class Options(_Sampled):
     """The Modelfile parameters a request may set (``options``); others are accepted and ignored."""
 
-    model_config = ConfigDict(extra="allow")
     num_ctx: int | None = Field(None, ge=1)
     num_predict: int | None = Field(None, ge=-2)
     temperature: float = Field(0.8, ge=0, le=2)  # Ollama's defaults
@@ -37,17 +35,6 @@ class Options(BaseModel):
     repeat_penalty: float = Field(1.0, gt=0)
     seed: int | None = None
     stop: str | list[str] | None = None
-
-    def sampling(self, max_tokens: int) -> SamplingParams:
-        return SamplingParams(
-            max_tokens=max_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            min_p=self.min_p,
-            repeat_penalty=self.repeat_penalty,
-            seed=self.seed,
-        )
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
