@@ -7,7 +7,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -26,6 +26,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+if TYPE_CHECKING:
+    from codespark.migrate.run import Event as MigrationEvent
+
 console = Console(stderr=True)
 
 
@@ -422,6 +425,80 @@ def _report_fix(done: dict[str, object], applied: object, apply: bool) -> None:
     else:
         where = f" Partial progress is on branch {done['branch']}." if done.get("branch") and done["diff"] else ""
         console.print(f"[yellow]not fixed[/yellow] after {done['rounds']} rounds: {done['summary']}.{where}")
+
+
+@app.command()
+def migrate(
+    path: Annotated[Path, typer.Argument(help="The project to migrate (a git repo, or any folder).")] = Path("."),
+    recipe: Annotated[str, typer.Option("--recipe", help="The migration: unittest-to-pytest.")] = "",
+    apply: Annotated[bool, typer.Option("--apply", help="Put the migration into your tree (atomic).")] = False,
+    test_cmd: Annotated[str | None, typer.Option("--test-cmd", help="The project's pytest command.")] = None,
+    modules: Annotated[str | None, typer.Option("--modules", help="Only paths matching this glob.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Migrate code module by module, each verified before the next: it must compile, and a test recipe must
+    keep the same tests with the same outcomes.  Works in a git worktree until --apply.
+    Exit 0: every module verified; 1: some failed (they are left as they were); 2: usage error.
+    """
+    from codespark.agent.testrun import detect
+    from codespark.agent.workspace import Workspace
+    from codespark.migrate.registry import RECIPES
+    from codespark.migrate.run import MigrateOptions, Migration
+
+    if recipe not in RECIPES:
+        raise typer.BadParameter(f"use one of {', '.join(RECIPES)}", param_hint="--recipe")
+    if not path.is_dir():
+        raise _fail(CodesparkError(f"{path} is not a directory. Pass the project's root."))
+    try:
+        settings = load_settings(config)
+        ws = Workspace.open(path, settings.cache_dir, kind="migrate")
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    status = "failed"
+    try:
+        command = detect(ws.root, test_cmd) if test_cmd else None
+        migration = Migration(ws, RECIPES[recipe], command, MigrateOptions(modules=modules))
+        for event in migration.events():
+            if as_json:
+                sys.stdout.write(json.dumps(event.as_dict()) + "\n")
+                sys.stdout.flush()
+            else:
+                _show_migration(event)
+            if event.kind == "finished":
+                status = event.data["status"]
+        if apply and status != "failed":
+            changed = ws.apply()
+            console.print(f"[green]applied[/green] to {len(changed)} files" if changed else "nothing to apply")
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    finally:
+        ws.close()
+    raise typer.Exit(0 if status == "migrated" else 1)
+
+
+def _show_migration(event: MigrationEvent) -> None:
+    data = event.data
+    if event.kind == "plan":
+        console.print(f"[bold]{data['recipe']}[/bold]: {len(data['modules'])} modules, in import order "
+                      f"(checks: {', '.join(data['checks'])}; tests run by {data['runner']})")  # fmt: skip
+        for module in data["modules"]:
+            console.print(f"  {module}")
+    elif event.kind == "baseline":
+        console.print(f"baseline: {data['tests']} tests {data['outcomes']}")
+    elif event.kind == "module":
+        mark = {"verified": "[green]verified[/green]", "unchanged": "[dim]unchanged[/dim]"}.get(
+            data["status"], "[red]failed[/red]")  # fmt: skip
+        kept = f"; kept {len(data['kept'])}: {', '.join(data['kept'][:3])}" if data.get("kept") else ""
+        console.print(f"{mark} {data['path']}: {data['reason']}{kept}")
+    elif event.kind == "suite":
+        console.print(f"[red]the whole suite differs from the baseline[/red]: {'; '.join(data['problems'][:5])}")
+    elif event.kind == "finished":
+        if data["diff"]:
+            _stdout().print(data["diff"], highlight=False, markup=False, end="")
+        where = f" on branch {data['branch']}" if data.get("branch") else ""
+        console.print(f"[bold]{data['status']}[/bold]: {len(data['verified'])} verified, "
+                      f"{len(data['failed'])} failed{where}")  # fmt: skip
 
 
 @app.command()

@@ -85,7 +85,8 @@ class Workspace:
         return "" if rel == "." else rel + "/"
 
     @classmethod
-    def open(cls, source: Path, cache_dir: Path) -> Workspace:
+    def open(cls, source: Path, cache_dir: Path, kind: str = "fix") -> Workspace:
+        """A worktree (or temp copy) of ``source`` on a ``codespark/<kind>-<id>`` branch."""
         source = source.resolve()
         if not source.is_dir():
             raise InvalidRequestError(f"{source} is not a directory. Pass the project's root.", param="path")
@@ -101,10 +102,11 @@ class Workspace:
         copy_top = holder / "tree"
         try:
             if top is not None:
-                branch: str | None = f"codespark/fix-{run_id}"
+                name = f"codespark/{kind}-{run_id}"
+                branch: str | None = name
                 _git(top, "worktree", "add", "--quiet", "--detach", str(copy_top), "HEAD")
                 _sync(top, copy_top)
-                _git(copy_top, "switch", "--quiet", "-c", f"codespark/fix-{run_id}")
+                _git(copy_top, "switch", "--quiet", "-c", name)
             else:
                 top, branch = source, None
                 shutil.copytree(source, copy_top, ignore=_COPY_IGNORE, symlinks=True)
@@ -112,7 +114,7 @@ class Workspace:
             _link_dependencies(top, copy_top)
             _git(copy_top, "add", "-A")
             _git(copy_top, *_GIT_ID, "commit", "--quiet", "--no-verify", "--allow-empty", "-m",
-                 "codespark fix: the tree as it was (uncommitted changes included)")  # fmt: skip
+                 f"codespark {kind}: the tree as it was (uncommitted changes included)")  # fmt: skip
             baseline = _git(copy_top, "rev-parse", "HEAD").strip()
         except BaseException:
             _remove(holder, top)

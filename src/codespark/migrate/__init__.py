@@ -1,0 +1,1 @@
+"""Legacy migration that proves itself: recipes that rewrite code module by module, verified by tests."""

@@ -1,0 +1,55 @@
+"""The recipe interface: what a migration is, one module at a time.
+
+A recipe names the modules it applies to, rewrites one module's text (deterministically; what needs the
+model is reported, not guessed), and says how a rewritten module is verified.  A new migration (say,
+AngularJS to React) is one new module with one class; ``docs/MIGRATE.md`` shows how.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+Check = Literal["compile", "fidelity"]
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """One module after a recipe's mechanical rewrite."""
+
+    text: str
+    converted: int  # constructs rewritten
+    kept: tuple[str, ...] = ()  # constructs left as they were (still valid), for the reviewer
+    needs_model: tuple[str, ...] = ()  # what the recipe could not do itself
+    notes: tuple[str, ...] = field(default=())
+
+
+class Recipe(Protocol):
+    name: str
+    description: str
+    checks: tuple[Check, ...]  # "compile": the module must compile; "fidelity": the same tests, same outcomes
+
+    def applies_to(self, path: str, text: str) -> bool:
+        """Whether ``path`` (relative to the project) is one of the modules this recipe migrates."""
+        ...
+
+    def rewrite(self, path: str, text: str) -> Rewrite:
+        """The module rewritten; raises ``RecipeError`` when it cannot be parsed."""
+        ...
+
+
+class RecipeError(Exception):
+    """A module the recipe cannot rewrite (it does not parse, say); the run reports it and goes on."""
+
+
+def python_files(root: Path) -> list[str]:
+    """The project's Python files, relative, skipping virtual environments, caches and hidden folders."""
+    skip = {"venv", ".venv", "node_modules", "__pycache__", "build", "dist", "site-packages"}
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).parts
+        if any(p in skip or p.startswith(".") for p in parts[:-1]):
+            continue
+        out.append(path.relative_to(root).as_posix())
+    return out

@@ -1,0 +1,144 @@
+"""A migration run: plan, then each module rewritten, verified and committed, in a worktree until ``--apply``.
+
+Each module is checked before the next one starts: it must compile, and for a test recipe the fidelity
+check must hold: the module's tests, collected by pytest before and after, are the same ids with the same
+outcomes (a lost, added, skipped or newly failing test fails the module).  A module that fails is put
+back as it was and reported with the reason; the run goes on.  At the end the whole suite runs once more
+against the baseline.  Every verified module is one commit on the run's branch, so the history shows the
+migration module by module; the user's tree changes only with ``apply`` (all or none, as the fix loop).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codespark.agent.sandbox import Limits
+from codespark.agent.testrun import TestCommand, project_python
+from codespark.agent.workspace import Workspace
+from codespark.migrate.plan import order
+from codespark.migrate.recipe import Recipe, RecipeError, python_files
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # plan | baseline | module | suite | finished
+    data: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, **self.data}
+
+
+@dataclass(frozen=True)
+class MigrateOptions:
+    modules: str | None = None  # a glob over paths relative to the project root
+    limits: Limits = field(default_factory=lambda: Limits(timeout_s=600))
+    test_timeout_s: float = 60
+
+
+def fidelity(before: Mapping[str, str], after: Mapping[str, str], module: str | None = None) -> list[str]:
+    """What differs between two runs' outcomes (of ``module``'s tests only, when given); empty when none."""
+
+    def mine(ids: Mapping[str, str]) -> dict[str, str]:
+        return {t: o for t, o in ids.items() if module is None or t.split("::", 1)[0] == module}
+
+    old, new = mine(before), mine(after)
+    problems = [f"lost {t} ({old[t]} before)" for t in sorted(set(old) - set(new))]
+    problems += [f"new test {t} ({new[t]})" for t in sorted(set(new) - set(old))]
+    problems += [f"{t}: {old[t]} before, {new[t]} after" for t in sorted(set(old) & set(new)) if old[t] != new[t]]
+    return problems
+
+
+def pytest_command(root: Path, given: TestCommand | None) -> TestCommand:
+    """The runner the fidelity check reads outcomes from: the project's pytest command, or pytest itself
+    (which collects unittest suites with the same ids)."""
+    if given is not None and given.pytest:
+        return given
+    return TestCommand("pytest", f"{project_python(root)} -m pytest", "pytest collects the unittest suite")
+
+
+class Migration:
+    def __init__(self, workspace: Workspace, recipe: Recipe, command: TestCommand | None,
+                 options: MigrateOptions | None = None) -> None:  # fmt: skip
+        self.ws = workspace
+        self.recipe = recipe
+        self.options = options or MigrateOptions()
+        self.command = pytest_command(workspace.root, command)
+        self.results: list[dict[str, Any]] = []
+
+    def plan(self) -> list[str]:
+        root = self.ws.root
+        texts = {}
+        for path in python_files(root):
+            if self.options.modules and not fnmatch.fnmatch(path, self.options.modules):
+                continue
+            text = (root / path).read_text(encoding="utf-8", errors="replace")
+            if self.recipe.applies_to(path, text):
+                texts[path] = text
+        return order(texts)
+
+    def _run(self, only: tuple[str, ...] = ()) -> dict[str, str]:
+        report = self.command.run(self.ws.root, self.options.limits, only, self.options.test_timeout_s)
+        return dict(report.outcomes)
+
+    def events(self) -> Iterator[Event]:
+        plan = self.plan()
+        yield Event("plan", {"recipe": self.recipe.name, "modules": plan, "checks": list(self.recipe.checks),
+                             "runner": self.command.command, "branch": self.ws.branch})  # fmt: skip
+        baseline = self._run() if "fidelity" in self.recipe.checks else {}
+        if "fidelity" in self.recipe.checks:
+            yield Event("baseline", {"tests": len(baseline), "outcomes": _counts(baseline)})
+        for path in plan:
+            result = self._module(path, baseline)
+            self.results.append(result)
+            yield Event("module", result)
+        problems = fidelity(baseline, self._run()) if "fidelity" in self.recipe.checks and self.results else []
+        if problems:
+            yield Event("suite", {"ok": False, "problems": problems[:50]})
+        verified = [r["path"] for r in self.results if r["status"] == "verified"]
+        failed = [r["path"] for r in self.results if r["status"] == "failed"]
+        status = "migrated" if not failed and not problems else "partial" if verified else "failed"
+        yield Event("finished", {"status": status, "verified": verified, "failed": failed,
+                                 "unchanged": [r["path"] for r in self.results if r["status"] == "unchanged"],
+                                 "suite_problems": problems[:50], "changed": self.ws.changed(),
+                                 "branch": self.ws.branch, "diff": self.ws.diff()})  # fmt: skip
+
+    def _module(self, path: str, baseline: Mapping[str, str]) -> dict[str, Any]:
+        original = self.ws.read(path)
+        try:
+            rewrite = self.recipe.rewrite(path, original)
+        except RecipeError as exc:
+            return {"path": path, "status": "failed", "reason": str(exc)}
+        info = {"path": path, "converted": rewrite.converted, "kept": list(rewrite.kept),
+                "needs_model": list(rewrite.needs_model)}  # fmt: skip
+        if rewrite.text == original:
+            return {**info, "status": "unchanged", "reason": "nothing to rewrite"}
+        problem = _compiles(rewrite.text, path)
+        if problem is None and "fidelity" in self.recipe.checks:
+            self.ws.write(path, rewrite.text)
+            differences = fidelity(baseline, self._run((path,)), path)
+            problem = "; ".join(differences[:5]) if differences else None
+        if problem is not None:
+            self.ws.write(path, original)  # put back as it was: the run goes on without this module
+            return {**info, "status": "failed", "reason": problem}
+        self.ws.write(path, rewrite.text)
+        self.ws.commit(f"migrate {self.recipe.name}: {path}")
+        return {**info, "status": "verified", "reason": f"{rewrite.converted} rewritten, checks held"}
+
+
+def _compiles(text: str, path: str) -> str | None:
+    try:
+        compile(text, path, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return f"does not compile: {exc.msg} (line {exc.lineno})"
+    return None
+
+
+def _counts(outcomes: Mapping[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts

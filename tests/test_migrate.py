@@ -1,0 +1,221 @@
+"""``codespark migrate --recipe unittest-to-pytest``: the codemod's semantics, the import-order plan, the
+fidelity check catching a lost test, and the run in a real git repo with real pytest runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codespark.agent.workspace import Workspace
+from codespark.migrate.plan import order
+from codespark.migrate.recipe import Rewrite
+from codespark.migrate.run import Migration, fidelity
+from codespark.migrate.unittest_pytest import UnittestToPytestRecipe, convert
+from tests.fix_repos import git, make_repo, tree_state
+
+SUITE = '''"""Tests of the shapes module."""
+import math
+import unittest
+
+from shapes import area, parse
+
+
+class ShapeTests(unittest.TestCase):
+    def setUp(self):
+        self.side = 3
+
+    def test_area(self):
+        self.assertEqual(area(self.side), 9)
+        self.assertNotEqual(area(2), 5, "two squared is four")
+        self.assertTrue(area(1) == 1)
+        self.assertFalse(area(0) or area(0))
+        self.assertIn(area(2), [4, 8])
+        self.assertIsInstance(area(2), int)
+        self.assertGreater(area(3), area(2))
+        self.assertAlmostEqual(math.sqrt(area(2)), 2.0)
+        self.assertAlmostEqual(0.1 + 0.2, 0.3, places=9)
+        self.assertAlmostEqual(10.0, 10.4, delta=0.5)
+        self.assertNotAlmostEqual(1.0, 1.1)
+        self.assertAlmostEqual(float("inf"), float("inf"))
+        self.assertCountEqual([area(1), area(2)], [4, 1])
+
+    def test_parse_errors(self):
+        with self.assertRaises(ValueError) as cm:
+            parse("x")
+        self.assertIn("not a side", str(cm.exception))
+        self.assertRaises(ValueError, parse, "-1")
+        with self.assertRaisesRegex(ValueError, "not a side"):
+            parse("y")
+
+    @unittest.skipIf(sys.platform == "win32", "posix only")
+    def test_skipif(self):
+        self.assertIsNone(None)
+
+    @unittest.skip("not yet")
+    def test_skipped(self):
+        self.fail("never runs")
+
+    @unittest.skipUnless(False, "never on")
+    def test_skip_unless(self):
+        self.fail("never runs")
+
+    @unittest.expectedFailure
+    def test_known_bug(self):
+        self.assertEqual(area(-2), 0)
+
+    def test_a_failing_one(self):
+        self.assertEqual(area(2), 5)
+
+
+if __name__ == "__main__":
+    unittest.main()
+'''
+FILES = {
+    "shapes.py": (
+        "def area(side):\n    return side * side\n\n\n"
+        "def parse(text):\n    if not text.lstrip('-').isdigit() or int(text) < 0:\n"
+        "        raise ValueError(f'{text!r} is not a side')\n    return int(text)\n"
+    ),
+    "tests/__init__.py": "",
+    "tests/helpers.py": "import unittest\n\n\nclass Base(unittest.TestCase):\n    pass\n",
+    "tests/test_shapes.py": SUITE.replace("import unittest\n", "import sys\nimport unittest\n", 1),
+    "tests/test_more.py": (
+        "import unittest\n\nfrom tests.helpers import Base\n\n\nclass MoreTests(Base):\n"
+        "    def test_one(self):\n        self.assertEqual(1, 1)\n"
+    ),
+}
+
+
+def _outcomes(root: Path) -> dict[str, str]:
+    """Each test's outcome, by pytest's own junit report (independent of the code under test)."""
+    report = root / "report.xml"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
+                   cwd=root, capture_output=True, check=False)  # fmt: skip
+    import xml.etree.ElementTree as ET
+
+    out = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        kind = next((c.tag for c in case), "passed")
+        out[f"{case.get('classname')}.{case.get('name')}"] = kind
+    report.unlink()
+    return out
+
+
+def test_the_codemod_keeps_every_outcome(tmp_path: Path) -> None:
+    """The converted suite runs to the same outcome per test as the original (skips, the expected failure
+    and the failing test included), judged by pytest's own junit report."""
+    before_root = make_repo(tmp_path / "before", FILES, commit=False)
+    after_root = make_repo(tmp_path / "after", FILES, commit=False)
+    text, report = convert((after_root / "tests/test_shapes.py").read_text())
+    (after_root / "tests/test_shapes.py").write_text(text)
+    assert "self.assert" not in text.replace("self.assertCountEqual", "")
+    assert report.kept == ["assertCountEqual (line 26)"] and report.converted >= 18
+    assert "import pytest" in text and "pytest.raises(ValueError, match=" in text and "cm.value" in text
+    before, after = _outcomes(before_root), _outcomes(after_root)
+    assert before == after and len(before) == 8
+    assert list(before.values()).count("skipped") == 3  # 2 skips, and the expected failure
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("self.assertEqual(a or b, c)", "assert (a or b) == c"),
+        ("self.assertTrue(x, msg='m')", "assert x, 'm'"),
+        ("self.assertFalse(a == b)", "assert not (a == b)"),
+        ("self.assertIsNotNone(f(x))", "assert f(x) is not None"),
+        ("self.assertNotIsInstance(x, (int, str))", "assert not isinstance(x, (int, str))"),
+        ("self.assertLessEqual(len(x), 3)", "assert len(x) <= 3"),
+        ("self.assertEqual(*pair)", "self.assertEqual(*pair)"),  # not a fixed arity: kept
+        ("self.assertEqual(a, b, c, d)", "self.assertEqual(a, b, c, d)"),
+        ("x = self.assertTrue(y)", "x = self.assertTrue(y)"),  # not a statement of its own
+    ],
+)
+def test_assert_forms(line: str, expected: str) -> None:
+    text, _ = convert(f"class T:\n    def test(self):\n        {line}\n")
+    assert text.splitlines()[2].strip() == expected
+
+
+def test_the_plan_follows_the_import_graph() -> None:
+    texts = {
+        "tests/test_more.py": "from tests.helpers import Base\n",
+        "tests/helpers.py": "import unittest\n",
+        "tests/test_a.py": "from . import helpers\n",
+        "tests/test_b.py": "import tests.test_more\n",
+    }
+    plan = order(texts)
+    assert plan.index("tests/helpers.py") < plan.index("tests/test_more.py") < plan.index("tests/test_b.py")
+    assert plan.index("tests/helpers.py") < plan.index("tests/test_a.py")
+
+
+def test_fidelity_names_every_difference() -> None:
+    before = {"t.py::A::a": "passed", "t.py::A::b": "failed", "t.py::A::c": "skipped", "u.py::x": "passed"}
+    after = {"t.py::A::a": "passed", "t.py::A::b": "passed", "t.py::A::d": "passed", "u.py::x": "failed"}
+    problems = fidelity(before, after, "t.py")
+    assert problems == ["lost t.py::A::c (skipped before)", "new test t.py::A::d (passed)",
+                        "t.py::A::b: failed before, passed after"]  # fmt: skip
+
+
+def test_a_run_migrates_a_repo_and_leaves_the_users_tree_alone(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    (repo / "notes.txt").write_text("uncommitted work\n")
+    before = tree_state(repo)
+    ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
+    try:
+        events = list(Migration(ws, UnittestToPytestRecipe(), None).events())
+        finished = events[-1].data
+        assert events[0].data["modules"] == ["tests/helpers.py", "tests/test_shapes.py", "tests/test_more.py"]
+        assert finished["status"] == "migrated", json.dumps(finished)[:2000]
+        assert set(finished["verified"]) == {"tests/test_more.py", "tests/test_shapes.py"}
+        assert finished["unchanged"] == ["tests/helpers.py"]
+        assert tree_state(repo) == before  # nothing in the user's tree until apply
+        assert "codespark/migrate-" in (finished["branch"] or "")
+        log = git(ws.copy_top, "log", "--format=%s")
+        assert "migrate unittest-to-pytest: tests/test_shapes.py" in log
+        changed = ws.apply()
+    finally:
+        ws.close()
+    assert sorted(changed) == ["tests/test_more.py", "tests/test_shapes.py"]
+    assert "assert area(self.side) == 9" in (repo / "tests/test_shapes.py").read_text()
+    assert (repo / "notes.txt").read_text() == "uncommitted work\n"
+
+
+class DropsATest(UnittestToPytestRecipe):
+    """A recipe with a bug: it loses a test while converting."""
+
+    def rewrite(self, path: str, text: str) -> Rewrite:
+        done = super().rewrite(path, text)
+        return Rewrite(done.text.replace("def test_skipif", "def helper_skipif"), done.converted)
+
+
+def test_a_migration_that_drops_a_test_is_caught_and_the_module_restored(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
+    try:
+        events = list(Migration(ws, DropsATest(), None).events())
+        module = next(e.data for e in events if e.kind == "module" and e.data["path"] == "tests/test_shapes.py")
+        assert module["status"] == "failed" and "lost tests/test_shapes.py::ShapeTests::test_skipif" in module["reason"]
+        assert ws.read("tests/test_shapes.py") == (repo / "tests/test_shapes.py").read_text()  # put back
+        assert events[-1].data["status"] == "partial" and "tests/test_shapes.py" not in events[-1].data["changed"]
+    finally:
+        ws.close()
+
+
+def test_the_cli_migrates_and_applies(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    env_cache = {"CODESPARK_CACHE_DIR": str(tmp_path / "cache")}
+    import os
+
+    done = subprocess.run([sys.executable, "-m", "codespark", "migrate", str(repo), "--recipe", "unittest-to-pytest",
+                           "--json", "--apply"], capture_output=True, text=True, env={**os.environ, **env_cache},
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["event"] for e in events][:2] == ["plan", "baseline"] and events[-1]["status"] == "migrated"
+    assert "assert area(self.side) == 9" in (repo / "tests/test_shapes.py").read_text()
+    bad = subprocess.run([sys.executable, "-m", "codespark", "migrate", str(repo), "--recipe", "nope"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "unittest-to-pytest" in bad.stderr
