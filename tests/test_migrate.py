@@ -219,3 +219,56 @@ def test_the_cli_migrates_and_applies(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "codespark", "migrate", str(repo), "--recipe", "nope"],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "unittest-to-pytest" in bad.stderr
+
+
+PY2 = {
+    "inventory.py": (
+        "import imp\n\n\ndef totals(stock):\n    out = {}\n    for name, count in stock.iteritems():\n"
+        "        if not out.has_key(name):\n            out[name] = 0\n        out[name] += count\n"
+        "    print 'counted', len(out)\n    return out\n\n\ndef label(x):\n    return unicode(x)\n\n\n"
+        "def half(n):\n    return n / 2\n"
+    ),
+    "tests/test_inventory.py": (
+        "import unittest\nfrom inventory import totals, label\n\n\nclass T(unittest.TestCase):\n"
+        "    def test_totals(self):\n        try:\n            self.assertEqual(totals({'a': 2}), {'a': 2})\n"
+        "        except KeyError, e:\n            raise AssertionError, str(e)\n\n"
+        "    def test_label(self):\n        self.assertEqual(label(3), u'3')\n"
+    ),
+}
+
+
+def test_py2_code_is_migrated_and_its_tests_run_on_python3(tmp_path: Path) -> None:
+    from codespark.migrate.py2to3 import Py2ToPy3Recipe
+
+    repo = make_repo(tmp_path / "repo", PY2)
+    ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
+    try:
+        events = list(Migration(ws, Py2ToPy3Recipe(), None).events())
+        modules = {e.data["path"]: e.data for e in events if e.kind == "module"}
+        suite = next(e.data for e in events if e.kind == "suite")
+        assert (
+            modules["inventory.py"]["status"] == "verified"
+            and modules["tests/test_inventory.py"]["status"] == "verified"
+        )
+        review = " ".join(modules["inventory.py"]["needs_model"])
+        assert "imp, removed" in review and "uses of /" in review  # reported, not guessed
+        assert suite["ok"] and suite["outcomes"] == {"passed": 2}
+        text = ws.read("inventory.py")
+        assert "stock.items()" in text and "name not in out" in text and "print('counted', len(out))" in text
+        assert events[-1].data["status"] == "migrated"
+    finally:
+        ws.close()
+
+
+def test_a_module_that_does_not_parse_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
+    from codespark.migrate.py2to3 import Py2ToPy3Recipe
+
+    repo = make_repo(tmp_path / "repo", {"bad.py": "def f(:\n", "good.py": "print 'x'\n"})
+    ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
+    try:
+        events = list(Migration(ws, Py2ToPy3Recipe(), None).events())
+        modules = {e.data["path"]: e.data for e in events if e.kind == "module"}
+        assert modules["bad.py"]["status"] == "failed" and "does not parse" in modules["bad.py"]["reason"]
+        assert modules["good.py"]["status"] == "verified" and events[-1].data["status"] == "partial"
+    finally:
+        ws.close()

@@ -430,7 +430,7 @@ def _report_fix(done: dict[str, object], applied: object, apply: bool) -> None:
 @app.command()
 def migrate(
     path: Annotated[Path, typer.Argument(help="The project to migrate (a git repo, or any folder).")] = Path("."),
-    recipe: Annotated[str, typer.Option("--recipe", help="The migration: unittest-to-pytest.")] = "",
+    recipe: Annotated[str, typer.Option("--recipe", help="The migration: py2-to-py3 or unittest-to-pytest.")] = "",
     apply: Annotated[bool, typer.Option("--apply", help="Put the migration into your tree (atomic).")] = False,
     test_cmd: Annotated[str | None, typer.Option("--test-cmd", help="The project's pytest command.")] = None,
     modules: Annotated[str | None, typer.Option("--modules", help="Only paths matching this glob.")] = None,
@@ -490,9 +490,13 @@ def _show_migration(event: MigrationEvent) -> None:
         mark = {"verified": "[green]verified[/green]", "unchanged": "[dim]unchanged[/dim]"}.get(
             data["status"], "[red]failed[/red]")  # fmt: skip
         kept = f"; kept {len(data['kept'])}: {', '.join(data['kept'][:3])}" if data.get("kept") else ""
-        console.print(f"{mark} {data['path']}: {data['reason']}{kept}")
-    elif event.kind == "suite":
+        review = f"; to review: {'; '.join(data['needs_model'])}" if data.get("needs_model") else ""
+        console.print(f"{mark} {data['path']}: {data['reason']}{kept}{review}")
+    elif event.kind == "suite" and "problems" in data:
         console.print(f"[red]the whole suite differs from the baseline[/red]: {'; '.join(data['problems'][:5])}")
+    elif event.kind == "suite":
+        console.print(f"the tests on the result: {data['outcomes']}" + (
+            f"; failing: {', '.join(data['failing'][:5])}" if data["failing"] else ""))  # fmt: skip
     elif event.kind == "finished":
         if data["diff"]:
             _stdout().print(data["diff"], highlight=False, markup=False, end="")

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-Check = Literal["compile", "fidelity"]
+# compile: each module must compile; fidelity: each module's tests, the same ids with the same outcomes;
+# tests: the project's tests run once on the result (code that did not run before, e.g. Python 2).
+Check = Literal["compile", "fidelity", "tests"]
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,11 @@ class Migration:
         problems = fidelity(baseline, self._run()) if "fidelity" in self.recipe.checks and self.results else []
         if problems:
             yield Event("suite", {"ok": False, "problems": problems[:50]})
+        if "tests" in self.recipe.checks:
+            outcomes = self._run()
+            yield Event("suite", {"ok": bool(outcomes) and "failed" not in outcomes.values(),
+                                  "outcomes": _counts(outcomes), "failing": sorted(t for t, o in outcomes.items()
+                                                                                   if o == "failed")[:50]})  # fmt: skip
         verified = [r["path"] for r in self.results if r["status"] == "verified"]
         failed = [r["path"] for r in self.results if r["status"] == "failed"]
         status = "migrated" if not failed and not problems else "partial" if verified else "failed"
