@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval fim-eval bench-repair bench-tools bench-clients clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval fim-eval bench-repair bench-tools bench-clients bench-migrate clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,9 @@ bench-tools: models
 
 bench-clients: models
 	$(PY) benchmarks/clients.py --json bench-out/clients.json
+
+bench-migrate: setup
+	$(PY) benchmarks/migrate.py --json bench-out/migrate.json
 
 sql-eval: models
 	$(PY) benchmarks/sql_eval.py --engines codex spark --styles ddl compact --json bench-out/sql_eval.json

@@ -129,6 +129,8 @@ def test_the_codemod_keeps_every_outcome(tmp_path: Path) -> None:
         ("self.assertIsNotNone(f(x))", "assert f(x) is not None"),
         ("self.assertNotIsInstance(x, (int, str))", "assert not isinstance(x, (int, str))"),
         ("self.assertLessEqual(len(x), 3)", "assert len(x) <= 3"),
+        ("self.assertTrue(x for x in y)", "assert (x for x in y)"),  # a generator needs its own parentheses
+        ('self.assertTrue(ok, "a %s"\n                        % (b,))', 'assert ok, ("a %s"'),  # over two lines
         ("self.assertEqual(*pair)", "self.assertEqual(*pair)"),  # not a fixed arity: kept
         ("self.assertEqual(a, b, c, d)", "self.assertEqual(a, b, c, d)"),
         ("x = self.assertTrue(y)", "x = self.assertTrue(y)"),  # not a statement of its own
@@ -136,6 +138,7 @@ def test_the_codemod_keeps_every_outcome(tmp_path: Path) -> None:
 )
 def test_assert_forms(line: str, expected: str) -> None:
     text, _ = convert(f"class T:\n    def test(self):\n        {line}\n")
+    compile(text, "t.py", "exec")
     assert text.splitlines()[2].strip() == expected
 
 

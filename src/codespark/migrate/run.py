@@ -57,7 +57,9 @@ def pytest_command(root: Path, given: TestCommand | None) -> TestCommand:
     (which collects unittest suites with the same ids)."""
     if given is not None and given.pytest:
         return given
-    return TestCommand("pytest", f"{project_python(root)} -m pytest", "pytest collects the unittest suite")
+    # One module that does not import must not hide every other module's outcomes.
+    command = f"{project_python(root)} -m pytest --continue-on-collection-errors"
+    return TestCommand("pytest", command, "pytest collects the unittest suite")
 
 
 class Migration:

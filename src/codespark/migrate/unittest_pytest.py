@@ -80,8 +80,19 @@ def _args(call: cst.Call, names: Sequence[str]) -> dict[str, cst.BaseExpression]
     return out
 
 
+def _standalone(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """``expr`` parenthesized where it stops being valid out of the call's parentheses: a generator
+    argument, an assignment expression, or anything written over several lines."""
+    if expr.lpar:
+        return expr
+    multiline = "\n" in cst.Module(body=[]).code_for_node(expr)
+    if multiline or isinstance(expr, cst.GeneratorExp | cst.NamedExpr | cst.Yield):
+        return expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return expr
+
+
 def _assert(test: cst.BaseExpression, msg: cst.BaseExpression | None) -> cst.Assert:
-    return cst.Assert(test=test, msg=msg)
+    return cst.Assert(test=_standalone(test), msg=_standalone(msg) if msg is not None else None)
 
 
 def _not(expr: cst.BaseExpression) -> cst.BaseExpression:
