@@ -189,8 +189,8 @@ def test_a_run_migrates_a_repo_and_leaves_the_users_tree_alone(tmp_path: Path) -
 class DropsATest(UnittestToPytestRecipe):
     """A recipe with a bug: it loses a test while converting."""
 
-    def rewrite(self, path: str, text: str) -> Rewrite:
-        done = super().rewrite(path, text)
+    def rewrite(self, path: str, text: str, root: Path | None = None) -> Rewrite:
+        done = super().rewrite(path, text, root)
         return Rewrite(done.text.replace("def test_skipif", "def helper_skipif"), done.converted)
 
 

@@ -497,6 +497,8 @@ def _show_migration(event: MigrationEvent) -> None:
     elif event.kind == "suite":
         console.print(f"the tests on the result: {data['outcomes']}" + (
             f"; failing: {', '.join(data['failing'][:5])}" if data["failing"] else ""))  # fmt: skip
+        for error in data.get("collect_errors", [])[:3]:
+            console.print(f"[red]could not collect[/red]: {error}", markup=False)
     elif event.kind == "finished":
         if data["diff"]:
             _stdout().print(data["diff"], highlight=False, markup=False, end="")

@@ -121,13 +121,13 @@ class Workspace:
             raise
         return cls(source, top, copy_top, branch, baseline, holder)
 
-    def write(self, path: str, text: str) -> None:
+    def write(self, path: str, text: str, encoding: str = "utf-8") -> None:
         """Write one file of the copy (``path`` relative to ``root``)."""
         target = self.root / path
-        _atomic_write(target, text.encode("utf-8"), _mode(target))
+        _atomic_write(target, text.encode(encoding), _mode(target))
 
-    def read(self, path: str) -> str:
-        return (self.root / path).read_text(encoding="utf-8")
+    def read(self, path: str, encoding: str = "utf-8") -> str:
+        return (self.root / path).read_text(encoding=encoding)
 
     def commit(self, message: str) -> str:
         _git(self.copy_top, "add", "-A")

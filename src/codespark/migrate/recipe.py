@@ -36,8 +36,9 @@ class Recipe(Protocol):
         """Whether ``path`` (relative to the project) is one of the modules this recipe migrates."""
         ...
 
-    def rewrite(self, path: str, text: str) -> Rewrite:
-        """The module rewritten; raises ``RecipeError`` when it cannot be parsed."""
+    def rewrite(self, path: str, text: str, root: Path | None = None) -> Rewrite:
+        """The module rewritten (``root``: the project's folder, when the recipe looks at other files);
+        raises ``RecipeError`` when it cannot be parsed."""
         ...
 
 

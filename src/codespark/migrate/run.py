@@ -11,13 +11,14 @@ migration module by module; the user's tree changes only with ``apply`` (all or 
 from __future__ import annotations
 
 import fnmatch
+import tokenize
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from codespark.agent.sandbox import Limits
-from codespark.agent.testrun import TestCommand, project_python
+from codespark.agent.testrun import TestCommand, TestReport, project_python
 from codespark.agent.workspace import Workspace
 from codespark.migrate.plan import order
 from codespark.migrate.recipe import Recipe, RecipeError, python_files
@@ -77,14 +78,16 @@ class Migration:
         for path in python_files(root):
             if self.options.modules and not fnmatch.fnmatch(path, self.options.modules):
                 continue
-            text = (root / path).read_text(encoding="utf-8", errors="replace")
+            text = (root / path).read_text(encoding=source_encoding(root / path), errors="replace")
             if self.recipe.applies_to(path, text):
                 texts[path] = text
         return order(texts)
 
     def _run(self, only: tuple[str, ...] = ()) -> dict[str, str]:
-        report = self.command.run(self.ws.root, self.options.limits, only, self.options.test_timeout_s)
-        return dict(report.outcomes)
+        return dict(self._report(only).outcomes)
+
+    def _report(self, only: tuple[str, ...] = ()) -> TestReport:
+        return self.command.run(self.ws.root, self.options.limits, only, self.options.test_timeout_s)
 
     def events(self) -> Iterator[Event]:
         plan = self.plan()
@@ -101,10 +104,14 @@ class Migration:
         if problems:
             yield Event("suite", {"ok": False, "problems": problems[:50]})
         if "tests" in self.recipe.checks:
-            outcomes = self._run()
-            yield Event("suite", {"ok": bool(outcomes) and "failed" not in outcomes.values(),
-                                  "outcomes": _counts(outcomes), "failing": sorted(t for t, o in outcomes.items()
-                                                                                   if o == "failed")[:50]})  # fmt: skip
+            report = self._report()
+            outcomes = dict(report.outcomes)
+            tests_ok = bool(outcomes) and "failed" not in outcomes.values() and not report.collect_errors
+            if not tests_ok:
+                problems.append("the tests on the result " + ("did not run" if not outcomes else "fail"))
+            yield Event("suite", {"ok": tests_ok, "outcomes": _counts(outcomes),
+                                  "failing": sorted(t for t, o in outcomes.items() if o == "failed")[:50],
+                                  "collect_errors": [e[-300:] for e in report.collect_errors[:10]]})  # fmt: skip
         verified = [r["path"] for r in self.results if r["status"] == "verified"]
         failed = [r["path"] for r in self.results if r["status"] == "failed"]
         status = "migrated" if not failed and not problems else "partial" if verified else "failed"
@@ -114,9 +121,10 @@ class Migration:
                                  "branch": self.ws.branch, "diff": self.ws.diff()})  # fmt: skip
 
     def _module(self, path: str, baseline: Mapping[str, str]) -> dict[str, Any]:
-        original = self.ws.read(path)
+        encoding = source_encoding(self.ws.root / path)  # old code declares latin-1 and the like
+        original = self.ws.read(path, encoding)
         try:
-            rewrite = self.recipe.rewrite(path, original)
+            rewrite = self.recipe.rewrite(path, original, self.ws.root)
         except RecipeError as exc:
             return {"path": path, "status": "failed", "reason": str(exc)}
         info = {"path": path, "converted": rewrite.converted, "kept": list(rewrite.kept),
@@ -125,15 +133,24 @@ class Migration:
             return {**info, "status": "unchanged", "reason": "nothing to rewrite"}
         problem = _compiles(rewrite.text, path)
         if problem is None and "fidelity" in self.recipe.checks:
-            self.ws.write(path, rewrite.text)
+            self.ws.write(path, rewrite.text, encoding)
             differences = fidelity(baseline, self._run((path,)), path)
             problem = "; ".join(differences[:5]) if differences else None
         if problem is not None:
-            self.ws.write(path, original)  # put back as it was: the run goes on without this module
+            self.ws.write(path, original, encoding)  # put back as it was: the run goes on without this module
             return {**info, "status": "failed", "reason": problem}
-        self.ws.write(path, rewrite.text)
+        self.ws.write(path, rewrite.text, encoding)
         self.ws.commit(f"migrate {self.recipe.name}: {path}")
         return {**info, "status": "verified", "reason": f"{rewrite.converted} rewritten, checks held"}
+
+
+def source_encoding(path: Path) -> str:
+    """The encoding a Python file declares (PEP 263), else UTF-8."""
+    with path.open("rb") as fh:
+        try:
+            return tokenize.detect_encoding(fh.readline)[0]
+        except SyntaxError:
+            return "utf-8"
 
 
 def _compiles(text: str, path: str) -> str | None:

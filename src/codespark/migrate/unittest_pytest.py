@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import libcst as cst
 import libcst.matchers as m
@@ -344,7 +345,7 @@ class UnittestToPytestRecipe:
     def applies_to(self, path: str, text: str) -> bool:
         return is_test_path(path) and "unittest" in text
 
-    def rewrite(self, path: str, text: str) -> Rewrite:
+    def rewrite(self, path: str, text: str, root: Path | None = None) -> Rewrite:
         try:
             out, report = convert(text)
         except cst.ParserSyntaxError as exc:
