@@ -275,3 +275,26 @@ def test_a_module_that_does_not_parse_is_reported_and_the_run_goes_on(tmp_path: 
         assert modules["good.py"]["status"] == "verified" and events[-1].data["status"] == "partial"
     finally:
         ws.close()
+
+
+def test_py2_package_with_implicit_relative_imports_and_a_latin1_source(tmp_path: Path) -> None:
+    from codespark.migrate.py2to3 import Py2ToPy3Recipe
+
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg/__init__.py").write_text("")
+    (repo / "pkg/helper.py").write_bytes("# -*- coding: latin-1 -*-\nNAME = u'caf\xe9'\n".encode("latin-1"))
+    (repo / "pkg/main.py").write_text("import helper\n\n\ndef name():\n    return helper.NAME\n")
+    (repo / "test_pkg.py").write_text(
+        "from pkg.main import name\n\n\ndef test_name():\n    assert name() == u'caf\\xe9'\n"
+    )
+    ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
+    try:
+        events = list(Migration(ws, Py2ToPy3Recipe(), None).events())
+        assert "from . import helper" in ws.read("pkg/main.py")
+        assert "pkg/__init__.py" not in events[-1].data["changed"]  # an empty module stays as it is
+        assert (ws.root / "pkg/helper.py").read_bytes().decode("latin-1").endswith("NAME = 'caf\xe9'\n")
+        suite = next(e.data for e in events if e.kind == "suite")
+        assert suite["ok"] and suite["outcomes"] == {"passed": 1}, suite
+    finally:
+        ws.close()

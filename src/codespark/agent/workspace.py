@@ -31,7 +31,8 @@ _GIT_ID = ["-c", "user.name=codespark", "-c", "user.email=codespark@localhost", 
 
 
 def _git(cwd: Path, *args: str, check: bool = True) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    # errors="replace": a diff of a Latin-1 file is not UTF-8, and must not crash the run.
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, errors="replace", check=False)
     if check and done.returncode != 0:
         raise CodesparkError(f"git {' '.join(args[:2])} failed in {cwd}: {done.stderr.strip()[:500]}")
     return done.stdout

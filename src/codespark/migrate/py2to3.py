@@ -52,6 +52,8 @@ class Py2ToPy3Recipe:
         return True
 
     def rewrite(self, path: str, text: str, root: Path | None = None) -> Rewrite:
+        if not text.strip():
+            return Rewrite(text, 0)
         source = text if text.endswith("\n") else text + "\n"
         # The file's real location: the relative-import fixer looks beside it for the modules it imports.
         where = str(root / path) if root is not None else path
