@@ -76,3 +76,23 @@ def test_no_tag_no_pin(client: TestClient) -> None:
 )
 def test_take(text: str, out: str, mode: str | None) -> None:
     assert modes.take(text) == (out, mode)
+
+
+def test_internal_callers_keep_the_text_as_it_is(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
+    """The fix loop, the SQL assistant and other library callers send code, where a tag is just text."""
+    import asyncio
+
+    from codespark.engine.backend import SamplingParams
+    from codespark.engine.chat import Message
+    from codespark.services.chat import ChatCall
+
+    state = client.app.state.codespark  # type: ignore[attr-defined]
+    call = ChatCall([Message("user", "x = '[Mode: Spark]'")], SamplingParams(max_tokens=4), model="codex")
+
+    async def run() -> str:
+        decision, events = await state.chat.chat(call)
+        async for _ in events:
+            pass
+        return str(decision.route)
+
+    assert asyncio.run(run()) == "codex" and "[Mode: Spark]" in fakes["codex"].prompts[-1]

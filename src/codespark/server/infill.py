@@ -83,6 +83,7 @@ async def infill(body: InfillRequest, request: Request, state: State, who: Calle
             tuple(body.stop),
             body.model,
             caller=who,
+            modes=True,
             session=request.headers.get("X-Session") or body.session,
             t_max_predict_ms=body.t_max_predict_ms,
             budget_ms=_budget(body),

@@ -105,13 +105,14 @@ async def generate(body: GenerateRequest, request: Request, state: State, who: C
                 options.stops(),
                 name,
                 caller=who,
+                modes=True,
             )
         )
         decision, events = answer.decision, answer.events
     elif raw:
         max_tokens = _max_tokens(state, options, None)
         params = options.to_sampling_params(0)
-        decision, events = state.completion.complete(body.prompt, params, max_tokens, options.stops(), name)
+        decision, events = state.completion.complete(body.prompt, params, max_tokens, options.stops(), name, True)
     else:
         system = [chat.Message("system", body.system)] if body.system else []
         decision, events = await state.chat.chat(
@@ -122,6 +123,7 @@ async def generate(body: GenerateRequest, request: Request, state: State, who: C
                 stops=options.stops(),
                 model=name,
                 response_format=response_format(body.format),
+                modes=True,
             )
         )
     _check_ctx(options, decision.engine)
@@ -165,6 +167,7 @@ async def chat_route(body: ChatRequest, request: Request, state: State) -> Respo
             tools=tools,
             tool_choice="auto" if tools else "none",
             response_format=response_format(body.format),
+            modes=True,
         )
     )
     _check_ctx(options, decision.engine)

@@ -80,7 +80,9 @@ async def completions(body: CompletionRequest, request: Request, state: State, w
     context: list[Snippet] = []
     if body.segments is None and body.suffix is None:
         max_tokens = settings.check_max_tokens(body.max_tokens) if body.max_tokens is not None else None
-        decision, events = state.completion.complete(text, body.to_sampling_params(0), max_tokens, stops, body.model)
+        decision, events = state.completion.complete(
+            text, body.to_sampling_params(0), max_tokens, stops, body.model, honour_modes=True
+        )
     else:
         fim = body.segments.to_fim() if body.segments is not None else FimRequest(text, body.suffix or "")
         max_tokens = settings.check_max_tokens(body.max_tokens if body.max_tokens is not None else 256)
@@ -91,6 +93,7 @@ async def completions(body: CompletionRequest, request: Request, state: State, w
                 stops,
                 body.model,
                 caller=who,
+                modes=True,
                 session=body.user,
                 budget_ms=body.max_latency_ms if body.segments is None else None,
             )
@@ -167,6 +170,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
             tool_choice=parse_choice(body.tool_choice, tools),
             parallel_tool_calls=body.parallel_tool_calls,
             response_format=parse_response_format(body.response_format),
+            modes=True,
         )
     )
     route = decision.route

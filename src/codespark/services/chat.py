@@ -53,6 +53,7 @@ class ChatCall:
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     constrained: bool = True  # False: no grammar (the benchmark's unconstrained baseline)
+    modes: bool = False  # honour [Mode: Spark]/[Mode: Codex] in the messages (API requests; not internal callers)
 
     @property
     def calls_tools(self) -> bool:
@@ -78,7 +79,7 @@ class ChatService:
 
     async def chat(self, call: ChatCall) -> tuple[Decision, AsyncGenerator[Event, None]]:
         """The decision and the answer's events (the upstream's, restored, or the local engine's)."""
-        contents, mode = modes.take_all([m.content for m in call.messages])
+        contents, mode = modes.take_all([m.content for m in call.messages]) if call.modes else ([], None)
         if mode is not None:
             call = replace(call, messages=[replace(m, content=c) for m, c in zip(call.messages, contents, strict=True)])
         chosen = modes.deep(self.router, mode, call.model)

@@ -29,9 +29,11 @@ class CompletionService:
         max_tokens: int | None,
         stops: tuple[str, ...] = (),
         model: str | None = None,
+        honour_modes: bool = False,
     ) -> tuple[Decision, AsyncGenerator[Event, None]]:
-        """The decision and the events; ``max_tokens`` None fills what the context leaves."""
-        prompt, mode = modes.take(prompt)
+        """The decision and the events; ``max_tokens`` None fills what the context leaves.  With
+        ``honour_modes`` (API requests), a ``[Mode: ...]`` tag in the prompt pins the engine."""
+        prompt, mode = modes.take(prompt) if honour_modes else (prompt, None)
         pinned = modes.model_for(self.router, mode, model)
         decision = self.router.plain(pinned)
         if mode is not None and pinned == mode:

@@ -61,6 +61,7 @@ class FimCall:
     t_max_predict_ms: float | None = None
     budget_ms: float | None = None
     min_indent: int = 0  # llama-server's n_indent: a later line indented less ends the answer
+    modes: bool = False  # honour [Mode: Spark]/[Mode: Codex] in the text (API requests)
 
 
 @dataclass
@@ -117,7 +118,7 @@ class FimService:
         prefix, mode = modes.take(call.request.prefix)
         suffix, after = modes.take(call.request.suffix)
         mode = mode or after
-        if mode is None:
+        if mode is None or not call.modes:
             return await self._complete(call)
         pinned = modes.model_for(self.router, mode, call.model)
         answer = await self._complete(replace(call, request=replace(call.request, prefix=prefix, suffix=suffix),
