@@ -217,7 +217,8 @@ def test_the_cli_migrates_and_applies(tmp_path: Path) -> None:
                           timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     events = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [e["event"] for e in events][:2] == ["plan", "baseline"] and events[-1]["status"] == "migrated"
+    assert [e["event"] for e in events][:2] == ["plan", "baseline"] and events[-1]["event"] == "applied"
+    assert next(e for e in events if e["event"] == "finished")["status"] == "migrated"
     assert "assert area(self.side) == 9" in (repo / "tests/test_shapes.py").read_text()
     bad = subprocess.run([sys.executable, "-m", "codespark", "migrate", str(repo), "--recipe", "nope"],
                          capture_output=True, text=True)  # fmt: skip
@@ -298,3 +299,31 @@ def test_py2_package_with_implicit_relative_imports_and_a_latin1_source(tmp_path
         assert suite["ok"] and suite["outcomes"] == {"passed": 1}, suite
     finally:
         ws.close()
+
+
+def test_http_migrate_streams_events_for_a_configured_workspace_only(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from codespark.config import Settings, WorkspaceSettings
+    from codespark.engine.engine import Engine
+    from codespark.engine.fake import FakeBackend
+    from codespark.engine.loader import Engines
+    from codespark.server.app import create_app
+    from tests.helpers import sse_payloads
+
+    repo = make_repo(tmp_path / "repo", FILES)
+    engine = Engine(FakeBackend())
+    settings = Settings(cache_dir=tmp_path / "cache", workspaces=[WorkspaceSettings(name="shapes", path=repo)])
+    with TestClient(create_app(settings, Engines(routes={"spark": engine, "codex": engine})),
+                    base_url="http://localhost") as client:  # fmt: skip
+        r = client.post("/v1/migrate", json={"workspace": "shapes", "recipe": "unittest-to-pytest"})
+        assert r.status_code == 200
+        kinds = [line[7:] for line in r.text.splitlines() if line.startswith("event: ")]
+        assert kinds[:2] == ["plan", "baseline"] and kinds[-1] == "finished"
+        final = [p for p in sse_payloads(r.text) if isinstance(p, dict)][-1]
+        assert final["status"] == "migrated" and r.text.rstrip().endswith("[DONE]")
+        assert client.post("/v1/migrate", json={"workspace": "nope", "recipe": "py2-to-py3"}).status_code == 404
+        assert client.post("/v1/migrate", json={"workspace": "shapes", "recipe": "x"}).status_code == 400
+        forbidden = client.post("/v1/migrate", json={"workspace": "shapes", "recipe": "py2-to-py3", "apply": True})
+        assert forbidden.status_code == 403
+    assert "self.assertEqual" in (repo / "tests/test_shapes.py").read_text()  # no apply: the tree is as it was

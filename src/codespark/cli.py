@@ -441,25 +441,18 @@ def migrate(
     keep the same tests with the same outcomes.  Works in a git worktree until --apply.
     Exit 0: every module verified; 1: some failed (they are left as they were); 2: usage error.
     """
-    from codespark.agent.testrun import detect
-    from codespark.agent.workspace import Workspace
     from codespark.migrate.registry import RECIPES
-    from codespark.migrate.run import MigrateOptions, Migration
+    from codespark.services.migrate import MigrateRequest, MigrateService
 
     if recipe not in RECIPES:
         raise typer.BadParameter(f"use one of {', '.join(RECIPES)}", param_hint="--recipe")
     if not path.is_dir():
         raise _fail(CodesparkError(f"{path} is not a directory. Pass the project's root."))
-    try:
-        settings = load_settings(config)
-        ws = Workspace.open(path, settings.cache_dir, kind="migrate")
-    except CodesparkError as exc:
-        raise _fail(exc) from exc
     status = "failed"
     try:
-        command = detect(ws.root, test_cmd) if test_cmd else None
-        migration = Migration(ws, RECIPES[recipe], command, MigrateOptions(modules=modules))
-        for event in migration.events():
+        settings = load_settings(config)
+        service = MigrateService(settings.cache_dir)
+        for event in service.start(MigrateRequest(path, recipe, test_cmd, modules, apply)):
             if as_json:
                 sys.stdout.write(json.dumps(event.as_dict()) + "\n")
                 sys.stdout.flush()
@@ -467,13 +460,8 @@ def migrate(
                 _show_migration(event)
             if event.kind == "finished":
                 status = event.data["status"]
-        if apply and status != "failed":
-            changed = ws.apply()
-            console.print(f"[green]applied[/green] to {len(changed)} files" if changed else "nothing to apply")
     except CodesparkError as exc:
         raise _fail(exc) from exc
-    finally:
-        ws.close()
     raise typer.Exit(0 if status == "migrated" else 1)
 
 
@@ -499,6 +487,8 @@ def _show_migration(event: MigrationEvent) -> None:
             f"; failing: {', '.join(data['failing'][:5])}" if data["failing"] else ""))  # fmt: skip
         for error in data.get("collect_errors", [])[:3]:
             console.print(f"[red]could not collect[/red]: {error}", markup=False)
+    elif event.kind == "applied":
+        console.print(f"[green]applied[/green] to {len(data['changed'])} files")
     elif event.kind == "finished":
         if data["diff"]:
             _stdout().print(data["diff"], highlight=False, markup=False, end="")

@@ -16,6 +16,7 @@ from codespark.services.chat import ChatService
 from codespark.services.completion import CompletionService
 from codespark.services.fim import FimService
 from codespark.services.fix import FixService
+from codespark.services.migrate import MigrateService
 from codespark.services.sql import SqlService
 
 
@@ -31,6 +32,7 @@ class AppState:
     completion: CompletionService
     sql: SqlService
     fix: FixService
+    migrate: MigrateService
     repo: RepoContext | None
     started: float = field(default_factory=time.time)
 
@@ -55,5 +57,6 @@ class AppState:
             completion=CompletionService(router, settings, metrics),
             sql=sql,
             fix=FixService(chat, router, settings.cache_dir, settings.workspaces),
+            migrate=MigrateService(settings.cache_dir, settings.workspaces),
             repo=repo,
         )

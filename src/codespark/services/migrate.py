@@ -1,0 +1,73 @@
+"""The migrate service: ``codespark migrate`` and ``POST /v1/migrate`` both call it.
+
+It resolves the recipe and the workspace, opens the worktree, runs the migration and, when asked and
+something was verified, applies it to the user's tree (all or none).  One migration runs at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from codespark.agent.testrun import detect
+from codespark.agent.workspace import Workspace
+from codespark.config import WorkspaceSettings
+from codespark.errors import ForbiddenError, InvalidRequestError, OverloadedError, WorkspaceNotFoundError
+from codespark.migrate.registry import RECIPES
+from codespark.migrate.run import Event, MigrateOptions, Migration
+
+
+@dataclass(frozen=True)
+class MigrateRequest:
+    path: Path
+    recipe: str
+    test_cmd: str | None = None
+    modules: str | None = None
+    apply: bool = False
+
+
+class MigrateService:
+    def __init__(self, cache_dir: Path, workspaces: Sequence[WorkspaceSettings] = ()) -> None:
+        self.cache_dir = cache_dir
+        self.workspaces = {w.name: w for w in workspaces}
+        self._lock = threading.Lock()
+
+    def for_workspace(self, name: str, recipe: str, modules: str | None, apply: bool) -> MigrateRequest:
+        found = self.workspaces.get(name)
+        if found is None:
+            names = ", ".join(self.workspaces) or "none are configured ([[workspaces]])"
+            raise WorkspaceNotFoundError(f"No workspace {name!r}: use one of {names}.", param="workspace")
+        if apply and not found.allow_apply:
+            raise ForbiddenError(f"Workspace {found.name!r} does not allow apply; set allow_apply = true for it.")
+        return MigrateRequest(found.path, recipe, found.test_cmd, modules, apply)
+
+    def start(self, request: MigrateRequest) -> Iterator[Event]:
+        """Check the request now (the recipe, one run at a time), then the run's events: ``plan``,
+        ``baseline``, ``module``…, ``suite``, ``finished`` and, when it went into the tree, ``applied``."""
+        if request.recipe not in RECIPES:
+            raise InvalidRequestError(f"Unknown recipe {request.recipe!r}: use one of {', '.join(RECIPES)}.",
+                                      param="recipe")  # fmt: skip
+        if not self._lock.acquire(blocking=False):
+            raise OverloadedError("A migration is already running on this server; retry when it ends.", retry_after=30)
+        return self._run(request)
+
+    def _run(self, request: MigrateRequest) -> Iterator[Event]:
+        try:
+            workspace = Workspace.open(request.path, self.cache_dir, kind="migrate")
+            try:
+                command = detect(workspace.root, request.test_cmd) if request.test_cmd else None
+                migration = Migration(workspace, RECIPES[request.recipe], command, MigrateOptions(request.modules))
+                status = "failed"
+                for event in migration.events():
+                    if event.kind == "finished":
+                        status = event.data["status"]
+                    yield event
+                if request.apply and status != "failed":
+                    changed = workspace.apply()
+                    yield Event("applied", {"changed": changed, "root": str(workspace.top)})
+            finally:
+                workspace.close()
+        finally:
+            self._lock.release()
