@@ -224,3 +224,20 @@ def test_unknown_route_is_404_json(client: TestClient) -> None:
 def test_server_survives_bad_input(client: TestClient) -> None:
     client.post("/v1/completions", content=b"\xff\xfe", headers={"Content-Type": "application/json"})
     assert client.post("/v1/completions", json={"prompt": "x", "max_tokens": 1}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "<fim_prefix>def add(a, b):\n    return <fim_suffix>\n<fim_middle>",  # Continue's default (StarCoder) template
+        "<|fim_prefix|>def add(a, b):\n    return <|fim_suffix|>\n<|fim_middle|>",  # its Qwen template
+    ],
+)
+def test_a_fim_prompt_written_by_the_client_is_run_as_fim(client: TestClient, fake: FakeBackend, prompt: str) -> None:
+    """Continue's ``openai`` provider has no FIM of its own: it fills its template for the model name and posts
+    the result as a plain prompt (with its stop strings).  codespark runs it as FIM, markers as control tokens."""
+    stops = ["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<file_sep>", "<|endoftext|>", "</fim_middle>", "</code>"]
+    r = client.post("/v1/completions", json={"model": "spark", "prompt": prompt, "max_tokens": 16, "stop": stops})
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == "a + b"
+    cached = fake._cache
+    assert fake.special_token("<|fim_middle|>") in cached and "fim_" not in bytes(t for t in cached if t < 256).decode()

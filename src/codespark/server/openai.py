@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from codespark.context.retrieve import Snippet
+from codespark.engine import remote_fim
 from codespark.engine.engine import Finished, Timings, ToolCallDelta
 from codespark.engine.fim import FimRequest
 from codespark.engine.tools import parse_choice, parse_response_format, parse_tools
@@ -78,13 +79,20 @@ async def completions(body: CompletionRequest, request: Request, state: State, w
     text = _prompt_text(body)
     stops = stop_strings(body.stop)
     context: list[Snippet] = []
-    if body.segments is None and body.suffix is None:
+    # A FIM prompt the client wrote itself (Continue's openai provider templates one per model name) is FIM.
+    written = remote_fim.parse_prompt(text) if body.segments is None and body.suffix is None else None
+    if body.segments is None and body.suffix is None and written is None:
         max_tokens = settings.check_max_tokens(body.max_tokens) if body.max_tokens is not None else None
         decision, events = state.completion.complete(
             text, body.to_sampling_params(0), max_tokens, stops, body.model, honour_modes=True
         )
     else:
-        fim = body.segments.to_fim() if body.segments is not None else FimRequest(text, body.suffix or "")
+        if written is not None:
+            fim = written
+        elif body.segments is not None:
+            fim = body.segments.to_fim()
+        else:
+            fim = FimRequest(text, body.suffix or "")
         max_tokens = settings.check_max_tokens(body.max_tokens if body.max_tokens is not None else 256)
         answer = await state.fim.complete(
             FimCall(
@@ -101,7 +109,7 @@ async def completions(body: CompletionRequest, request: Request, state: State, w
         decision, events, context = answer.decision, answer.events, list(answer.context)
     route = decision.route
     ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-    echo = text if body.echo and body.segments is None else ""
+    echo = text if body.echo and body.segments is None and written is None else ""
 
     def chunk(piece: str, finish: str | None, usage_: Usage | None = None) -> Completion:
         choices = [CompletionChoice(text=piece, finish_reason=finish)] if usage_ is None else []
