@@ -327,3 +327,43 @@ def test_http_migrate_streams_events_for_a_configured_workspace_only(tmp_path: P
         forbidden = client.post("/v1/migrate", json={"workspace": "shapes", "recipe": "py2-to-py3", "apply": True})
         assert forbidden.status_code == 403
     assert "self.assertEqual" in (repo / "tests/test_shapes.py").read_text()  # no apply: the tree is as it was
+
+
+class CrashesOnTheSecond(UnittestToPytestRecipe):
+    """A run that dies (a crash, ``kill -9``) after a module was verified."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def rewrite(self, path: str, text: str, root: Path | None = None) -> Rewrite:
+        self.seen += 1
+        if self.seen == 3:  # helpers.py (unchanged), test_shapes.py (verified), then test_more.py
+            raise SystemExit("killed")
+        return super().rewrite(path, text, root)
+
+
+def test_a_crashed_run_resumes_without_redoing_verified_modules(tmp_path: Path) -> None:
+    from codespark.migrate.run import MigrateOptions
+
+    repo = make_repo(tmp_path / "repo", FILES)
+    journal = tmp_path / "cache" / "migrate" / "run.jsonl"
+    options = MigrateOptions(journal=journal)
+    ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
+    try:
+        with pytest.raises(SystemExit):
+            list(Migration(ws, CrashesOnTheSecond(), None, options).events())
+    finally:
+        ws.close()
+    assert journal.exists()
+    ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
+    try:
+        events = list(Migration(ws, UnittestToPytestRecipe(), None, options).events())
+        modules = {e.data["path"]: e.data for e in events if e.kind == "module"}
+        assert "earlier run" in modules["tests/test_shapes.py"]["reason"]  # the first module that changed
+        assert (
+            modules["tests/test_more.py"]["status"] == "verified"
+            and "earlier" not in modules["tests/test_more.py"]["reason"]
+        )
+        assert events[-1].data["status"] == "migrated" and not journal.exists()
+    finally:
+        ws.close()

@@ -11,6 +11,9 @@ migration module by module; the user's tree changes only with ``apply`` (all or 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
+import os
 import tokenize
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +41,45 @@ class MigrateOptions:
     modules: str | None = None  # a glob over paths relative to the project root
     limits: Limits = field(default_factory=lambda: Limits(timeout_s=600))
     test_timeout_s: float = 60
+    journal: Path | None = None  # where verified modules are recorded, so a crashed run resumes
+
+
+class Journal:
+    """The modules an unfinished run verified (JSON lines: path, the original's digest, the new text).  A
+    run that starts while one is there takes those modules as they were verified instead of redoing them,
+    when their original is unchanged; a run that ends removes it."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.done: dict[str, dict[str, str]] = {}
+        if path is not None and path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.done[entry["path"]] = entry
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut short by the crash
+
+    def recall(self, path: str, original: str) -> str | None:
+        entry = self.done.get(path)
+        return entry["text"] if entry is not None and entry.get("before") == _digest(original) else None
+
+    def record(self, path: str, original: str, text: str) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps({"path": path, "before": _digest(original), "text": text}) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+    def close(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def fidelity(before: Mapping[str, str], after: Mapping[str, str], module: str | None = None) -> list[str]:
@@ -71,6 +113,7 @@ class Migration:
         self.options = options or MigrateOptions()
         self.command = pytest_command(workspace.root, command)
         self.results: list[dict[str, Any]] = []
+        self.journal = Journal(self.options.journal)
 
     def plan(self) -> list[str]:
         root = self.ws.root
@@ -115,6 +158,7 @@ class Migration:
         verified = [r["path"] for r in self.results if r["status"] == "verified"]
         failed = [r["path"] for r in self.results if r["status"] == "failed"]
         status = "migrated" if not failed and not problems else "partial" if verified else "failed"
+        self.journal.close()
         yield Event("finished", {"status": status, "verified": verified, "failed": failed,
                                  "unchanged": [r["path"] for r in self.results if r["status"] == "unchanged"],
                                  "suite_problems": problems[:50], "changed": self.ws.changed(),
@@ -123,6 +167,12 @@ class Migration:
     def _module(self, path: str, baseline: Mapping[str, str]) -> dict[str, Any]:
         encoding = source_encoding(self.ws.root / path)  # old code declares latin-1 and the like
         original = self.ws.read(path, encoding)
+        resumed = self.journal.recall(path, original)
+        if resumed is not None:
+            self.ws.write(path, resumed, encoding)
+            self.ws.commit(f"migrate {self.recipe.name}: {path} (verified by an earlier run)")
+            return {"path": path, "status": "verified", "reason": "verified by an earlier run that stopped; resumed",
+                    "converted": 0, "kept": [], "needs_model": []}  # fmt: skip
         try:
             rewrite = self.recipe.rewrite(path, original, self.ws.root)
         except RecipeError as exc:
@@ -141,6 +191,7 @@ class Migration:
             return {**info, "status": "failed", "reason": problem}
         self.ws.write(path, rewrite.text, encoding)
         self.ws.commit(f"migrate {self.recipe.name}: {path}")
+        self.journal.record(path, original, rewrite.text)
         return {**info, "status": "verified", "reason": f"{rewrite.converted} rewritten, checks held"}
 
 

@@ -6,6 +6,7 @@ something was verified, applies it to the user's tree (all or none).  One migrat
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -58,7 +59,9 @@ class MigrateService:
             workspace = Workspace.open(request.path, self.cache_dir, kind="migrate")
             try:
                 command = detect(workspace.root, request.test_cmd) if request.test_cmd else None
-                migration = Migration(workspace, RECIPES[request.recipe], command, MigrateOptions(request.modules))
+                journal = self.cache_dir / "migrate" / f"{_key(workspace.source, request.recipe)}.jsonl"
+                options = MigrateOptions(request.modules, journal=journal)
+                migration = Migration(workspace, RECIPES[request.recipe], command, options)
                 status = "failed"
                 for event in migration.events():
                     if event.kind == "finished":
@@ -71,3 +74,8 @@ class MigrateService:
                 workspace.close()
         finally:
             self._lock.release()
+
+
+def _key(source: Path, recipe: str) -> str:
+    """One journal per project and recipe."""
+    return hashlib.sha256(f"{source.resolve()}\0{recipe}".encode()).hexdigest()[:16]
