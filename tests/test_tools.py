@@ -208,6 +208,12 @@ def test_the_parser_gives_the_same_calls_however_the_text_is_split(step: int) ->
         assert "".join(p.text for p in pieces if isinstance(p, ArgumentsPiece) and p.index == index) == call.arguments
 
 
+def test_a_call_with_its_keys_the_other_way_round_is_still_a_call() -> None:
+    parser, pieces = _pieces('<tool_call>\n{"arguments": {"q": 1}, "name": "f"}\n</tool_call>', 4)
+    assert [(c.name, json.loads(c.arguments)) for c in parser.calls] == [("f", {"q": 1})]
+    assert isinstance(pieces[0], CallStarted) and parser.content == ""
+
+
 def test_the_parser_keeps_text_that_only_looks_like_a_call() -> None:
     parser, pieces = _pieces("a <tool_ b <tool_call>not json</tool_call> c <tool_call>{half", 2)
     assert parser.calls == []

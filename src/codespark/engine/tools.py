@@ -346,11 +346,32 @@ class ToolCallParser:
             pieces.append(ArgumentsPiece(block.index, new))
 
     def _close(self, block: _Block, pieces: list[Piece], closed: bool = True) -> None:
-        """A finished block: a call once its name was read (its arguments exactly as written and sent),
-        else plain content after all."""
+        """A finished block: a call once its name was read (its arguments exactly as written and sent); a
+        call written in another key order is taken whole now; anything else was plain content after all."""
         self._block = None
         if block.index >= 0:
             arguments = block.text[block.args_start : block.args_start + block.sent]
             self.calls.append(ToolCall(block.id, block.name, arguments))
-        else:
+            return
+        whole = _whole_call(block.text)
+        if whole is None:
             self._text(OPEN + block.text + (CLOSE if closed else ""), pieces)
+            return
+        call = ToolCall(new_call_id(), whole[0], whole[1])
+        pieces += [CallStarted(self._started, call.id, call.name), ArgumentsPiece(self._started, call.arguments)]
+        self._started += 1
+        self.calls.append(call)
+
+
+def _whole_call(text: str) -> tuple[str, str] | None:
+    """``{"arguments": {...}, "name": "f"}`` (any key order) as (name, arguments JSON), else None."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        return None
+    arguments = value.get("arguments", {})
+    if not isinstance(arguments, dict):
+        return None
+    return value["name"], json.dumps(arguments, ensure_ascii=False)
