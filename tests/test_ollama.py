@@ -125,6 +125,10 @@ def test_unknown_models_and_images_get_ollama_errors(client: ollama.Client, base
     assert r.status_code == 400 and "temperature" in r.json()["error"]
 
 
+def test_the_root_answers_as_ollamas_does(base: str) -> None:
+    assert httpx.get(base + "/").text.startswith("Ollama is running") and httpx.head(base + "/").status_code == 200
+
+
 def test_an_empty_prompt_loads_the_model(base: str) -> None:
     r = httpx.post(f"{base}/api/generate", json={"model": "qwen2.5-coder:1.5b"})
     assert r.status_code == 200 and r.json()["done"] and r.json()["done_reason"] == "load"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from codespark import __version__
 from codespark.engine import chat, remote_fim
@@ -312,6 +312,12 @@ async def show(body: ShowRequest, state: State) -> dict[str, Any]:
         "capabilities": ["completion", "insert", "tools"],
         "modified_at": _file(engine)[1],
     }
+
+
+@router.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
+async def root() -> str:
+    """What Ollama's root answers (clients ping it to see that a server is up), with where the APIs are."""
+    return "Ollama is running (codespark: OpenAI API under /v1, Ollama API under /api, llama-server's /infill)"
 
 
 @router.get("/api/version")
