@@ -314,7 +314,8 @@ async def show(body: ShowRequest, state: State) -> dict[str, Any]:
     }
 
 
-@router.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
+@router.head("/", include_in_schema=False, response_class=PlainTextResponse)
+@router.get("/", response_class=PlainTextResponse)
 async def root() -> str:
     """What Ollama's root answers (clients ping it to see that a server is up), with where the APIs are."""
     return "Ollama is running (codespark: OpenAI API under /v1, Ollama API under /api, llama-server's /infill)"
