@@ -125,6 +125,14 @@ def test_unknown_models_and_images_get_ollama_errors(client: ollama.Client, base
     assert r.status_code == 400 and "temperature" in r.json()["error"]
 
 
+def test_pulling_a_model_that_is_here_succeeds_and_another_is_a_404(client: ollama.Client) -> None:
+    assert client.pull("qwen2.5-coder:1.5b").status == "success"
+    assert [p.status for p in client.pull("spark", stream=True)][-1] == "success"
+    with pytest.raises(ollama.ResponseError) as missing:
+        client.pull("llama3:70b")
+    assert missing.value.status_code == 404
+
+
 def test_the_root_answers_as_ollamas_does(base: str) -> None:
     assert httpx.get(base + "/").text.startswith("Ollama is running") and httpx.head(base + "/").status_code == 200
 

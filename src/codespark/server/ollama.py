@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from codespark import __version__
 from codespark.engine import chat, remote_fim
@@ -312,6 +312,25 @@ async def show(body: ShowRequest, state: State) -> dict[str, Any]:
         "capabilities": ["completion", "insert", "tools"],
         "modified_at": _file(engine)[1],
     }
+
+
+class PullRequest(ShowRequest):
+    stream: bool = True
+
+
+@router.post("/api/pull", response_model=None)
+async def pull(body: PullRequest, state: State) -> Response:
+    """The models are installed with the server (``codespark models --pull``): pulling one that is here
+    succeeds at once, as Ollama answers for a model it has; any other name is a 404."""
+    body.log_unknown("/api/pull")
+    name = body.model or body.name
+    if not name:
+        raise InvalidRequestError("Send the model's name in 'model'.", param="model")
+    state.router.pinned(name)  # a 404 for a model that is not here
+    if not body.stream:
+        return JSONResponse({"status": "success"})
+    lines = (json.dumps({"status": s}) + "\n" for s in ("pulling manifest", "verifying sha256 digest", "success"))
+    return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
 @router.head("/", include_in_schema=False, response_class=PlainTextResponse)
