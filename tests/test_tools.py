@@ -214,6 +214,34 @@ def test_a_call_with_its_keys_the_other_way_round_is_still_a_call() -> None:
     assert isinstance(pieces[0], CallStarted) and parser.content == ""
 
 
+@pytest.mark.parametrize("step", [1, 5, 1000])
+def test_a_fenced_json_call_of_a_known_function_is_a_call(step: int) -> None:
+    """What Qwen2.5-Coder-1.5B writes under ``auto`` in place of ``<tool_call>`` tags."""
+    fenced = '```json\n{\n  "name": "get_weather",\n  "arguments": {\n    "city": "Paris"\n  }\n}\n```'
+    parser = ToolCallParser(frozenset({"get_weather"}))
+    pieces = []
+    for i in range(0, len(fenced), step):
+        pieces += parser.push(fenced[i : i + step])
+    pieces += parser.finish()
+    assert [(c.name, json.loads(c.arguments)) for c in parser.calls] == [("get_weather", {"city": "Paris"})]
+    assert parser.content == "" and isinstance(pieces[0], CallStarted)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '```json\n{"name": "other", "arguments": {}}\n```',  # not one of the tools
+        '```json\n{"a": 1}\n```',  # JSON the user asked for
+        '```json\n{"name": "get_weather", "arguments": {}, "extra": 1}\n```',  # more than a call
+        "```python\nprint(1)\n```",
+    ],
+)
+def test_other_fenced_blocks_stay_content(text: str) -> None:
+    parser = ToolCallParser(frozenset({"get_weather"}))
+    pieces = parser.push(text) + parser.finish()
+    assert parser.calls == [] and parser.content == text and "".join(p.text for p in pieces) == text
+
+
 def test_the_parser_keeps_text_that_only_looks_like_a_call() -> None:
     parser, pieces = _pieces("a <tool_ b <tool_call>not json</tool_call> c <tool_call>{half", 2)
     assert parser.calls == []

@@ -274,39 +274,57 @@ class _Block:
         return "".join(out)
 
 
+FENCE_OPEN, FENCE_CLOSE = "```json", "```"
+
+
 @dataclass
 class ToolCallParser:
-    """Reads the model's text as it streams: plain content, and the tool calls in ``<tool_call>`` blocks."""
+    """Reads the model's text as it streams: plain content, and the tool calls in ``<tool_call>`` blocks.
 
+    Small models also write a call as a fenced JSON block (Qwen2.5-Coder-1.5B does so under ``auto``, in
+    spite of its template): a ```` ```json ```` block whose JSON is exactly a call of one of ``names``
+    (``{"name": ..., "arguments": {...}}``) is a call too.  Such a block is held back until it closes,
+    since only then can it be told from JSON the user asked for; other fenced blocks stream as content.
+    """
+
+    names: frozenset[str] = frozenset()
     content: str = ""
     calls: list[ToolCall] = field(default_factory=list)
     _pending: str = ""
     _block: _Block | None = None
+    _fenced: bool = False  # the open block is a fenced one
     _started: int = 0
+
+    def _openers(self) -> list[tuple[str, bool]]:
+        return [(OPEN, False)] + ([(FENCE_OPEN, True)] if self.names else [])
 
     def push(self, text: str) -> list[Piece]:
         self._pending += text
         pieces: list[Piece] = []
         while self._pending:
             if self._block is None:
-                at = self._pending.find(OPEN)
-                if at < 0:
-                    keep = _overlap(self._pending, OPEN)
+                found = [(at, opener, fenced) for opener, fenced in self._openers()
+                         if (at := self._pending.find(opener)) >= 0]  # fmt: skip
+                if not found:
+                    keep = max(_overlap(self._pending, opener) for opener, _ in self._openers())
                     self._text(self._pending[: len(self._pending) - keep], pieces)
                     self._pending = self._pending[len(self._pending) - keep :]
                     break
+                at, opener, fenced = min(found)
                 self._text(self._pending[:at], pieces)
-                self._pending = self._pending[at + len(OPEN) :]
-                self._block = _Block()
+                self._pending = self._pending[at + len(opener) :]
+                self._block, self._fenced = _Block(), fenced
                 continue
             block = self._block
-            end = self._pending.find(CLOSE)
+            closer = FENCE_CLOSE if self._fenced else CLOSE
+            end = self._pending.find(closer)
             block.text += self._pending if end < 0 else self._pending[:end]
-            self._pending = "" if end < 0 else self._pending[end + len(CLOSE) :]
-            self._read(block, pieces)
+            self._pending = "" if end < 0 else self._pending[end + len(closer) :]
+            if not self._fenced:
+                self._read(block, pieces)
             if end < 0:
-                keep = _overlap(block.text, CLOSE)
-                if keep:  # a partial </tool_call> goes back to pending
+                keep = _overlap(block.text, closer)
+                if keep:  # a partial closer goes back to pending
                     block.text, self._pending = block.text[:-keep], block.text[-keep:]
                 break
             self._close(block, pieces)
@@ -317,7 +335,8 @@ class ToolCallParser:
         pieces: list[Piece] = []
         if self._block is not None:
             self._block.text += self._pending
-            self._read(self._block, pieces)
+            if not self._fenced:
+                self._read(self._block, pieces)
             self._close(self._block, pieces, closed=False)
         else:
             self._text(self._pending, pieces)
@@ -347,15 +366,16 @@ class ToolCallParser:
 
     def _close(self, block: _Block, pieces: list[Piece], closed: bool = True) -> None:
         """A finished block: a call once its name was read (its arguments exactly as written and sent); a
-        call written in another key order is taken whole now; anything else was plain content after all."""
-        self._block = None
+        call written in another key order, or fenced, is taken whole now; anything else was content."""
+        self._block, fenced = None, self._fenced
         if block.index >= 0:
             arguments = block.text[block.args_start : block.args_start + block.sent]
             self.calls.append(ToolCall(block.id, block.name, arguments))
             return
         whole = _whole_call(block.text)
-        if whole is None:
-            self._text(OPEN + block.text + (CLOSE if closed else ""), pieces)
+        if whole is None or (fenced and whole[0] not in self.names):
+            opener, closer = (FENCE_OPEN, FENCE_CLOSE) if fenced else (OPEN, CLOSE)
+            self._text(opener + block.text + (closer if closed else ""), pieces)
             return
         call = ToolCall(new_call_id(), whole[0], whole[1])
         pieces += [CallStarted(self._started, call.id, call.name), ArgumentsPiece(self._started, call.arguments)]
@@ -369,7 +389,7 @@ def _whole_call(text: str) -> tuple[str, str] | None:
         value = json.loads(text)
     except json.JSONDecodeError:
         return None
-    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or set(value) - {"name", "arguments"}:
         return None
     arguments = value.get("arguments", {})
     if not isinstance(arguments, dict):

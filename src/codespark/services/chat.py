@@ -96,7 +96,8 @@ class ChatService:
                 self.metrics.upstream_fallbacks.labels(up.name).inc()
             fallback = self.router.fall_back(exc.message)
             return fallback, self._observed(fallback, self._local(fallback.engine, call, repo_map))
-        return chosen, self._observed(chosen, tool_call_events(events) if call.calls_tools else events)
+        names = frozenset(t.name for t in call.tools)
+        return chosen, self._observed(chosen, tool_call_events(events, names) if call.calls_tools else events)
 
     def _local(self, engine: Engine, call: ChatCall, repo_map: str) -> AsyncGenerator[Event, None]:
         tools = call.tools if call.calls_tools else ()
@@ -112,7 +113,7 @@ class ChatService:
         params = replace(call.params, max_tokens=max_tokens, grammar=grammar)
         request = GenerationRequest(prompt=prompt, params=params, stops=call.stops)
         events = engine.stream(engine.prepare(request, tokens))
-        return tool_call_events(events) if tools else events
+        return tool_call_events(events, frozenset(t.name for t in tools)) if tools else events
 
     def _observed(self, decision: Decision, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
         return observed(decision, events, self.metrics, self.router)
@@ -159,10 +160,13 @@ def _tool_fields(call: ChatCall) -> dict[str, Any]:
     return fields
 
 
-async def tool_call_events(events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+async def tool_call_events(
+    events: AsyncGenerator[Event, None], names: frozenset[str] = frozenset()
+) -> AsyncGenerator[Event, None]:
     """The model's text split into content ``Delta``s and ``ToolCallDelta``s; the ``Finished`` event carries
-    the calls (``finish_reason`` ``tool_calls`` when there are any) and only the content as its text."""
-    parser = ToolCallParser()
+    the calls (``finish_reason`` ``tool_calls`` when there are any) and only the content as its text.
+    ``names``: the functions a fenced JSON call may name."""
+    parser = ToolCallParser(names)
     async with aclosing(events) as stream:
         async for item in stream:
             if isinstance(item, Delta):
