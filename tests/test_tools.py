@@ -62,7 +62,10 @@ def test_a_call_comes_back_as_tool_calls_with_json_arguments(client: TestClient,
     assert json.loads(call["function"]["arguments"]) == {"city": "Paris", "unit": "c"}
     assert '"name": "get_weather"' in backend.prompts[-1]  # the tools went through the template
     grammar = backend.params[-1].grammar
-    assert grammar is not None and grammar.trigger == "<tool_call>"  # auto: constrained once a call starts
+    assert grammar is not None and grammar.triggers == (
+        "<tool_call>",
+        "```json",
+    )  # auto: constrained once a call starts
 
 
 def test_streamed_calls_send_id_and_name_first_then_the_arguments(client: TestClient) -> None:
@@ -84,7 +87,7 @@ def test_required_and_named_choices_constrain_from_the_first_token(client: TestC
     for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
         assert _ask(client, tool_choice=choice).status_code == 200
         grammar = backend.params[-1].grammar
-        assert grammar is not None and grammar.trigger is None
+        assert grammar is not None and not grammar.triggers
         assert '"\\"get_weather\\""' in grammar.gbnf
 
 
@@ -157,7 +160,7 @@ def test_response_format_json_schema_becomes_a_grammar(client: TestClient, backe
     )
     assert r.status_code == 200
     grammar = backend.params[-1].grammar
-    assert grammar is not None and grammar.trigger is None and "answer" in grammar.gbnf
+    assert grammar is not None and not grammar.triggers and "answer" in grammar.gbnf
     r = client.post("/v1/chat/completions", json={"messages": USER_X, "response_format": {"type": "json_object"}})
     assert r.status_code == 200 and backend.params[-1].grammar is not None
 
@@ -167,7 +170,7 @@ def test_auto_with_a_response_format_allows_calls_or_the_json_answer() -> None:
     from codespark.engine.tools import ResponseFormat
 
     grammar = answer_grammar(tools, "auto", True, ResponseFormat())
-    assert grammar is not None and grammar.trigger is None and "root ::= calls | text" in grammar.gbnf
+    assert grammar is not None and not grammar.triggers and "root ::= calls | text" in grammar.gbnf
     single = answer_grammar(tools, "required", parallel=False)
     assert single is not None and "(" not in single.gbnf.split("root ::= ")[1].split("\n")[0]
 

@@ -16,11 +16,11 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Grammar:
-    """A GBNF grammar the answer must follow (``root`` is its start rule).  With a ``trigger``, it is lazy:
-    the text is free until the model writes ``trigger``, and constrained from there on."""
+    """A GBNF grammar the answer must follow (``root`` is its start rule).  With ``triggers``, it is lazy:
+    the text is free until the model writes one of them, and constrained from there on."""
 
     gbnf: str
-    trigger: str | None = None
+    triggers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -161,18 +161,21 @@ class LlamaBackend:
         return bool(llama_cpp.llama_vocab_is_eog(vocab, token)) or self._is_control(token)
 
     def _grammar_sampler(self, grammar: Grammar) -> Any:
-        """llama.cpp's grammar sampler (lazy from ``grammar.trigger`` when set); a 400 if it cannot parse."""
+        """llama.cpp's grammar sampler (lazy from ``grammar.triggers`` when set); a 400 if it cannot parse."""
         vocab = self._llm._model.vocab
         text, root = grammar.gbnf.encode(), b"root"
-        if grammar.trigger is None:
+        if not grammar.triggers:
             handle = llama_cpp.llama_sampler_init_grammar(vocab, text, root)
         else:
-            ids = self.tokenize(grammar.trigger)
-            single = len(ids) == 1  # Qwen's <tool_call> is one token: trigger on it, else on the text
-            patterns = (ctypes.c_char_p * 1)(b"[\\s\\S]*?(" + re.escape(grammar.trigger).encode() + b")")
-            tokens = (llama_cpp.llama_token * 1)(*ids[:1])
+            # A trigger that is one token (Qwen's <tool_call>) triggers on the token, others on the text.
+            ids = [self.tokenize(t) for t in grammar.triggers]
+            tokens = [i[0] for i in ids if len(i) == 1]
+            words = [b"[\\s\\S]*?(" + re.escape(t).encode() + b")" for t, i in zip(grammar.triggers, ids, strict=True)
+                     if len(i) != 1]  # fmt: skip
+            patterns = (ctypes.c_char_p * max(1, len(words)))(*words)
+            token_array = (llama_cpp.llama_token * max(1, len(tokens)))(*tokens)
             handle = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
-                vocab, text, root, patterns, 0 if single else 1, tokens, 1 if single else 0
+                vocab, text, root, patterns, len(words), token_array, len(tokens)
             )
         if not handle:
             raise InvalidRequestError("llama.cpp could not parse the grammar built for this request.")

@@ -27,6 +27,7 @@ from codespark.engine.backend import Grammar
 from codespark.errors import InvalidRequestError
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
+FENCE_OPEN, FENCE_CLOSE = "```json", "```"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
@@ -163,7 +164,9 @@ def answer_grammar(
     """The grammar for an answer, or None when it is free text.
 
     - ``required`` or a named function: tool calls from the first token;
-    - ``auto``: free text, constrained from the first ``<tool_call>`` on (lazily); with a ``response``
+    - ``auto``: free text, constrained from the first ``<tool_call>`` or ```` ```json ```` on (lazily): in
+      ``auto`` with tools, a fenced JSON block is a call (``response_format`` is the way to ask for JSON);
+      with a ``response``
       format, either the calls or the JSON answer, from the first token;
     - no tools (or ``none``): the ``response`` format's JSON, if any.
     """
@@ -197,8 +200,10 @@ def answer_grammar(
         converter._add_rule("calls", calls)
         converter._add_rule("root", "calls | text")
         return Grammar(converter.format_grammar())
-    converter._add_rule("root", calls)
-    return Grammar(converter.format_grammar(), trigger=OPEN)
+    # The 1.5B writes a call as a fenced JSON block about as often as in <tool_call> tags: constrain both.
+    converter._add_rule("fenced", f'"{FENCE_OPEN}" [ \\t\\n]{{0,4}} call [ \\t\\n]{{0,4}} "{FENCE_CLOSE}"')
+    converter._add_rule("root", f"{calls} | fenced")
+    return Grammar(converter.format_grammar(), triggers=(OPEN, FENCE_OPEN))
 
 
 # --------------------------------------------------------------------------- parsing the answer
@@ -272,9 +277,6 @@ class _Block:
                     self.args_end = start + len(out)
         self.sent += len(out)
         return "".join(out)
-
-
-FENCE_OPEN, FENCE_CLOSE = "```json", "```"
 
 
 @dataclass
