@@ -27,7 +27,8 @@ from codespark.engine.backend import Grammar
 from codespark.errors import InvalidRequestError
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
-FENCE_OPEN, FENCE_CLOSE = "```json", "```"
+# How small models also write a call, copying the fence of a JSON answer or the template's <tools> tag.
+LOOSE = (("```json", "```"), ("<tools>", "</tools>"))
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
@@ -164,8 +165,8 @@ def answer_grammar(
     """The grammar for an answer, or None when it is free text.
 
     - ``required`` or a named function: tool calls from the first token;
-    - ``auto``: free text, constrained from the first ``<tool_call>`` or ```` ```json ```` on (lazily): in
-      ``auto`` with tools, a fenced JSON block is a call (``response_format`` is the way to ask for JSON);
+    - ``auto``: free text, constrained from the first ``<tool_call>``, ```` ```json ```` or ``<tools>`` on
+      (lazily): in ``auto`` with tools, a fenced JSON block is a call (``response_format`` asks for JSON);
       with a ``response``
       format, either the calls or the JSON answer, from the first token;
     - no tools (or ``none``): the ``response`` format's JSON, if any.
@@ -200,10 +201,11 @@ def answer_grammar(
         converter._add_rule("calls", calls)
         converter._add_rule("root", "calls | text")
         return Grammar(converter.format_grammar())
-    # The 1.5B writes a call as a fenced JSON block about as often as in <tool_call> tags: constrain both.
-    converter._add_rule("fenced", f'"{FENCE_OPEN}" [ \\t\\n]{{0,4}} call [ \\t\\n]{{0,4}} "{FENCE_CLOSE}"')
-    converter._add_rule("root", f"{calls} | fenced")
-    return Grammar(converter.format_grammar(), triggers=(OPEN, FENCE_OPEN))
+    # The 1.5B writes a call in a ```json fence or <tools> tags about as often as in <tool_call> tags.
+    forms = [f'"{o}" [ \\t\\n]{{0,4}} call [ \\t\\n]{{0,4}} "{c}"' for o, c in LOOSE]
+    converter._add_rule("loose", " | ".join(forms))
+    converter._add_rule("root", f"{calls} | loose")
+    return Grammar(converter.format_grammar(), triggers=(OPEN, *(o for o, _ in LOOSE)))
 
 
 # --------------------------------------------------------------------------- parsing the answer
@@ -283,10 +285,11 @@ class _Block:
 class ToolCallParser:
     """Reads the model's text as it streams: plain content, and the tool calls in ``<tool_call>`` blocks.
 
-    Small models also write a call as a fenced JSON block (Qwen2.5-Coder-1.5B does so under ``auto``, in
-    spite of its template): a ```` ```json ```` block whose JSON is exactly a call of one of ``names``
-    (``{"name": ..., "arguments": {...}}``) is a call too.  Such a block is held back until it closes,
-    since only then can it be told from JSON the user asked for; other fenced blocks stream as content.
+    Small models also write a call as a fenced JSON block or in ``<tools>`` tags (Qwen2.5-Coder-1.5B does
+    both under ``auto``, in spite of its template; the Continue CLI's prompt brings out the second): such a
+    block whose JSON is exactly a call of one of ``names`` (``{"name": ..., "arguments": {...}}``) is a
+    call too.  It is held back until it closes, since only then can it be told from JSON the user asked
+    for; other blocks stream as content.
     """
 
     names: frozenset[str] = frozenset()
@@ -294,35 +297,35 @@ class ToolCallParser:
     calls: list[ToolCall] = field(default_factory=list)
     _pending: str = ""
     _block: _Block | None = None
-    _fenced: bool = False  # the open block is a fenced one
+    _loose: tuple[str, str] | None = None  # the open block's (opener, closer) when it is a loose form
     _started: int = 0
 
-    def _openers(self) -> list[tuple[str, bool]]:
-        return [(OPEN, False)] + ([(FENCE_OPEN, True)] if self.names else [])
+    def _openers(self) -> list[tuple[str, tuple[str, str] | None]]:
+        return [(OPEN, None)] + ([(o, (o, c)) for o, c in LOOSE] if self.names else [])
 
     def push(self, text: str) -> list[Piece]:
         self._pending += text
         pieces: list[Piece] = []
         while self._pending:
             if self._block is None:
-                found = [(at, opener, fenced) for opener, fenced in self._openers()
+                found = [(at, opener, loose) for opener, loose in self._openers()
                          if (at := self._pending.find(opener)) >= 0]  # fmt: skip
                 if not found:
                     keep = max(_overlap(self._pending, opener) for opener, _ in self._openers())
                     self._text(self._pending[: len(self._pending) - keep], pieces)
                     self._pending = self._pending[len(self._pending) - keep :]
                     break
-                at, opener, fenced = min(found)
+                at, opener, loose = min(found, key=lambda f: f[0])
                 self._text(self._pending[:at], pieces)
                 self._pending = self._pending[at + len(opener) :]
-                self._block, self._fenced = _Block(), fenced
+                self._block, self._loose = _Block(), loose
                 continue
             block = self._block
-            closer = FENCE_CLOSE if self._fenced else CLOSE
+            closer = self._loose[1] if self._loose is not None else CLOSE
             end = self._pending.find(closer)
             block.text += self._pending if end < 0 else self._pending[:end]
             self._pending = "" if end < 0 else self._pending[end + len(closer) :]
-            if not self._fenced:
+            if self._loose is None:
                 self._read(block, pieces)
             if end < 0:
                 keep = _overlap(block.text, closer)
@@ -337,7 +340,7 @@ class ToolCallParser:
         pieces: list[Piece] = []
         if self._block is not None:
             self._block.text += self._pending
-            if not self._fenced:
+            if self._loose is None:
                 self._read(self._block, pieces)
             self._close(self._block, pieces, closed=False)
         else:
@@ -369,14 +372,14 @@ class ToolCallParser:
     def _close(self, block: _Block, pieces: list[Piece], closed: bool = True) -> None:
         """A finished block: a call once its name was read (its arguments exactly as written and sent); a
         call written in another key order, or fenced, is taken whole now; anything else was content."""
-        self._block, fenced = None, self._fenced
+        self._block, loose = None, self._loose
         if block.index >= 0:
             arguments = block.text[block.args_start : block.args_start + block.sent]
             self.calls.append(ToolCall(block.id, block.name, arguments))
             return
         whole = _whole_call(block.text)
-        if whole is None or (fenced and whole[0] not in self.names):
-            opener, closer = (FENCE_OPEN, FENCE_CLOSE) if fenced else (OPEN, CLOSE)
+        if whole is None or (loose is not None and whole[0] not in self.names):
+            opener, closer = loose if loose is not None else (OPEN, CLOSE)
             self._text(opener + block.text + (closer if closed else ""), pieces)
             return
         call = ToolCall(new_call_id(), whole[0], whole[1])
