@@ -122,6 +122,24 @@ def parse_choice(choice: str | dict[str, Any] | None, tools: Sequence[Tool]) -> 
     return name
 
 
+_MAX_ENUM = 1000
+
+
+def _bounded(schema: Any) -> Any:
+    """``schema`` with small integer ranges (``minimum``..``maximum``) as enums: the binding's converter
+    ignores integer bounds (the 0.5B wrote ``max_results: 100`` under ``maximum: 50``), an enum it keeps."""
+    if isinstance(schema, list):
+        return [_bounded(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _bounded(v) for k, v in schema.items()}
+    low, high = out.get("minimum"), out.get("maximum")
+    if out.get("type") == "integer" and isinstance(low, int) and isinstance(high, int) and 0 <= high - low < _MAX_ENUM:
+        rest = {k: v for k, v in out.items() if k not in ("type", "minimum", "maximum")}
+        return {**rest, "enum": list(range(low, high + 1))}
+    return out
+
+
 def _convert(schemas: Sequence[tuple[dict[str, Any], str]], where: str, param: str) -> Any:
     """Rules for each (schema, rule name), in one converter (rule names stay unique; it is untyped)."""
     from llama_cpp.llama_grammar import SchemaConverter  # pure Python, but importing the package loads llama.cpp
@@ -131,7 +149,7 @@ def _convert(schemas: Sequence[tuple[dict[str, Any], str]], where: str, param: s
                                 raw_pattern=False)  # fmt: skip
     try:
         for schema, name in schemas:
-            converter.visit(converter.resolve_refs(schema, ""), name)
+            converter.visit(converter.resolve_refs(_bounded(schema), ""), name)
     except Exception as exc:  # the converter raises bare exceptions (asserts, KeyError, ...) on what it lacks
         raise InvalidRequestError(f"{where}: cannot constrain decoding to this schema ({exc!r}).",
                                   param=param) from exc  # fmt: skip
