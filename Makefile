@@ -65,7 +65,7 @@ bench-repair: models
 	$(PY) benchmarks/repair.py --part faults --bugs 100 --rounds 2 --candidates 3 --json bench-out/repair-faults.json
 
 bench-tools: models
-	$(PY) benchmarks/tool_calls.py --engines codex spark --json bench-out/tool_calls.json
+	$(PY) benchmarks/tool_calls.py --engines codex spark --per-tool 3 --json bench-out/tool_calls.json
 
 bench-clients: models
 	$(PY) benchmarks/clients.py --json bench-out/clients.json
