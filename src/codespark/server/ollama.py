@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,7 +22,7 @@ from codespark.engine.engine import Engine, Finished
 from codespark.engine.fim import FimRequest
 from codespark.engine.tools import parse_tools
 from codespark.errors import InvalidRequestError
-from codespark.models.catalog import find
+from codespark.models import cards
 from codespark.server.deps import Caller, State
 from codespark.server.ollama_protocol import (
     ChatChunk,
@@ -38,7 +35,6 @@ from codespark.server.ollama_protocol import (
     ToolCallFunction,
     ToolCallOut,
     durations,
-    now,
     response_format,
 )
 from codespark.server.respond import respond
@@ -211,70 +207,17 @@ def _object(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"raw": arguments}
 
 
-# --------------------------------------------------------------------------- models
-
-
-def ollama_name(model_id: str, route: str) -> str:
-    """The Ollama-style name of a model (``qwen2.5-coder:1.5b``), from the catalog; else the route name."""
-    spec = find(model_id)
-    names = [a for a in spec.aliases if ":" in a] if spec is not None else []
-    return names[0] if names else route
-
-
-def _details(engine: Engine) -> dict[str, Any]:
-    info = engine.backend.info
-    size = re.search(r"(\d+(?:\.\d+)?)b", info.model_id.lower())
-    quant = re.search(r"(q\d(?:_[a-z0-9]+)*|f16|bf16|f32)\.gguf$", Path(info.path).name.lower())
-    return {
-        "parent_model": "",
-        "format": "gguf",
-        "family": "qwen2" if "qwen" in info.model_id.lower() else info.model_id.split("-")[0],
-        "families": ["qwen2"] if "qwen" in info.model_id.lower() else [],
-        "parameter_size": f"{size.group(1)}B" if size else "",
-        "quantization_level": quant.group(1).upper() if quant else "",
-    }
-
-
-def _file(engine: Engine) -> tuple[int, str]:
-    path = Path(engine.backend.info.path)
-    try:
-        stat = path.stat()
-    except OSError:
-        return 0, now()
-    return stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC).isoformat().replace("+00:00", "Z")
-
-
-def _digest(engine: Engine) -> str:
-    spec = find(engine.backend.info.model_id)
-    return spec.sha256 if spec is not None else ""
-
-
-def _models(state: AppState) -> list[tuple[str, str, Engine]]:
-    """(name, route, engine): each engine by its Ollama-style name and by its route name."""
-    out: list[tuple[str, str, Engine]] = []
-    for route, engine in state.engines.routes.items():
-        name = ollama_name(engine.backend.info.model_id, route)
-        out += [(name, route, engine)] + ([(route, route, engine)] if name != route else [])
-    return out
-
-
-def _card(name: str, engine: Engine) -> dict[str, Any]:
-    size, modified = _file(engine)
-    return {"name": name, "model": name, "modified_at": modified, "size": size, "digest": _digest(engine),
-            "details": _details(engine)}  # fmt: skip
-
-
 @router.get("/api/tags")
 async def tags(state: State) -> dict[str, Any]:
-    return {"models": [_card(name, engine) for name, _, engine in _models(state)]}
+    return {"models": [cards.card(name, engine) for name, _, engine in cards.listed(state.engines)]}
 
 
 @router.get("/api/ps")
 async def ps(state: State) -> dict[str, Any]:
     """The loaded models: all of them, always (codespark loads its engines at start and keeps them)."""
     models = []
-    for name, _, engine in _models(state):
-        card = _card(name, engine)
+    for name, _, engine in cards.listed(state.engines):
+        card = cards.card(name, engine)
         models.append({**card, "expires_at": "2318-01-01T00:00:00Z", "size_vram": 0,
                        "context_length": engine.n_ctx})  # fmt: skip
     return {"models": models}
@@ -303,14 +246,14 @@ async def show(body: ShowRequest, state: State) -> dict[str, Any]:
         "parameters": f"num_ctx {engine.n_ctx}",
         "template": _TEMPLATE,
         "chat_template": info.chat_template or chat.CHATML,
-        "details": _details(engine),
+        "details": cards.details(engine),
         "model_info": {
             "general.architecture": "qwen2",
             "general.basename": info.model_id,
             "qwen2.context_length": info.n_ctx_train,
         },
         "capabilities": ["completion", "insert", "tools"],
-        "modified_at": _file(engine)[1],
+        "modified_at": cards.file_info(engine)[1],
     }
 
 

@@ -21,13 +21,12 @@ from codespark.engine.engine import Finished
 from codespark.errors import (
     ConfigError,
     EngineError,
-    ForbiddenError,
     InvalidRequestError,
     OverloadedError,
-    WorkspaceNotFoundError,
 )
 from codespark.router import Router
 from codespark.services.chat import ChatCall, ChatService
+from codespark.services.workspaces import configured
 
 ENGINES = ("auto", "codex", "spark", "upstream")
 FENCE_STOPS = ("\n```\n",)
@@ -74,12 +73,7 @@ class FixService:
 
     def for_workspace(self, name: str, engine: str, apply: bool, options: FixOptions) -> FixRequest:
         """The request for a configured workspace (HTTP clients name one; its path and tests are its own)."""
-        found = self.workspaces.get(name)
-        if found is None:
-            names = ", ".join(self.workspaces) or "none are configured ([[workspaces]])"
-            raise WorkspaceNotFoundError(f"No workspace {name!r}: use one of {names}.", param="workspace")
-        if apply and not found.allow_apply:
-            raise ForbiddenError(f"Workspace {found.name!r} does not allow apply; set allow_apply = true for it.")
+        found = configured(self.workspaces, name, apply)
         return FixRequest(found.path, found.test_cmd, engine, apply, options)
 
     def samplers(self, engine: str) -> tuple[list[Sampler], Sampler | None]:

@@ -15,9 +15,10 @@ from pathlib import Path
 from codespark.agent.testrun import detect
 from codespark.agent.workspace import Workspace
 from codespark.config import WorkspaceSettings
-from codespark.errors import ForbiddenError, InvalidRequestError, OverloadedError, WorkspaceNotFoundError
+from codespark.errors import InvalidRequestError, OverloadedError
 from codespark.migrate.registry import RECIPES
 from codespark.migrate.run import Event, MigrateOptions, Migration
+from codespark.services.workspaces import configured
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,7 @@ class MigrateService:
         self._lock = threading.Lock()
 
     def for_workspace(self, name: str, recipe: str, modules: str | None, apply: bool) -> MigrateRequest:
-        found = self.workspaces.get(name)
-        if found is None:
-            names = ", ".join(self.workspaces) or "none are configured ([[workspaces]])"
-            raise WorkspaceNotFoundError(f"No workspace {name!r}: use one of {names}.", param="workspace")
-        if apply and not found.allow_apply:
-            raise ForbiddenError(f"Workspace {found.name!r} does not allow apply; set allow_apply = true for it.")
+        found = configured(self.workspaces, name, apply)
         return MigrateRequest(found.path, recipe, found.test_cmd, modules, apply)
 
     def start(self, request: MigrateRequest) -> Iterator[Event]:
