@@ -1,5 +1,10 @@
 """Execution accuracy of the SQL assistant on our dev set (benchmarks/sql_dev), per engine.
 
+``--set foreign`` runs the second set instead (benchmarks/sql_foreign): schemas whose naming is not
+ours (Chinook's CamelCase, Spider's abbreviations and ``Ref_`` prefixes).  ``--variants`` compares
+name handling in one run: ``off`` (neither), ``monitor`` (the schema monitor masks nonexistent
+names while decoding), ``names`` (deterministic name repair only), ``full`` (both, the default).
+
 Each question runs once per engine and schema rendering, greedy, with validation and up to two
 repair rounds.  Since decoding is greedy, round 1 is exactly what the assistant would produce
 without validation, so each run gives both numbers:
@@ -14,6 +19,7 @@ identifiers" are round-1 queries that the database itself rejects for a missing 
 "caught" counts those the validator stopped before anything ran.
 
     python benchmarks/sql_eval.py --engines codex spark --json bench-out/sql_eval.json
+    python benchmarks/sql_eval.py --set foreign --variants off full --json bench-out/sql_foreign.json
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.sql_dev.build import build_sqlite
+from benchmarks.sql_dev import build as dev_build
+from benchmarks.sql_foreign import build as foreign_build
 from codespark.config import load_settings
 from codespark.engine.loader import load_engines
 from codespark.errors import DatabaseError
@@ -38,7 +45,10 @@ from codespark.sql.assistant import Options, SqlAssistant
 from codespark.sql.database import Database
 from codespark.sql.schema import introspect
 
-QUESTIONS = Path(__file__).resolve().parent / "sql_dev" / "questions.json"
+HERE = Path(__file__).resolve().parent
+SETS = {"dev": (HERE / "sql_dev" / "questions.json", dev_build.build_sqlite),
+        "foreign": (HERE / "sql_foreign" / "questions.json", foreign_build.build_sqlite)}  # fmt: skip
+VARIANTS = {"off": (False, False), "monitor": (True, False), "names": (False, True), "full": (True, True)}
 _MISSING = re.compile(r"no such (column|table)|does not exist|not found", re.I)
 
 
@@ -83,9 +93,12 @@ def same_result(gold: list[tuple[Any, ...]], pred: list[tuple[Any, ...]], ordere
     return Counter(projected) == Counter(expected)
 
 
-def evaluate(engine_name: str, style: str, questions: list[dict[str, Any]], dbs: dict[str, Path]) -> dict[str, Any]:
+def evaluate(
+    engine_name: str, style: str, variant: str, questions: list[dict[str, Any]], dbs: dict[str, Path]
+) -> dict[str, Any]:
     engines = load_engines(load_settings(), only=(engine_name,))
     engine = engines.routes[engine_name]
+    monitor, fix_names = VARIANTS[variant]
     assistants = {}
     for name, path in dbs.items():
         db = Database(f"sqlite:///{path}")
@@ -98,7 +111,8 @@ def evaluate(engine_name: str, style: str, questions: list[dict[str, Any]], dbs:
             db = assistant.db
             gold = db.run(item["gold"], 10_000).rows
             ordered = item.get("ordered", "ORDER BY" in item["gold"].upper() and "LIMIT 1" not in item["gold"].upper())
-            answer = loop.run_until_complete(assistant.ask(item["q"], Options(max_rows=10_000, style=style)))
+            options = Options(max_rows=10_000, style=style, monitor=monitor, fix_names=fix_names)
+            answer = loop.run_until_complete(assistant.ask(item["q"], options))
             first_sql = answer.trail[0].sql if answer.trail else ""
             try:
                 first_rows = db.run(first_sql, 10_000).rows
@@ -108,6 +122,8 @@ def evaluate(engine_name: str, style: str, questions: list[dict[str, Any]], dbs:
             hallucinated = bool(_MISSING.search(first_error))
             caught = hallucinated and any(s.check == "identifiers" and not s.ok for s in answer.trail[0].steps)
             final_ok = answer.valid and answer.rows is not None and same_result(gold, answer.rows.rows, ordered)
+            last = answer.trail[-1] if answer.trail else None
+            invalid_name = last is not None and (bool(last.unknown) or bool(_MISSING.search(answer.error or "")))
             row = {
                 "db": item["db"],
                 "question": item["q"],
@@ -121,10 +137,14 @@ def evaluate(engine_name: str, style: str, questions: list[dict[str, Any]], dbs:
                 "validator_flagged_first": bool(answer.trail and answer.trail[0].unknown),
                 "total_ms": answer.total_ms,
                 "error": answer.error,
+                "invalid_final": not answer.valid,
+                "invalid_final_name": invalid_name and not final_ok,
+                "names_fixed": [s.detail for v in answer.trail for s in v.steps if s.check == "names"],
+                "masked_steps": answer.masked_steps,
             }
             rows.append(row)
             mark = "ok " if final_ok else "BAD"
-            where = f"{engine_name}/{style} {i + 1}/{len(questions)}"
+            where = f"{engine_name}/{variant} {i + 1}/{len(questions)}"
             print(f"[{where}] {mark} {answer.total_ms:6.0f} ms  {item['q'][:70]}")
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -135,6 +155,7 @@ def evaluate(engine_name: str, style: str, questions: list[dict[str, Any]], dbs:
     return {
         "engine": engine_name,
         "style": style,
+        "variant": variant,
         "questions": n,
         "no_validation_accuracy": sum(r["no_validation_correct"] for r in rows) / n,
         "repair_accuracy": sum(r["repair_correct"] for r in rows) / n,
@@ -143,6 +164,11 @@ def evaluate(engine_name: str, style: str, questions: list[dict[str, Any]], dbs:
         "repaired_questions": sum(r["rounds"] > 1 for r in rows),
         "hallucinated_first_round": n_hallucinated,
         "hallucinated_caught": sum(r["caught_first"] for r in rows),
+        "invalid_after_repair": sum(r["invalid_final"] for r in rows),
+        "invalid_after_repair_name": sum(r["invalid_final_name"] for r in rows),
+        "mean_rounds": statistics.mean(r["rounds"] for r in rows),
+        "masked_steps_per_answer": statistics.mean(r["masked_steps"] for r in rows),
+        "names_fixed": sum(bool(r["names_fixed"]) for r in rows),
         "by_db": {
             db: {
                 "no_validation": sum(r["no_validation_correct"] for r in rows if r["db"] == db),
@@ -159,10 +185,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engines", nargs="+", default=["codex", "spark"])
     parser.add_argument("--styles", nargs="+", default=["ddl"], help="schema renderings: ddl, compact")
+    parser.add_argument("--set", choices=sorted(SETS), default="dev", help="dev: ours; foreign: others' naming")
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["full"])
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions (0: all)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    questions = json.loads(QUESTIONS.read_text())
+    path, build_sqlite = SETS[args.set]
+    questions = json.loads(path.read_text())
     if args.limit:
         questions = questions[: args.limit]
     results = []
@@ -170,15 +199,20 @@ def main() -> None:
         dbs = {name: build_sqlite(name, Path(tmp) / f"{name}.db") for name in sorted({q["db"] for q in questions})}
         for engine in args.engines:
             for style in args.styles:
-                results.append(evaluate(engine, style, questions, dbs))
+                for variant in args.variants:
+                    results.append(evaluate(engine, style, variant, questions, dbs))
                 if args.json:
                     args.json.parent.mkdir(parents=True, exist_ok=True)
                     args.json.write_text(json.dumps(results, indent=2, default=str))
-    print("\n| engine | schema | no validation | validation + repair | median s | p90 s | hallucinated caught |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\nset: {args.set} ({len(questions)} questions)")
+    print("| engine | schema | names | round 1 | validation + repair | invalid after repair (names) | mean rounds "
+          "| masked steps | names fixed | median s | p90 s | hallucinated caught |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['engine']} | {r['style']} | {r['no_validation_accuracy']:.3f} | {r['repair_accuracy']:.3f} | "
+            f"| {r['engine']} | {r['style']} | {r['variant']} | {r['no_validation_accuracy']:.3f} | "
+            f"{r['repair_accuracy']:.3f} | {r['invalid_after_repair']} ({r['invalid_after_repair_name']}) | "
+            f"{r['mean_rounds']:.2f} | {r['masked_steps_per_answer']:.1f} | {r['names_fixed']} | "
             f"{r['median_ms'] / 1000:.1f} | {r['p90_ms'] / 1000:.1f} | "
             f"{r['hallucinated_caught']}/{r['hallucinated_first_round']} |"
         )

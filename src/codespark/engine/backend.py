@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from codespark.engine.mask import Monitor, Names
+
 
 @dataclass(frozen=True)
 class Grammar:
@@ -35,6 +37,7 @@ class SamplingParams:
     repeat_penalty: float = 1.0
     seed: int | None = None
     grammar: Grammar | None = None
+    monitor: Monitor | None = None  # masks invented identifiers at its trigger points (engine/mask.py)
 
 
 class CancelToken:
@@ -69,6 +72,9 @@ class GenerationStats:
     drafter: str | None = None
     drafted: int = 0
     accepted: int = 0
+    masked_steps: int = 0
+    triggers: dict[str, int] = field(default_factory=dict)
+    monitor_trail: list[tuple[str, Names]] = field(default_factory=list)  # (text so far, allowed) per trigger
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from codespark.engine.backend import Backend, CancelToken, GenerationStats, SamplingParams
+from codespark.engine.mask import Names
 from codespark.engine.prompt import Prompt, Special
 from codespark.engine.session import SessionCache
 from codespark.engine.text import StopPolicy, TextAssembler
@@ -97,6 +98,8 @@ class Timings:
     drafter: str | None = None
     drafted: int = 0
     accepted: int = 0
+    masked_steps: int = 0
+    triggers: str = ""  # monitor triggers by kind, e.g. "sql.column=3 sql.table=1"
 
     @property
     def prompt_per_second(self) -> float:
@@ -126,6 +129,8 @@ class Timings:
             "draft_n": self.drafted,
             "draft_n_accepted": self.accepted,
             "drafter": self.drafter,
+            "mgd_masked_n": self.masked_steps,
+            "mgd_triggers": self.triggers,
         }
 
 
@@ -154,6 +159,7 @@ class Finished:
     finish_reason: str  # "stop" | "length" | "cancelled" | "tool_calls"
     timings: Timings
     tool_calls: tuple[ToolCall, ...] = ()
+    monitor_trail: tuple[tuple[str, Names], ...] = ()  # where a monitor constrained names, and to what
 
 
 Event = Delta | ToolCallDelta | Finished
@@ -382,5 +388,7 @@ class Engine:
             drafter=stats.drafter,
             drafted=stats.drafted,
             accepted=stats.accepted,
+            masked_steps=stats.masked_steps,
+            triggers=" ".join(f"{kind}={n}" for kind, n in sorted(stats.triggers.items())),
         )
-        return Finished(text.text, reason, timings)
+        return Finished(text.text, reason, timings, monitor_trail=tuple(stats.monitor_trail))

@@ -15,12 +15,23 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, SamplingParams, Snapshot
 from codespark.engine.fim import FIM_STOP_TOKENS
+from codespark.engine.mask import Guide, Vocabulary
 
 _CONTROL = (*FIM_STOP_TOKENS, "<|im_start|>")
 _FIRST_CONTROL = 1000
 END = _FIRST_CONTROL  # "<|endoftext|>"
+
+
+def _stand_in(scripted: int, mask: npt.NDArray[np.bool_]) -> int:
+    """A masked step: the scripted byte in the other case, else the first allowed letter, else a space, else any."""
+    other = ord(chr(scripted).swapcase()) if scripted < 128 else scripted
+    letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+    return next((t for t in (other, *letters, 32) if t < len(mask) and mask[t]), int(mask.argmax()))
 
 
 @dataclass
@@ -39,6 +50,7 @@ class FakeBackend:
     # Set when a generation has produced its first token: tests wait on it instead of sleeping.
     generating: threading.Event = field(default_factory=threading.Event)
     _cache: list[int] = field(default_factory=list)
+    _vocabulary: Vocabulary | None = None
 
     @property
     def info(self) -> BackendInfo:
@@ -63,6 +75,11 @@ class FakeBackend:
 
     def is_stop_token(self, token: int) -> bool:
         return token >= _FIRST_CONTROL and token != self.special_token("<|im_start|>")
+
+    def vocabulary(self) -> Vocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary([self.token_bytes(t) for t in range(_FIRST_CONTROL + len(_CONTROL))])
+        return self._vocabulary
 
     def decode(self, tokens: Sequence[int]) -> str:
         return "".join(
@@ -96,9 +113,21 @@ class FakeBackend:
         stats.prefill_done = time.perf_counter()
         reply = next((r for trigger, r in self.replies.items() if trigger in prompt), self.default)
         script = [*reply.encode(), END]
-        for produced, token in enumerate(script):
+        guide = Guide(params.monitor, self.vocabulary()) if params.monitor is not None else None
+        for produced, scripted in enumerate(script):
             if cancel.cancelled or produced >= params.max_tokens:
                 return
+            token = scripted
+            if guide is not None:
+                mask = guide.mask()
+                if mask is not None and not mask[token]:
+                    token = _stand_in(token, mask)
+                guide.push(self.token_bytes(token))
+                stats.masked_steps, stats.triggers, stats.monitor_trail = (
+                    guide.masked_steps,
+                    guide.triggers,
+                    guide.trail,
+                )
             if self.token_delay:
                 time.sleep(self.token_delay)
             self.generated_tokens += 1

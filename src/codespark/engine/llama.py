@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
 from llama_cpp import _internals
 
 from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, Grammar, SamplingParams, Snapshot
+from codespark.engine.mask import Guide, Vocabulary, apply
 from codespark.engine.speculative import DraftBudget, Drafter
 from codespark.errors import EngineError, InvalidRequestError
 
@@ -107,6 +109,7 @@ class LlamaBackend:
         self._control: dict[int, bool] = {}
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._vocabulary: Vocabulary | None = None
         meta: dict[str, Any] = dict(self._llm.metadata)
         self._info = BackendInfo(
             model_id=model_id,
@@ -149,6 +152,22 @@ class LlamaBackend:
                 n = llama_cpp.llama_token_to_piece(vocab, token, self._piece_buf, -n, 0, False)
             self._pieces[token] = self._piece_buf.raw[:n]
         return self._pieces[token]
+
+    def vocabulary(self) -> Vocabulary:
+        """The token index identifier masks use (built on first use: one pass over the vocabulary)."""
+        if self._vocabulary is None:
+            n = self._llm.n_vocab()
+            self._vocabulary = Vocabulary([b"" if self._is_control(t) else self.token_bytes(t) for t in range(n)])
+        return self._vocabulary
+
+    def _guided(self, guide: Guide | None, index: int) -> None:
+        """Mask the logits at batch position ``index`` where the monitor constrains the next token."""
+        if guide is None:
+            return
+        mask = guide.mask()
+        if mask is not None:
+            logits = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, index)
+            apply(np.ctypeslib.as_array(logits, shape=(guide.vocabulary.size,)), mask)
 
     def _is_control(self, token: int) -> bool:
         if token not in self._control:
@@ -255,6 +274,7 @@ class LlamaBackend:
         if params.max_tokens <= 0:
             return
         sampler = self._sampler(params)
+        guide = Guide(params.monitor, self.vocabulary()) if params.monitor is not None else None
         speculate = (
             self.drafter is not None
             and params.temperature <= 0.0
@@ -264,18 +284,27 @@ class LlamaBackend:
         try:
             if speculate:
                 assert self.drafter is not None
-                yield from self._speculative(sampler, params, cancel, stats, self.drafter)
+                yield from self._speculative(sampler, params, cancel, stats, self.drafter, guide)
                 return
             for produced in range(params.max_tokens):
                 if cancel.cancelled or llm.n_tokens >= llm.n_ctx():
                     return
+                self._guided(guide, -1)
                 token = sampler.sample(llm._ctx, -1)
+                if guide is not None:
+                    guide.push(self.token_bytes(token))
                 yield token
                 if self.is_stop_token(token) or produced + 1 == params.max_tokens:
                     return
                 llm.eval([token])
         finally:
             sampler.close()
+            if guide is not None:
+                stats.masked_steps, stats.triggers, stats.monitor_trail = (
+                    guide.masked_steps,
+                    guide.triggers,
+                    guide.trail,
+                )
 
     def _speculative(
         self,
@@ -284,12 +313,19 @@ class LlamaBackend:
         cancel: CancelToken,
         stats: GenerationStats,
         drafter: Drafter,
+        guide: Guide | None,
     ) -> Iterator[int]:
-        """Greedy decoding with drafts verified in one batch: token-identical to plain greedy."""
+        """Greedy decoding with drafts verified in one batch: token-identical to plain greedy.
+
+        Under a monitor, each position of the batch is masked from the text up to it (the drafts
+        accepted before it), exactly as plain decoding would mask that step."""
         llm = self._llm
         budget = DraftBudget()
         stats.drafter = drafter.name
+        self._guided(guide, -1)
         token = sampler.sample(llm._ctx, -1)
+        if guide is not None:
+            guide.push(self.token_bytes(token))
         produced = 1
         yield token
         while not self.is_stop_token(token) and produced < params.max_tokens and not cancel.cancelled:
@@ -306,7 +342,10 @@ class LlamaBackend:
             llm.input_ids[n_past : n_past + len(batch)] = batch
             accepted = 0
             for i in range(len(batch)):
+                self._guided(guide, i)
                 token = sampler.sample(llm._ctx, i)
+                if guide is not None:
+                    guide.push(self.token_bytes(token))
                 produced += 1
                 if i < len(drafts) and token == drafts[i] and not self.is_stop_token(token):
                     accepted += 1

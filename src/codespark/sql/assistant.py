@@ -2,7 +2,9 @@
 
 One round: show the model the schema (cut to the question's tables when it
 is large) and the question, take the SQL it writes, and validate it (parse,
-read-only, identifiers, EXPLAIN).  On failure, the precise error goes back to
+read-only, identifiers, EXPLAIN).  While it writes, the schema monitor masks tables and columns that
+do not exist; after it, a column misspelled in only one possible way is fixed deterministically, and
+the trail says so.  On failure, the precise error goes back to
 the model as the next turn, for at most ``max_rounds`` rounds.  A query that
 passes validation but fails when it runs is repaired the same way.  Nothing
 runs that did not pass validation.
@@ -24,6 +26,8 @@ from codespark.errors import DatabaseError, InvalidRequestError
 from codespark.sql import prompts
 from codespark.sql.database import Database, Rows
 from codespark.sql.explain import explain
+from codespark.sql.monitor import SqlMonitor
+from codespark.sql.repair import repair_names
 from codespark.sql.safety import parse, read_only_refusal
 from codespark.sql.schema import Schema, render, select_tables
 from codespark.sql.validate import Step, Validation, validate
@@ -43,6 +47,8 @@ class Options:
     schema_budget_tokens: int = 2500
     style: str = "ddl"
     max_tokens: int = 320
+    monitor: bool = True  # mask nonexistent tables and columns while the SQL is generated (sql/monitor.py)
+    fix_names: bool = True  # rewrite an unambiguous misspelled or misplaced column before validating
 
 
 @dataclass
@@ -56,6 +62,7 @@ class Answer:
     error: str | None = None
     generate_ms: float = 0.0
     total_ms: float = 0.0
+    masked_steps: int = 0
 
     @property
     def valid(self) -> bool:
@@ -86,7 +93,11 @@ class Answer:
                 for v in self.trail
             ],
             "rounds": self.rounds,
-            "timings": {"generate_ms": round(self.generate_ms, 1), "total_ms": round(self.total_ms, 1)},
+            "timings": {
+                "generate_ms": round(self.generate_ms, 1),
+                "total_ms": round(self.total_ms, 1),
+                "mgd_masked_n": self.masked_steps,
+            },
         }
 
 
@@ -103,6 +114,7 @@ class SqlAssistant:
         self.engine = engine
         self.db = db
         self.schema = schema
+        self._monitor = SqlMonitor(schema)
 
     def schema_text(self, question: str, options: Options) -> tuple[list[str], str]:
         tables: list[str] | None = None
@@ -137,8 +149,13 @@ class SqlAssistant:
         rounds = opts.max_rounds if opts.repair else 1
         for _ in range(rounds):
             sql = await self._generate(messages, opts, answer)
+            notes: list[str] = []
+            if opts.fix_names:
+                sql, notes = repair_names(sql, self.schema)
             # Database work (EXPLAIN, the query) runs off the event loop: a server keeps serving meanwhile.
             check = await asyncio.to_thread(validate, sql, self.schema, self.db, allow_write=opts.allow_write)
+            if notes:
+                check.steps.insert(0, Step("names", True, "; ".join(notes)))
             answer.trail.append(check)
             answer.sql = sql
             if check.ok and opts.execute:
@@ -181,10 +198,13 @@ class SqlAssistant:
         prompt: Prompt = [*chat.build_prompt(self.engine.backend.info, messages), prompts.ANSWER_OPENING]
         request = GenerationRequest(
             prompt,
-            SamplingParams(max_tokens=opts.max_tokens, temperature=0.0),
+            SamplingParams(
+                max_tokens=opts.max_tokens, temperature=0.0, monitor=self._monitor if opts.monitor else None
+            ),
             stops=(prompts.ANSWER_END,),
         )
         started = time.perf_counter()
         result = await self.engine.run(request)
+        answer.masked_steps += result.timings.masked_steps
         answer.generate_ms += (time.perf_counter() - started) * 1000
         return extract_sql(result.text)

@@ -25,7 +25,7 @@ from codespark.sql.schema import Schema
 
 @dataclass(frozen=True)
 class Step:
-    check: str  # parse | read_only | identifiers | explain
+    check: str  # names (a deterministic fix) | parse | read_only | identifiers | explain | execute
     ok: bool
     detail: str = ""
 

@@ -1,0 +1,91 @@
+"""Identifier masks (engine/mask.py): which tokens may come next at a constrained step."""
+
+from __future__ import annotations
+
+import asyncio
+
+from codespark.engine.backend import SamplingParams
+from codespark.engine.engine import Engine, GenerationRequest
+from codespark.engine.fake import FakeBackend
+from codespark.engine.mask import Names, Vocabulary
+
+PIECES = [b" Pets", b" Pet", b"Pets", b"Pet", b"Type", b"Type,", b"_type", b"_age", b",", b" ", b"(", b"1",
+          b"M", b" FROM", b"", b"ts", b" pets", b"Student", b"\xe2"]  # fmt: skip
+VOCAB = Vocabulary(PIECES)
+NAMES = frozenset({"Pets", "PetType", "pet_age", "Student"})
+
+
+def allowed(names: Names) -> set[bytes]:
+    mask = VOCAB.allowed(names)
+    return {PIECES[i] for i in range(len(PIECES)) if mask[i]}
+
+
+def test_start_allows_prefixes_of_names_and_non_identifiers() -> None:
+    got = allowed(Names(NAMES))
+    assert {b" Pets", b" Pet", b"Pets", b"Pet", b"Student"} <= got
+    assert {b",", b" ", b"(", b"1", b""} <= got  # not an identifier: the monitor constrains names only
+    assert b" pets" not in got and b"Type" not in got and b"ts" not in got
+
+
+def test_required_names_allow_only_names() -> None:
+    got = allowed(Names(NAMES, required=True))
+    assert b"Pets" in got and b"(" not in got and b" " not in got and b"" not in got
+
+
+def test_continuation_spells_a_name_or_ends_on_one() -> None:
+    got = allowed(Names(NAMES, partial="Pet"))
+    assert b"Type" in got and b"Type," in got
+    assert b"_type" not in got and b"," not in got and b"ts" not in got  # "Pet" alone is no name either
+    assert b"ts" in allowed(Names(NAMES, partial="Pe"))
+    assert allowed(Names(NAMES, partial="pet")) >= {b"_age"}
+
+
+def test_a_whole_name_may_end() -> None:
+    got = allowed(Names(NAMES, partial="PetType"))
+    assert {b",", b" FROM", b" ", b""} <= got
+    assert b"Type" not in got and b"M" not in got
+
+
+def test_folded_names_ignore_case() -> None:
+    got = allowed(Names(NAMES, fold=True))
+    assert b" pets" in got
+    assert b"_type" in allowed(Names(frozenset({"pet_type"}), partial="PET", fold=True))
+
+
+def test_separated_leaves_the_current_word_free() -> None:
+    got = allowed(Names(NAMES, separated=True))
+    assert b"M" in got and b"Type" in got  # FRO + M: the keyword goes on, unconstrained
+    assert b" pets" not in got  # a new identifier after whitespace is still constrained
+
+
+def test_the_mask_never_blocks_everything() -> None:
+    mask = VOCAB.allowed(Names(frozenset({"zzz"}), partial="q", required=True))
+    assert mask.all()
+
+
+class Columns:
+    """A toy monitor: after "SELECT ", only real columns."""
+
+    def names(self, text: str) -> Names | None:
+        if not text.startswith("SELECT "):
+            return None
+        rest = text[len("SELECT ") :]
+        if rest and not rest.isidentifier():
+            return None
+        return Names(frozenset({"PetType", "weight"}), rest, "toy", required=not rest)
+
+
+def test_the_sampling_loop_masks_and_reports() -> None:
+    backend = FakeBackend(default="SELECT pet_type FROM Pets")
+    engine = Engine(backend, "fake")
+
+    async def run() -> tuple[str, int, str]:
+        request = GenerationRequest(["q"], SamplingParams(max_tokens=64, monitor=Columns()))
+        result = await engine.run(request)
+        return result.text, result.timings.masked_steps, result.timings.triggers
+
+    text, masked, triggers = asyncio.run(run())
+    engine.close()
+    word = text[len("SELECT ") :].split()[0]
+    assert text.startswith("SELECT ") and word in {"PetType", "weight"}, text
+    assert masked >= len(word) and triggers == "toy=1"
