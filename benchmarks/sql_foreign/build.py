@@ -227,7 +227,8 @@ def _docs_rows(rng: random.Random) -> dict[str, list[tuple[Any, ...]]]:
                  for i in range(len(codes))]  # fmt: skip
     names = ["Introduction of OS", "Understanding DB", "Summer Show", "Robbin CV", "Welcome to NY",
              "How to read a book", "Palm reading", "About Korea", "Learning French", "Data Control",
-             "How Google people work", "Customer reviews", "Review on Canadian files", "Winter Sails", "Spring Sails"]  # fmt: skip
+             "How Google people work", "Customer reviews", "Review on Canadian files", "Winter Sails",
+             "Spring Sails"]  # fmt: skip
     documents = [(10 + i * 7, rng.randrange(len(templates)), name, rng.choice(["n", "y", "k", "u"]), None)
                  for i, name in enumerate(names)]  # fmt: skip
     words = ["Korea", "Somalia", "Palestinian Territory", "Jersey", "UK", "Brazil", "Ireland", "Japan", "Micronesia"]
