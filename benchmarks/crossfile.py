@@ -7,7 +7,8 @@ the index.  The line is cut just after that call's ``(``, where an editor asks "
 the model completes the rest of the line (single-line FIM): the arguments, which it can only get
 right if it knows the definition.  ``--cut callee`` cuts before the called name instead, so the
 model must also know which name to call; ``--cut kwarg`` cuts before the call's first keyword
-argument, whose name only the definition gives.  Lines are sampled with a fixed seed, round-robin over
+argument, whose name only the definition gives; ``--cut member`` cuts just after ``obj.`` where Jedi
+resolves the member to a definition in another module.  Lines are sampled with a fixed seed, round-robin over
 packages.
 
 **Conditions**, same prompt window (``--prefix-lines`` before, ``--suffix-lines`` after):
@@ -15,8 +16,13 @@ packages.
 the names near the cursor resolved across files, then similar snippets), each packed into
 ``--context-tokens`` in Qwen's repo-level layout.
 
+``mgd`` is ``none``'s prompt decoded under the Python monitor (context/monitor.py: Jedi's members at
+``obj.``, imports), which sees the whole file above the cut as an editor's buffer.
+
 **Scores.** Exact match of the first generated line with the rest of the real line (whitespace
-stripped), and edit similarity (difflib ratio).  ``--latency`` instead measures indexing and
+stripped), and edit similarity (difflib ratio); on member tasks also the rate of completions whose first
+member is not a member of the receiver (``invented``), and the masked steps per completion.
+``--latency`` instead measures indexing and
 retrieval speed on a large directory.
 
     python benchmarks/crossfile.py --tasks 200 --engine spark --json bench-out/crossfile.json
@@ -43,6 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codespark.config import load_settings
 from codespark.context.index import module_name
+from codespark.context.monitor import PythonMonitor, lookup
 from codespark.context.parse import parse
 from codespark.context.retrieve import _bindings, merge_by_path
 from codespark.context.service import RepoContext
@@ -56,7 +63,7 @@ CONDITIONS = ("none", "similar", "full")
 # ``layout``: no context, but the repo-level prompt form (file name, <|file_sep|>) the other two use:
 # separates what the context adds from what the form costs.
 # ``sig-inline``: only the called name's signature, as a comment just above the cursor line (plain PSM).
-ALL_CONDITIONS = (*CONDITIONS, "layout", "full-comment", "similar-comment", "sig-inline")
+ALL_CONDITIONS = (*CONDITIONS, "layout", "full-comment", "similar-comment", "sig-inline", "mgd")
 
 
 @dataclass
@@ -68,6 +75,8 @@ class Task:
     suffix: str
     target: str
     callee: str
+    before: str = ""  # the whole file above the cut (what the monitor sees)
+    after: str = ""
 
 
 def find_tasks(
@@ -80,6 +89,8 @@ def find_tasks(
     """
     tasks: list[Task] = []
     files = [row[0] for row in ctx.index.conn.execute("SELECT path FROM files WHERE language = 'python'")]
+    if cut_at == "member":
+        return member_tasks(package, ctx, sorted(files), prefix_lines, suffix_lines)
     for path in sorted(files):
         text = (ctx.root / path).read_text(errors="replace")
         imports = parse(text.encode(), "python").imports
@@ -116,6 +127,56 @@ def find_tasks(
             prefix = (before + "\n" if before else "") + line[:cut]
             suffix = "\n" + "\n".join(lines[i + 1 : i + 1 + suffix_lines])
             tasks.append(Task(package, path, i + 1, prefix, suffix, target, match.group(1)))
+    return tasks
+
+
+_ACCESS = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.([A-Za-z_]\w*)")
+MEMBER_TASKS_PER_FILE = 8
+
+
+def member_tasks(package: str, ctx: RepoContext, files: list[str], prefix_lines: int, suffix_lines: int) -> list[Task]:
+    """Lines with ``obj.member`` where Jedi resolves the member to a definition in another module.
+
+    At most ``MEMBER_TASKS_PER_FILE`` per file (in line order), so one big module does not dominate.
+    """
+    import jedi
+
+    tasks: list[Task] = []
+    project = jedi.Project(str(ctx.root))
+    for path in files:
+        full = ctx.root / path
+        text = full.read_text(errors="replace")
+        lines = text.splitlines()
+        script = jedi.Script(text, path=str(full), project=project)
+        last_import = max((i for i, ln in enumerate(lines) if re.match(r"\s*(from|import)\s", ln)), default=0)
+        found = 0
+        for i in range(last_import + 1, len(lines)):
+            line = lines[i]
+            if line.lstrip().startswith(("#", "def ", "class ", "@", "import ", "from ")):
+                continue
+            for match in _ACCESS.finditer(line):
+                target = line[match.start(2) :].rstrip()
+                if not 3 <= len(target) <= 100 or '"' in line[: match.start(2)].split("#")[0][-1:]:
+                    continue
+                try:
+                    definitions = script.goto(i + 1, match.start(2), follow_imports=True)
+                except Exception:
+                    continue
+                where = {str(d.module_path) for d in definitions if d.module_path is not None}
+                if not where or str(full) in where or not all(w.startswith(str(ctx.root)) for w in where):
+                    continue
+                before_lines = "\n".join(lines[max(0, i - prefix_lines) : i])
+                cut = match.start(2)
+                prefix = (before_lines + "\n" if before_lines else "") + line[:cut]
+                suffix = "\n" + "\n".join(lines[i + 1 : i + 1 + suffix_lines])
+                whole_before = "\n".join(lines[:i]) + "\n" + line[:cut]
+                whole_after = "\n".join(lines[i + 1 :])
+                tasks.append(Task(package, path, i + 1, prefix, suffix, target, match.group(2), whole_before,
+                                  whole_after))  # fmt: skip
+                found += 1
+                break
+            if found >= MEMBER_TASKS_PER_FILE:
+                break
     return tasks
 
 
@@ -202,7 +263,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                         str(ctx.root / task.path), task.prefix, task.suffix, args.context_tokens, None, mode
                     )
                 )
-                if condition == "sig-inline":
+                monitor = None
+                if condition == "mgd":
+                    monitor = PythonMonitor(task.before, task.after, ctx.root / task.path, ctx.root, args.mgd_budget_ms)
+                    req = FimRequest(task.prefix, task.suffix)
+                elif condition == "sig-inline":
                     req = FimRequest(above_cursor(task.prefix, callee_signature(ctx, task)), task.suffix)
                 elif layout == "comment":
                     req = FimRequest(comment_context(merge_by_path(pieces)) + task.prefix, task.suffix)
@@ -210,11 +275,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                     extra = tuple(ExtraFile(p, t) for p, t in merge_by_path(pieces))
                     named = bool(extra) or condition == "layout"
                     req = FimRequest(task.prefix, task.suffix, extra, task.path if named else None)
-                job = one_shot(engine, req, SamplingParams(max_tokens=48, temperature=0.0))
+                job = one_shot(engine, req, SamplingParams(max_tokens=48, temperature=0.0, monitor=monitor))
                 started = time.perf_counter()
-                text = loop.run_until_complete(engine.run(job)).text
+                finished = loop.run_until_complete(engine.run(job))
+                text = finished.text
                 first = text.split("\n", 1)[0].rstrip()
                 row[condition] = {
+                    "masked_steps": finished.timings.masked_steps,
+                    "decode_ms_per_token": finished.timings.decode_ms / max(1, finished.timings.completion_tokens - 1),
+                    "invented": _invented(task, first) if args.cut == "member" else None,
                     "completion": first,
                     "exact": first.strip() == task.target.strip(),
                     "similarity": edit_similarity(first.strip(), task.target.strip()),
@@ -237,6 +306,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _invented(task: Task, completion: str) -> bool:
+    """Whether the completion's first member is not a member of the receiver (Jedi's members at the cut)."""
+    word = re.match(r"[A-Za-z_]\w*", completion.strip())
+    if word is None:
+        return False
+    members = lookup(task.before, task.after, None, None).result()
+    return members is not None and word.group(0) not in members
+
+
 def _summary(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     n = len(results)
     out: dict[str, Any] = {"engine": args.engine, "tasks": n, "cut": args.cut, "context_tokens": args.context_tokens}
@@ -244,7 +322,12 @@ def _summary(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[st
         out[c] = {
             "exact_match": sum(r[c]["exact"] for r in results) / n if n else 0.0,
             "edit_similarity": statistics.mean(r[c]["similarity"] for r in results) if n else 0.0,
+            "masked_steps": statistics.mean(r[c]["masked_steps"] for r in results) if n else 0.0,
+            "decode_ms_per_token_median": statistics.median(r[c]["decode_ms_per_token"] for r in results) if n else 0.0,
+            "ms_median": statistics.median(r[c]["ms"] for r in results) if n else 0.0,
         }
+        if args.cut == "member":
+            out[c]["invented_rate"] = sum(bool(r[c]["invented"]) for r in results) / n if n else 0.0
     if "full" in args.conditions:
         out["definition_found_full"] = sum(r["full"]["definition_found"] for r in results) / n if n else 0.0
     out["by_package"] = {
@@ -301,7 +384,9 @@ def main() -> None:
     parser.add_argument("--suffix-lines", type=int, default=6)
     parser.add_argument("--context-tokens", type=int, default=384)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cut", choices=("args", "callee", "kwarg"), default="args", help="where the line is cut")
+    parser.add_argument("--cut", choices=("args", "callee", "kwarg", "member"), default="args",
+                        help="where the line is cut")  # fmt: skip
+    parser.add_argument("--mgd-budget-ms", type=float, default=30.0, help="how long a step waits for Jedi")
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=ALL_CONDITIONS)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--latency", action="store_true", help="measure indexing and retrieval speed instead")

@@ -201,9 +201,9 @@ def main() -> None:
             for style in args.styles:
                 for variant in args.variants:
                     results.append(evaluate(engine, style, variant, questions, dbs))
-                if args.json:
-                    args.json.parent.mkdir(parents=True, exist_ok=True)
-                    args.json.write_text(json.dumps(results, indent=2, default=str))
+                    if args.json:
+                        args.json.parent.mkdir(parents=True, exist_ok=True)
+                        args.json.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nset: {args.set} ({len(questions)} questions)")
     print("| engine | schema | names | round 1 | validation + repair | invalid after repair (names) | mean rounds "
           "| masked steps | names fixed | median s | p90 s | hallucinated caught |")  # fmt: skip

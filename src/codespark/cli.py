@@ -278,9 +278,10 @@ def sql(
 
     if not db:
         raise _fail(CodesparkError("Name the database with --db URL, e.g. --db sqlite:///shop.db"))
-    options = Options(repair=repair, execute=not explain_only, max_rows=max_rows, allow_write=allow_write)
     try:
         settings = load_settings(config)
+        options = Options(repair=repair, execute=not explain_only, max_rows=max_rows, allow_write=allow_write,
+                          monitor=settings.mgd == "on")  # fmt: skip
         service = SqlService(settings.databases, timeout_s=timeout)
         url = service.resolve(db).url if "://" not in db else db  # a URL, or a name from [[databases]]
         database, schema = service.open(url, writable=allow_write)

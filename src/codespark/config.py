@@ -176,6 +176,19 @@ class Settings(BaseSettings):
         description="Repo context: 'full' (definitions of the names near the cursor, then similar code), "
         "'similar' (BM25 snippets only) or 'none'.",
     )
+    mgd: Literal["on", "off", "members-only"] = Field(
+        "on",
+        description="Monitor-guided decoding: mask names that do not exist while generating (SQL tables and "
+        "columns from the schema; Python members after 'obj.' and imported names, from Jedi). 'members-only': "
+        "Python members only. See docs/BENCHMARKS.md section 14.",
+    )
+    mgd_budget_ms: float = Field(
+        30.0,
+        ge=0,
+        le=2000,
+        description="How long a completion step waits for the Python monitor's analysis at a trigger before "
+        "going on unconstrained.",
+    )
     databases: list[DatabaseSettings] = Field(
         default_factory=list,
         description="Databases the SQL assistant answers about over HTTP ([[databases]] tables: name, url, "

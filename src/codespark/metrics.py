@@ -59,6 +59,15 @@ class Metrics:
             ["upstream"],
             registry=r,
         )
+        self.mgd_triggers = Counter(
+            "codespark_mgd_triggers",
+            "Trigger points where a monitor constrained the names that could be written, by kind.",
+            ["engine", "kind"],
+            registry=r,
+        )
+        self.mgd_masked = Counter(
+            "codespark_mgd_masked_steps", "Sampling steps decoded under an identifier mask.", ["engine"], registry=r
+        )
         self.redactions = Counter(
             "codespark_redactions",
             "Distinct values redacted from prompts sent upstream, by kind.",

@@ -95,7 +95,7 @@ async def infill(body: InfillRequest, request: Request, state: State, who: Calle
     def final(result: Finished) -> Infill | Fields:
         payload = _final(route, result, result.text)
         if body.debug:
-            payload.debug_data = debug_data(answer.context)
+            payload.debug_data = debug_data(answer.context, result.monitor_trail)
         return Fields.pick(payload, body.response_fields) if body.response_fields else payload
 
     def last(result: Finished) -> list[Infill | Fields]:

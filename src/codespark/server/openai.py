@@ -119,7 +119,7 @@ async def completions(body: CompletionRequest, request: Request, state: State, w
         payload = chunk(echo + result.text, _finish_reason(result))
         payload.usage = usage(result.timings)
         if body.wants_context():
-            payload.debug_data = debug_data(context)
+            payload.debug_data = debug_data(context, result.monitor_trail)
         return payload
 
     def finish(result: Finished) -> list[Completion]:

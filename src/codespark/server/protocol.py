@@ -18,10 +18,12 @@ from codespark.context.retrieve import Snippet
 from codespark.engine import chat
 from codespark.engine.backend import SamplingParams
 from codespark.engine.fim import ExtraFile, FimRequest
+from codespark.engine.mask import Names
 from codespark.engine.tools import ToolCall
 from codespark.errors import InvalidRequestError
 
 log = logging.getLogger("codespark.server")
+_DEBUG_NAMES = 100
 
 
 class _Request(BaseModel):
@@ -70,12 +72,23 @@ def stop_strings(stop: str | list[str] | None) -> tuple[str, ...]:
     return stops
 
 
-def debug_data(pieces: Sequence[Snippet]) -> dict[str, object]:
-    """The context snippets a completion used (Tabby's ``debug_data`` shape, with our reasons)."""
+def debug_data(pieces: Sequence[Snippet], trail: Sequence[tuple[str, Names]] = ()) -> dict[str, object]:
+    """The context snippets a completion used (Tabby's ``debug_data`` shape, with our reasons), and where
+    the monitors constrained names (``mgd``: the generated text so far, the trigger, the allowed names)."""
     return {
         "snippets": [
             {"filepath": p.path, "body": p.text, "score": round(p.score, 3), "reason": p.reason} for p in pieces
-        ]
+        ],
+        "mgd": [
+            {
+                "after": text[-80:],
+                "kind": n.kind,
+                "partial": n.partial,
+                "n_allowed": len(n.names),
+                "allowed": sorted(n.names)[:_DEBUG_NAMES],
+            }
+            for text, n in trail
+        ],  # fmt: skip
     }
 
 

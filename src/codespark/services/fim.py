@@ -32,6 +32,7 @@ from codespark.config import Settings
 from codespark.context.retrieve import Snippet, merge_by_path
 from codespark.context.service import RepoContext
 from codespark.engine import remote_fim
+from codespark.context.monitor import for_fim
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Delta, Engine, Event, Finished, Prepared, Timings
 from codespark.engine.fim import ExtraFile, FimRequest, FimStops
@@ -161,12 +162,17 @@ class FimService:
                 router.fim(call.model, call.budget_ms, to_evaluate, self.settings.fim_max_queue, upstream=False),
                 fallback=f"upstream {decision.upstream.name}: {why}",
             )
+        params = call.params
+        if self.settings.mgd != "off" and params.monitor is None:
+            root = self.repo.root if self.repo is not None else None
+            monitor = for_fim(req, root, self.settings.mgd_budget_ms, imports=self.settings.mgd == "on")
+            params = replace(params, monitor=monitor)
         job = self.sessions.plan(
             decision.route,
             decision.engine,
             session,
             req,
-            call.params,
+            params,
             call.stops,
             call.t_max_predict_ms,
             self.settings.fim_block_stops,

@@ -51,6 +51,11 @@ def observe(route: str, result: Finished, metrics: Metrics | None, router: Route
         metrics.ttft.labels(route).observe(t.ttft_ms / 1000)
     if t.decode_per_second > 0:
         metrics.decode.labels(route).observe(t.decode_per_second)
+    if t.masked_steps:
+        metrics.mgd_masked.labels(route).inc(t.masked_steps)
+        for part in t.triggers.split():
+            kind, _, n = part.partition("=")
+            metrics.mgd_triggers.labels(route, kind).inc(int(n or 0))
     if t.drafter:
         metrics.drafted.labels(route, t.drafter).inc(t.drafted)
         metrics.accepted.labels(route, t.drafter).inc(t.accepted)

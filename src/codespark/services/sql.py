@@ -31,8 +31,10 @@ class SqlService:
         timeout_s: float = 10.0,
         router: Router | None = None,
         max_tokens_limit: int | None = None,
+        monitor: bool = True,
     ) -> None:
         self.databases = {d.name: d for d in databases}
+        self.monitor = monitor  # the schema monitor while SQL is generated (settings.mgd == "on")
         self.router = router
         self.max_tokens_limit = max_tokens_limit  # the server's bound on every generation, ``ask``'s too
         self.timeout_s = timeout_s
@@ -95,6 +97,7 @@ class SqlService:
             raise RuntimeError("SqlService.ask needs a router")
         if self.max_tokens_limit is not None and options.max_tokens > self.max_tokens_limit:
             options = replace(options, max_tokens=self.max_tokens_limit)
+        options = replace(options, monitor=options.monitor and self.monitor)
         database, schema = await asyncio.to_thread(self.named, db, refresh=refresh)
         decision = self.router.pinned(model) or self.router.local_deep()
         answer = await SqlAssistant(decision.engine, database, schema).ask(question, options)

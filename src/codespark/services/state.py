@@ -43,7 +43,9 @@ class AppState:
         codex_upstream = upstreams[settings.codex_upstream] if settings.codex_upstream else None
         router = Router(engines, settings.router_fim, settings.fim_latency_budget_ms, codex_upstream)
         repo = RepoContext(settings.repo_dir, settings.cache_dir) if settings.repo_dir else None
-        sql = SqlService(settings.databases, router=router, max_tokens_limit=settings.max_tokens_limit)
+        sql = SqlService(
+            settings.databases, router=router, max_tokens_limit=settings.max_tokens_limit, monitor=settings.mgd == "on"
+        )
         never_send = NeverSend.load(settings.never_send, settings.workspace_dir)
         chat = ChatService(router, settings, metrics, never_send, repo)
         return cls(

@@ -1,0 +1,181 @@
+"""The Python monitor: after ``obj.``, only members that ``obj`` really has may be written.
+
+Static analysis is Jedi's (a maintained library that resolves types through imports,
+annotations, ``self``, constructor assignments, return annotations and inheritance, in the
+repo and the installed packages).  The monitor finds the trigger points in the code written so
+far and asks Jedi what may come there:
+
+- **member access**: ``expr.`` -> the members of ``expr``'s inferred type (``py.member``);
+- **imports**: ``from X import `` -> what ``X`` defines; ``import X.`` -> its submodules
+  (``py.import``).
+
+Where Jedi resolves nothing, where the type has a ``__getattr__`` (members made at run time), in
+a comment or a string, the monitor is silent.
+
+**Latency.** Jedi can take tens to hundreds of milliseconds at a trigger, and a token must not
+wait that long.  Lookups run on one worker thread (Jedi is not thread-safe), are cached by the
+text before the trigger, and the sampling step waits for one at most ``budget_ms``; a lookup that
+is late leaves that identifier unconstrained (and is ready for the next request at that place).
+A trigger already in the prompt (the user just typed ``obj.``) is looked up at once, while the
+prompt is evaluated, so it is usually ready before the first token.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+from codespark.engine.fim import FimRequest
+from codespark.engine.mask import Names, is_word
+
+_MEMBER = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*|[)\]])\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)?\Z")
+_FROM_IMPORT = re.compile(r"^\s*from\s+[\w.]+\s+import\s+(?:\(\s*)?(?:[\w\s,]*,\s*)?([A-Za-z_]\w*)?\Z", re.M)
+_IMPORT_DOTTED = re.compile(r"^\s*import\s+[\w.]*\.([A-Za-z_]\w*)?\Z", re.M)
+_CACHE = 256
+_PYTHON = (".py", ".pyi")
+_HEAD_LINES = 3
+
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codespark-jedi")
+_lookups: OrderedDict[tuple[str, str, str], Future[frozenset[str] | None]] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _in_comment_or_string(line: str) -> bool:
+    """Whether the end of ``line`` is inside a comment or a one-line string (a cheap scan)."""
+    quote: str | None = None
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote is None and ch == "#":
+            return True
+        if ch in "'\"":
+            if quote is None:
+                quote = ch
+            elif quote == ch:
+                quote = None
+        elif ch == "\\" and quote is not None:
+            i += 1
+        i += 1
+    return quote is not None
+
+
+def trigger(code: str) -> tuple[str, str] | None:
+    """``(kind, partial)`` when ``code`` ends at a trigger point, ``partial`` being what of the name is written."""
+    line = code[code.rfind("\n") + 1 :]
+    if _in_comment_or_string(line):
+        return None
+    for kind, pattern in (("py.import", _FROM_IMPORT), ("py.import", _IMPORT_DOTTED), ("py.member", _MEMBER)):
+        match = pattern.search(line)
+        if match is not None:
+            return kind, match.group(1) or ""
+    return None
+
+
+def _complete(code: str, after: str, path: str | None, root: str | None) -> frozenset[str] | None:
+    import jedi  # imported on first use: it loads its typeshed stubs
+
+    line = code.count("\n") + 1
+    column = len(code) - (code.rfind("\n") + 1)
+    project = jedi.Project(root) if root else None
+    script = jedi.Script(code + "\n" + after, path=path, project=project)
+    found = {c.name for c in script.complete(line, column)}
+    if not found or "__getattr__" in found:
+        return None  # nothing resolved, or members made at run time
+    return frozenset(n for n in found if is_word(n))
+
+
+def lookup(code: str, after: str, path: str | None, root: str | None) -> Future[frozenset[str] | None]:
+    """The names at the end of ``code`` (the text up to the trigger), computed once on the Jedi thread."""
+    key = (code, path or "", root or "")
+    with _lock:
+        future = _lookups.get(key)
+        if future is None:
+            future = _executor.submit(_complete, code, after, path, root)
+            _lookups[key] = future
+            while len(_lookups) > _CACHE:
+                _lookups.popitem(last=False)
+        return future
+
+
+class PythonMonitor:
+    """Members and importable names at the trigger points of Python being written after ``before``."""
+
+    def __init__(
+        self,
+        before: str,
+        after: str = "",
+        path: Path | None = None,
+        root: Path | None = None,
+        budget_ms: float = 30.0,
+        imports: bool = True,
+    ) -> None:
+        self.before = before
+        self.imports = imports
+        self.after = after
+        self.path = str(path) if path else None
+        self.root = str(root) if root else None
+        self.budget_s = budget_ms / 1000
+        self.late = 0  # triggers whose lookup missed the budget (left unconstrained)
+        self._waited: set[str] = set()
+        found = trigger(before)
+        if found is not None:  # the user just typed the trigger: look it up while the prompt is evaluated
+            lookup(before[: len(before) - len(found[1])], after, self.path, self.root)
+
+    def names(self, text: str) -> Names | None:
+        code = self.before + text
+        found = trigger(code)
+        if found is None:
+            return None
+        kind, partial = found
+        if kind == "py.import" and not self.imports:
+            return None
+        head = code[: len(code) - len(partial)]
+        future = lookup(head, self.after, self.path, self.root)
+        if not future.done():
+            if head in self._waited:
+                return None  # already late at this trigger: do not wait at every step
+            self._waited.add(head)
+            try:
+                future.result(timeout=self.budget_s)
+            except FutureTimeout:
+                self.late += 1
+                return None
+        try:
+            names = future.result()
+        except Exception:  # noqa: BLE001 - an analysis failure must never fail a completion
+            return None
+        if names is None:
+            return None
+        return Names(names, partial, kind, required=True)
+
+
+def buffer_before(path: Path, window: str) -> str:
+    """The file on disk above the editor's prefix window, joined to the window (imports resolve types).
+
+    The window is located by its first complete lines; when they are not found (the file changed
+    on disk, or the window starts at the top), the window alone.
+    """
+    lines = window.split("\n")
+    head = "\n".join(lines[:_HEAD_LINES])
+    if len(lines) <= _HEAD_LINES or not head.strip():
+        return window
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return window
+    at = text.find(head)
+    return text[:at] + window if at > 0 else window
+
+
+def for_fim(req: FimRequest, root: Path | None, budget_ms: float, imports: bool = True) -> PythonMonitor | None:
+    """The monitor for a completion in a Python file (or a file of unknown name), else None."""
+    if req.filename is not None and not req.filename.endswith(_PYTHON):
+        return None
+    path = (root / req.filename) if root is not None and req.filename else None
+    inside = path is not None and root is not None and path.resolve().is_relative_to(root.resolve())
+    before = buffer_before(path, req.prefix) if path is not None and inside and path.is_file() else req.prefix
+    return PythonMonitor(before, req.suffix, path if inside else None, root, budget_ms, imports)

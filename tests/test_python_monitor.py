@@ -1,0 +1,121 @@
+"""The Python monitor (context/monitor.py): Jedi's members and imports at trigger points, in a real temp repo."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from codespark.context.monitor import PythonMonitor, buffer_before, for_fim, trigger
+from codespark.engine.fim import FimRequest
+
+SHAPES = """
+class Shape:
+    def area(self) -> float:
+        return 0.0
+
+    def scaled(self, factor: float) -> "Shape":
+        return self
+
+
+class Circle(Shape):
+    def __init__(self, radius: float) -> None:
+        self.radius = radius
+
+    def circumference(self) -> float:
+        return 6.283 * self.radius
+
+
+class Loose:
+    def __getattr__(self, name: str) -> int:
+        return 1
+
+
+def unit() -> Circle:
+    return Circle(1.0)
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    (tmp_path / "geometry").mkdir()
+    (tmp_path / "geometry" / "__init__.py").write_text("")
+    (tmp_path / "geometry" / "shapes.py").write_text(textwrap.dedent(SHAPES))
+    return tmp_path
+
+
+def monitor(repo: Path, before: str) -> PythonMonitor:
+    return PythonMonitor(before, "", repo / "app.py", repo, budget_ms=20_000)
+
+
+HEAD = "from geometry.shapes import Circle, Loose, unit\n"
+
+
+def test_members_of_a_class_from_another_module_with_inherited_ones(repo: Path) -> None:
+    found = monitor(repo, HEAD + "c = Circle(2.0)\nc.").names("")
+    assert found is not None and found.kind == "py.member" and found.required
+    assert {"radius", "circumference", "area", "scaled"} <= found.names
+    assert "diameter" not in found.names
+
+
+def test_the_partial_name_and_resolved_return_types(repo: Path) -> None:
+    m = monitor(repo, HEAD + "unit().scaled(2).")
+    found = m.names("are")
+    assert found is not None and found.partial == "are" and "area" in found.names
+    assert m.names("area()") is None  # the identifier ended: free again
+
+
+def test_annotations_and_self(repo: Path) -> None:
+    found = monitor(repo, HEAD + "def f(shape: Circle) -> None:\n    shape.").names("")
+    assert found is not None and "circumference" in found.names
+    in_class = "class Ring(Circle):\n    def inner(self) -> float:\n        return self."
+    found = monitor(repo, HEAD + in_class).names("")
+    assert found is not None and {"radius", "inner"} <= found.names
+
+
+def test_imports(repo: Path) -> None:
+    found = monitor(repo, "from geometry.shapes import ").names("Ci")
+    assert found is not None and found.kind == "py.import" and {"Circle", "Shape", "unit"} <= found.names
+    assert (
+        PythonMonitor("from geometry.shapes import ", "", repo / "app.py", repo, 20_000, imports=False).names("")
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "thing = make_it()\nthing.",  # nothing resolves: no constraint, never a dead end
+        HEAD + "Loose().",  # members made at run time
+        HEAD + "x = 1  # c.",  # a comment
+        HEAD + "s = 'c.",  # a string
+        HEAD + "x = 1",  # no trigger
+    ],
+)
+def test_silent_where_nothing_resolves(repo: Path, before: str) -> None:
+    assert monitor(repo, before).names("") is None
+
+
+def test_triggers() -> None:
+    assert trigger("foo(a).b") == ("py.member", "b")
+    assert trigger("x = 1.") is None
+    assert trigger("import os.pa") == ("py.import", "pa")
+
+
+def test_a_late_analysis_leaves_the_step_free(repo: Path) -> None:
+    m = PythonMonitor(HEAD + "import json\njson.", "", repo / "late.py", repo, budget_ms=0)
+    m.names("")  # the lookup started with the monitor and may be done: a zero budget only never waits
+    assert m.late in (0, 1)
+
+
+def test_the_window_is_joined_to_the_file_on_disk(repo: Path) -> None:
+    body = "".join(f"line{i} = {i}\n" for i in range(10))
+    (repo / "app.py").write_text(HEAD + body + "c = Circle(1.0)\nc.area()\n")
+    window = "".join(f"line{i} = {i}\n" for i in range(5, 10)) + "c = Circle(1.0)\nc."
+    assert buffer_before(repo / "app.py", window).startswith(HEAD)
+    found = for_fim(FimRequest(window, "", filename="app.py"), repo, 20_000)
+    assert found is not None and found.names("") is not None
+    assert for_fim(FimRequest(window, "", filename="app.js"), repo, 20_000) is None
+    outside = for_fim(FimRequest(window, "", filename="../elsewhere.py"), repo, 20_000)
+    assert outside is not None and outside.path is None  # never reads outside the repo
