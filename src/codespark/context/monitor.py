@@ -146,7 +146,7 @@ class PythonMonitor:
                 return None
         try:
             names = future.result()
-        except Exception:  # noqa: BLE001 - an analysis failure must never fail a completion
+        except Exception:
             return None
         if names is None:
             return None

@@ -92,6 +92,12 @@ def debug_data(pieces: Sequence[Snippet], trail: Sequence[tuple[str, Names]] = (
     }
 
 
+def _trigger(text: str, names: Names) -> dict[str, object]:
+    allowed = sorted(names.names)
+    return {"after": text[-80:], "kind": names.kind, "partial": names.partial, "n_allowed": len(allowed),
+            "allowed": allowed[:_DEBUG_NAMES]}  # fmt: skip
+
+
 class StreamOptions(BaseModel):
     include_usage: bool = False
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field, replace
 
 from codespark import modes
 from codespark.config import Settings
+from codespark.context.monitor import for_fim
 from codespark.context.retrieve import Snippet, merge_by_path
 from codespark.context.service import RepoContext
 from codespark.engine import remote_fim
-from codespark.context.monitor import for_fim
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Delta, Engine, Event, Finished, Prepared, Timings
 from codespark.engine.fim import ExtraFile, FimRequest, FimStops
