@@ -79,16 +79,7 @@ def debug_data(pieces: Sequence[Snippet], trail: Sequence[tuple[str, Names]] = (
         "snippets": [
             {"filepath": p.path, "body": p.text, "score": round(p.score, 3), "reason": p.reason} for p in pieces
         ],
-        "mgd": [
-            {
-                "after": text[-80:],
-                "kind": n.kind,
-                "partial": n.partial,
-                "n_allowed": len(n.names),
-                "allowed": sorted(n.names)[:_DEBUG_NAMES],
-            }
-            for text, n in trail
-        ],  # fmt: skip
+        "mgd": [_trigger(text, n) for text, n in trail],
     }
 
 
