@@ -5,6 +5,7 @@ the missing line (greedy), and runs ``prompt + middle + suffix + test`` in a
 subprocess.  Reports the pass rate and the median TTFT per engine.
 
     python benchmarks/fim_quality.py --tasks 100 --engines spark codex
+    python benchmarks/fim_quality.py --tasks 100 --env CODESPARK_MGD=off   # without monitor-guided decoding
     python benchmarks/fim_quality.py --tasks 100 --upstream infill qwen   # FIM through a llama-server upstream
 
 ``--upstream KIND...``: codespark with a llama-server (the 1.5B, built by ``benchmarks/peers.py``) as its
@@ -151,6 +152,7 @@ def main() -> None:
     )
     parser.add_argument("--upstream", nargs="+", choices=["infill", "suffix", "qwen"],
                         help="codespark with a llama-server codex upstream doing FIM this way")  # fmt: skip
+    parser.add_argument("--env", nargs="*", default=[], help="KEY=VALUE settings for the codespark server")
     parser.add_argument("--out", type=Path, default=Path("bench-out/fim_quality.json"))
     args = parser.parse_args()
     tasks = load_tasks(args.data, args.tasks)
@@ -176,7 +178,8 @@ def main() -> None:
             f"{reports[0]['pass_rate_with_editor_stops']:.2f}"
         )
     else:
-        with codespark_server(args.out.parent / "fim_quality_server.log") as base:
+        env = dict(kv.split("=", 1) for kv in args.env)
+        with codespark_server(args.out.parent / "fim_quality_server.log", env) as base:
             reports = [evaluate(base, e, tasks, args.n_predict) for e in args.engines]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"data": args.data.name, "reports": reports}, indent=1) + "\n")

@@ -304,7 +304,7 @@ class FixLoop:
             self.project.forget(edit.path)
             new_names = self._new_undefined(edit)
             if new_names:
-                reason = f"uses undefined names: {', '.join(new_names)}"
+                reason = f"uses names that do not exist: {', '.join(new_names)}"
                 return _Tried(index, None, None, False, reason, baseline, time.perf_counter() - started)
             failing_ids = best.failed if self.command.pytest else []
             if failing_ids:
@@ -321,12 +321,14 @@ class FixLoop:
             self.project.forget(edit.path)
 
     def _new_undefined(self, edit: Edit) -> list[str]:
-        now = {p.name for p in static.problems(self.project, [edit.path]) if p.kind == "undefined-name"}
+        """Names the candidate uses that do not exist and the code before it did not use: undefined names,
+        imports that resolve to nothing, attributes an imported module lacks (cheap feedback: no test run)."""
+        now = {p.name for p in static.problems(self.project, [edit.path]) if p.kind in static.NAME_KINDS}
         if not now:
             return []
         self.ws.write(edit.path, edit.before)
         self.project.forget(edit.path)
-        before = {p.name for p in static.problems(self.project, [edit.path]) if p.kind == "undefined-name"}
+        before = {p.name for p in static.problems(self.project, [edit.path]) if p.kind in static.NAME_KINDS}
         self.ws.write(edit.path, edit.after)
         self.project.forget(edit.path)
         return sorted(now - before)

@@ -1,5 +1,6 @@
 """Cheap fixes first: compile errors and undefined names, found statically (pyflakes) before any test
-run is spent on them.  An undefined name that is a standard-library module, a ``typing`` name or a
+run is spent on them, and names that do not exist (an import that resolves to nothing, ``json.loadz``:
+context/names.py, Jedi).  An undefined name that is a standard-library module, a ``typing`` name or a
 definition in exactly one other module of the project gets its import added deterministically; the rest
 go to the model with the exact message.
 """
@@ -16,6 +17,7 @@ from pyflakes import reporter as flakes_reporter
 
 from codespark.agent.edit import Edit, insert_imports
 from codespark.agent.localize import Project
+from codespark.context.names import nonexistent
 
 _TYPING = {"Any", "Callable", "Dict", "FrozenSet", "Iterable", "Iterator", "List", "Mapping", "Optional",
            "Sequence", "Set", "Tuple", "Type", "Union", "Generator", "DefaultDict", "Deque", "Counter",
@@ -34,7 +36,7 @@ _FROM_MODULE = {"defaultdict": "collections", "deque": "collections", "Counter":
 class Problem:
     path: str
     line: int
-    kind: str  # syntax | undefined-name
+    kind: str  # syntax | undefined-name | unknown-import | unknown-attribute
     message: str
     name: str = ""
 
@@ -66,12 +68,21 @@ class _Collect(flakes_reporter.Reporter):
                                       f"undefined name {name!r}", name))  # fmt: skip
 
 
-def problems(project: Project, paths: Iterable[str]) -> list[Problem]:
-    """Syntax errors and undefined names in ``paths`` (relative to the project's root)."""
+NAME_KINDS = ("undefined-name", "unknown-import", "unknown-attribute")  # a name the code uses that does not exist
+
+
+def problems(project: Project, paths: Iterable[str], names: bool = True) -> list[Problem]:
+    """Syntax errors, undefined names and (``names``) nonexistent imports and module attributes in ``paths``
+    (relative to the project's root)."""
     collect = _Collect(project.root)
     for path in paths:
-        if path.endswith(".py") and (project.root / path).is_file():
-            api.checkPath(str(project.root / path), collect)
+        full = project.root / path
+        if path.endswith(".py") and full.is_file():
+            api.checkPath(str(full), collect)
+            if names:
+                text = full.read_text(encoding="utf-8", errors="replace")
+                collect.found += [Problem(path, u.line, u.kind, u.message, u.name)
+                                  for u in nonexistent(text, full, project.root)]  # fmt: skip
     return collect.found
 
 
