@@ -134,6 +134,16 @@ def test_repair_leaves_everything_else_alone(sql: str) -> None:
     assert repair_names(sql, PETS) == (sql, [])
 
 
+def test_a_wrong_alias_among_tables_joined_on_that_column_takes_the_first() -> None:
+    sql = "SELECT COUNT(T3.PetID) FROM Has_Pet AS T1 JOIN Pets AS T2 ON T1.PetID = T2.PetID JOIN Student AS T3 ON 1 = 1"
+    out, notes = repair_names(sql, PETS)
+    assert out.startswith("SELECT COUNT(T1.PetID)") and notes == [
+        "T3.PetID -> T1.PetID (Student has no PetID; Has_Pet does)"
+    ]
+    outer = sql.replace("JOIN Pets", "LEFT JOIN Pets")
+    assert repair_names(outer, PETS) == (outer, [])  # an outer join's side may be NULL: not interchangeable
+
+
 def test_an_ambiguous_wrong_alias_is_not_guessed() -> None:
     sql = "SELECT T1.StuID FROM Pets AS T1 JOIN Has_Pet AS T2 ON 1 = 1 JOIN Student AS T3 ON 1 = 1"
     assert repair_names(sql, PETS) == (sql, [])  # both Has_Pet and Student have StuID

@@ -6,7 +6,9 @@ Before another model round, each column that does not exist where it is used is 
   same name up to case and underscores, or up to the table's own name as a prefix
   (``pet_type`` and ``type`` on ``Pets`` are ``PetType``);
 - **wrong alias**: ``T1.LName`` where ``T1``'s table has no ``LName`` but exactly one other table
-  in the same scope has it: the qualifier moves there.
+  in the same scope has it: the qualifier moves there.  When several have it but the query joins
+  them on that very column by inner-join equality (``ON T2.TrackId = T3.TrackId``), their values
+  are the same in every row, so the first of them is taken.
 
 Anything ambiguous is left alone for validation to report.  Every rewrite is returned as a note
 for the trail, so the user sees what changed and why.
@@ -63,16 +65,52 @@ def repair_names(sql: str, schema: Schema) -> tuple[str, list[str]]:
         select = scope.expression
         outputs = {s.alias.lower() for s in select.selects if isinstance(s, exp.Alias)} if isinstance(
             select, exp.Select) else set()  # fmt: skip
+        equal = _inner_equalities(select)
         for column in scope.columns:
             if not column.table and column.name.lower() in outputs:
                 continue  # ORDER BY an output alias
-            notes += _repair_column(column, sources, in_scope)
+            notes += _repair_column(column, sources, in_scope, equal)
     if not notes:
         return sql, []
     return tree.sql(dialect=schema.dialect), notes
 
 
-def _repair_column(column: exp.Column, sources: dict[str, Table | None], in_scope: list[Table]) -> list[str]:
+def _inner_equalities(select: exp.Expr) -> set[frozenset[tuple[str, str]]]:
+    """``{(alias, column), (alias, column)}`` pairs equated in inner joins' ON clauses and the WHERE clause."""
+    conditions: list[exp.Expr] = []
+    for join in select.args.get("joins") or []:
+        if not join.side and join.args.get("on") is not None:
+            conditions.append(join.args["on"])
+    if select.args.get("where") is not None:
+        conditions.append(select.args["where"].this)
+    pairs: set[frozenset[tuple[str, str]]] = set()
+    for condition in conditions:
+        for eq in condition.find_all(exp.EQ):
+            left, right = eq.this, eq.expression
+            if isinstance(left, exp.Column) and isinstance(right, exp.Column) and left.table and right.table:
+                pairs.add(frozenset({(left.table, left.name.lower()), (right.table, right.name.lower())}))
+    return pairs
+
+
+def _all_joined(owners: list[tuple[str, str]], equal: set[frozenset[tuple[str, str]]]) -> bool:
+    """Whether ``owners`` (alias, column) are all connected by the equalities (then interchangeable)."""
+    reached = {owners[0]}
+    grew = True
+    while grew:
+        grew = False
+        for pair in equal:
+            if len(pair & reached) == 1:
+                reached |= pair
+                grew = True
+    return all(o in reached for o in owners)
+
+
+def _repair_column(
+    column: exp.Column,
+    sources: dict[str, Table | None],
+    in_scope: list[Table],
+    equal: set[frozenset[tuple[str, str]]],
+) -> list[str]:
     name, qualifier = column.name, column.table
     table = sources.get(qualifier) if qualifier else None
     if qualifier and table is None:
@@ -87,6 +125,8 @@ def _repair_column(column: exp.Column, sources: dict[str, Table | None], in_scop
             column.set("this", exp.to_identifier(fixed[1]))
             return [f"{qualifier}.{name} -> {qualifier}.{fixed[1]} (the only column of {table.name} that matches)"]
         owners = [(alias, t) for alias, t in sources.items() if t is not None and t.column(name) is not None]
+        if len(owners) > 1 and _all_joined([(alias, name.lower()) for alias, _ in owners], equal):
+            owners = owners[:1]  # joined on this column: any of them has the same value
         if len(owners) == 1:
             alias, owner = owners[0]
             real = owner.column(name)
