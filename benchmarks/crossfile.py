@@ -283,7 +283,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 row[condition] = {
                     "masked_steps": finished.timings.masked_steps,
                     "decode_ms_per_token": finished.timings.decode_ms / max(1, finished.timings.completion_tokens - 1),
-                    "invented": _invented(task, first) if args.cut == "member" else None,
+                    "invented": _invented(task, first, ctx.root) if args.cut == "member" else None,
                     "completion": first,
                     "exact": first.strip() == task.target.strip(),
                     "similarity": edit_similarity(first.strip(), task.target.strip()),
@@ -306,12 +306,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _invented(task: Task, completion: str) -> bool:
+def _invented(task: Task, completion: str, root: Path) -> bool:
     """Whether the completion's first member is not a member of the receiver (Jedi's members at the cut)."""
     word = re.match(r"[A-Za-z_]\w*", completion.strip())
     if word is None:
         return False
-    members = lookup(task.before, task.after, None, None).result()
+    members = lookup(task.before, task.after, str(root / task.path), str(root)).result()
     return members is not None and word.group(0) not in members
 
 

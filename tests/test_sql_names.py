@@ -182,3 +182,13 @@ def test_the_monitor_keeps_invented_names_out_of_the_sql(pets_db: Database) -> N
     assert answer.trail[0].unknown == []  # whatever the fake wrote instead, every name is real
     assert "Pet " not in answer.trail[0].sql and ".kind" not in answer.trail[0].sql
     assert answer.masked_steps > 0
+
+
+def test_a_token_that_carries_the_dot_and_the_name_is_checked_inside() -> None:
+    from codespark.engine.mask import Guide, Vocabulary
+
+    guide = Guide(MONITOR, Vocabulary([b".Age", b".PetType", b".", b" T1"]))
+    guide.push(b"SELECT * FROM Pets AS T1 WHERE T1")
+    assert not guide.accepts(b".Age") and guide.rejected == 1  # Pets has no Age, whatever the tokenization
+    assert guide.accepts(b".PetType") and guide.accepts(b".") and guide.accepts(b".Pet")
+    assert guide.accepts(b" T1")

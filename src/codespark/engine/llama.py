@@ -28,6 +28,7 @@ from codespark.engine.speculative import DraftBudget, Drafter
 from codespark.errors import EngineError, InvalidRequestError
 
 _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
+_RESAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -160,14 +161,27 @@ class LlamaBackend:
             self._vocabulary = Vocabulary([b"" if self._is_control(t) else self.token_bytes(t) for t in range(n)])
         return self._vocabulary
 
-    def _guided(self, guide: Guide | None, index: int) -> None:
-        """Mask the logits at batch position ``index`` where the monitor constrains the next token."""
+    def _pick(self, sampler: _internals.LlamaSampler, guide: Guide | None, index: int) -> int:
+        """Sample at batch position ``index``, under the monitor's mask when it constrains this step.
+
+        A token the monitor refuses inside it (``.Age`` after an alias without that column) is masked
+        out and the step sampled again (at most ``_RESAMPLES`` times).
+        """
+        ctx = self._llm._ctx
         if guide is None:
-            return
+            return int(sampler.sample(ctx, index))
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx.ctx, index), shape=(guide.vocabulary.size,))
         mask = guide.mask()
         if mask is not None:
-            logits = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, index)
-            apply(np.ctypeslib.as_array(logits, shape=(guide.vocabulary.size,)), mask)
+            apply(logits, mask)
+        token = int(sampler.sample(ctx, index))
+        for _ in range(_RESAMPLES):
+            if guide.accepts(self.token_bytes(token)):
+                break
+            logits[token] = -np.inf
+            token = int(sampler.sample(ctx, index))
+        guide.push(self.token_bytes(token))
+        return token
 
     def _is_control(self, token: int) -> bool:
         if token not in self._control:
@@ -289,10 +303,7 @@ class LlamaBackend:
             for produced in range(params.max_tokens):
                 if cancel.cancelled or llm.n_tokens >= llm.n_ctx():
                     return
-                self._guided(guide, -1)
-                token = sampler.sample(llm._ctx, -1)
-                if guide is not None:
-                    guide.push(self.token_bytes(token))
+                token = self._pick(sampler, guide, -1)
                 yield token
                 if self.is_stop_token(token) or produced + 1 == params.max_tokens:
                     return
@@ -322,10 +333,7 @@ class LlamaBackend:
         llm = self._llm
         budget = DraftBudget()
         stats.drafter = drafter.name
-        self._guided(guide, -1)
-        token = sampler.sample(llm._ctx, -1)
-        if guide is not None:
-            guide.push(self.token_bytes(token))
+        token = self._pick(sampler, guide, -1)
         produced = 1
         yield token
         while not self.is_stop_token(token) and produced < params.max_tokens and not cancel.cancelled:
@@ -342,10 +350,7 @@ class LlamaBackend:
             llm.input_ids[n_past : n_past + len(batch)] = batch
             accepted = 0
             for i in range(len(batch)):
-                self._guided(guide, i)
-                token = sampler.sample(llm._ctx, i)
-                if guide is not None:
-                    guide.push(self.token_bytes(token))
+                token = self._pick(sampler, guide, i)
                 produced += 1
                 if i < len(drafts) and token == drafts[i] and not self.is_stop_token(token):
                     accepted += 1

@@ -177,6 +177,7 @@ class Guide:
     pieces: bytearray = field(default_factory=bytearray)
     masked_steps: int = 0
     triggers: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0  # sampled tokens refused by ``accepts``
     _last: Names | None = None
     trail: list[tuple[str, Names]] = field(default_factory=list)  # (text so far, names) at each new trigger
 
@@ -198,6 +199,36 @@ class Guide:
 
     def push(self, piece: bytes) -> None:
         self.pieces += piece
+
+    def accepts(self, piece: bytes) -> bool:
+        """Whether a sampled token is consistent with the monitor *inside* it as well.
+
+        A mask only sees the step it is applied at, but one token can carry a trigger and the name
+        after it (``.Age``, ``.post_entry``): after each ``.`` in the token, the rest of the token must
+        spell the start of an allowed name there, or a whole one.  A rejected token is masked and the
+        step sampled again (``resample``).
+        """
+        if b"." not in piece:
+            return True
+        text = self.pieces.decode("utf-8", errors="ignore")
+        token = piece.decode("utf-8", errors="ignore")
+        for k in range(1, len(token)):
+            if token[k - 1] != ".":
+                continue
+            names = self.monitor.names(text + token[:k])
+            if names is None:
+                continue
+            word = _CONTINUE.match(token, k)
+            rest = word.group(0) if word is not None else ""
+            if not rest:
+                continue
+            wanted = rest.lower() if names.fold else rest
+            pool = {n.lower() for n in names.names} if names.fold else names.names
+            whole = word is not None and word.end() < len(token)
+            if (whole and wanted not in pool) or (not whole and not any(n.startswith(wanted) for n in pool)):
+                self.rejected += 1
+                return False
+        return True
 
     def report(self, stats: GenerationStats) -> None:
         stats.masked_steps, stats.triggers, stats.monitor_trail = self.masked_steps, self.triggers, self.trail
