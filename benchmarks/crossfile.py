@@ -232,20 +232,26 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     cache = Path(tempfile.mkdtemp(prefix="codespark-crossfile-"))
     contexts: dict[str, RepoContext] = {}
     pools: dict[str, list[Task]] = {}
+    reuse = args.tasks_file is not None and args.tasks_file.is_file()
     for package in args.packages:
         ctx = RepoContext(SITE / package, cache)
         report = ctx.refresh()
         contexts[package] = ctx
-        found = find_tasks(package, ctx, args.prefix_lines, args.suffix_lines, args.cut)
+        found = [] if reuse else find_tasks(package, ctx, args.prefix_lines, args.suffix_lines, args.cut)
         random.Random(f"{package}:{args.seed}").shuffle(found)
         pools[package] = found
         print(f"{package}: {report.files} files, {len(found)} qualifying lines")
     chosen: list[Task] = []
+    if reuse:
+        chosen = [Task(**t) for t in json.loads(args.tasks_file.read_text())]
     while len(chosen) < args.tasks and any(pools.values()):  # round-robin: as even as the packages allow
         for package in args.packages:
             if pools[package] and len(chosen) < args.tasks:
                 chosen.append(pools[package].pop(0))
     chosen.sort(key=lambda t: (args.packages.index(t.package), t.path, t.line))
+    if args.tasks_file and not args.tasks_file.is_file():
+        args.tasks_file.parent.mkdir(parents=True, exist_ok=True)
+        args.tasks_file.write_text(json.dumps([asdict(t) for t in chosen]))
     engines = load_engines(load_settings(), only=(args.engine,))
     engine = engines.routes[args.engine]
     loop = asyncio.new_event_loop()
@@ -386,6 +392,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cut", choices=("args", "callee", "kwarg", "member"), default="args",
                         help="where the line is cut")  # fmt: skip
+    parser.add_argument("--tasks-file", type=Path, default=None, help="reuse the chosen tasks (written on first use)")
     parser.add_argument("--mgd-budget-ms", type=float, default=30.0, help="how long a step waits for Jedi")
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=ALL_CONDITIONS)
     parser.add_argument("--json", type=Path, default=None)

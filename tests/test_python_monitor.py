@@ -119,3 +119,13 @@ def test_the_window_is_joined_to_the_file_on_disk(repo: Path) -> None:
     assert for_fim(FimRequest(window, "", filename="app.js"), repo, 20_000) is None
     outside = for_fim(FimRequest(window, "", filename="../elsewhere.py"), repo, 20_000)
     assert outside is not None and outside.path is None  # never reads outside the repo
+
+
+def test_an_analysis_failure_leaves_the_step_free(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jedi
+
+    def broken(*args: object, **kwargs: object) -> list[object]:
+        raise AttributeError("'NoneType' object has no attribute 'type'")  # what Jedi raised on real code
+
+    monkeypatch.setattr(jedi.Script, "complete", broken)
+    assert monitor(repo, HEAD + "c = Circle(3.0)\nbroken_here = c.").names("") is None

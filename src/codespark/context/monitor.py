@@ -80,9 +80,12 @@ def _complete(code: str, after: str, path: str | None, root: str | None) -> froz
 
     line = code.count("\n") + 1
     column = len(code) - (code.rfind("\n") + 1)
-    project = jedi.Project(root) if root else None
-    script = jedi.Script(code + "\n" + after, path=path, project=project)
-    found = {c.name for c in script.complete(line, column)}
+    try:
+        project = jedi.Project(root) if root else None
+        script = jedi.Script(code + "\n" + after, path=path, project=project)
+        found = {c.name for c in script.complete(line, column)}
+    except Exception:  # Jedi fails on some code: an analysis failure leaves the step free
+        return None
     if not found or "__getattr__" in found:
         return None  # nothing resolved, or members made at run time
     return frozenset(n for n in found if is_word(n))
