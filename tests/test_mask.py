@@ -89,3 +89,12 @@ def test_the_sampling_loop_masks_and_reports() -> None:
     word = text[len("SELECT ") :].split()[0]
     assert text.startswith("SELECT ") and word in {"PetType", "weight"}, text
     assert masked >= len(word) and triggers == "toy=1"
+
+
+def test_no_name_ends_in_a_letter_of_another_script_and_members_take_no_space() -> None:
+    vocab = Vocabulary([b"Boolean", "\u0131".encode(), "Boolean\u0131".encode(), b" Boolean", b",", b"\xc4"])
+    names = frozenset({"Boolean"})
+    after = vocab.allowed(Names(names, partial="Boolean"))
+    assert list(after) == [False, False, False, True, True, False]  # "ı" would make "Booleanı", no name
+    start = vocab.allowed(Names(names, required=True))
+    assert list(start) == [True, False, False, False, False, False]  # not " Boolean" after a dot

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 _START = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")  # optional whitespace, then the start of an identifier
 _CONTINUE = re.compile(r"[A-Za-z0-9_]*")
+_WORDISH = re.compile(r"\w")  # a Unicode word character: a token starting with one continues an identifier
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 Mask = npt.NDArray[np.bool_]
@@ -106,18 +107,26 @@ class Vocabulary:
         self._folded = _Index()
         starts_word = np.zeros(self.size, dtype=np.bool_)  # begins an identifier (maybe after whitespace)
         continues_word = np.zeros(self.size, dtype=np.bool_)  # its first character is a word character
+        self._spaced = np.zeros(self.size, dtype=np.bool_)  # starts with whitespace
         for token, piece in enumerate(pieces):
             text = piece.decode("utf-8", errors="replace")
-            if not text or "\ufffd" in text:
-                continue  # control tokens and partial UTF-8: never part of an identifier
+            if not text:
+                continue  # control tokens: they end an identifier (a stop token may follow a whole name)
+            self._spaced[token] = text[0].isspace()
+            if "\ufffd" in text or _WORDISH.match(text):
+                continues_word[token] = True  # partial UTF-8 or a non-ASCII letter: cannot end a name
+            if "\ufffd" in text:
+                continue
             start = _START.match(text)
             if start is not None:
                 starts_word[token] = True
-                self._add(token, start.group(1), start.end() == len(text), starts=True)
+                if not _WORDISH.match(text, start.end()):
+                    self._add(token, start.group(1), start.end() == len(text), starts=True)
             word = _CONTINUE.match(text)
             if word is not None and word.end() > 0:
                 continues_word[token] = True
-                self._add(token, word.group(0), word.end() == len(text), starts=False)
+                if not _WORDISH.match(text, word.end()):  # "Type" or "Type(", not "Typeı"
+                    self._add(token, word.group(0), word.end() == len(text), starts=False)
         self._starts_nothing = ~starts_word  # whitespace, punctuation, numbers, stop tokens
         self._ends_word = ~continues_word  # what may follow a whole identifier
         self._cache: dict[tuple[Names, str], Mask] = {}
@@ -157,6 +166,8 @@ class Vocabulary:
             mask[opened.get(rest, [])] = True
             if prefix in prefixes.names:
                 mask[closed.get(rest, [])] = True
+        if names.required and not partial:
+            mask &= ~self._spaced  # ``obj.`` then `` attr``: legal, but not what anyone writes
         if not partial and not names.required:
             mask |= self._starts_nothing
         if names.separated:
