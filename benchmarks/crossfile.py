@@ -17,7 +17,9 @@ the names near the cursor resolved across files, then similar snippets), each pa
 ``--context-tokens`` in Qwen's repo-level layout.
 
 ``mgd`` is ``none``'s prompt decoded under the Python monitor (context/monitor.py: Jedi's members at
-``obj.``, imports), which sees the whole file above the cut as an editor's buffer.
+``obj.``, imports), which sees the whole file above the cut as an editor's buffer.  Under a monitor the
+prompt holds a final ``.`` back (token healing: the model writes ``.name`` as one token); ``heal`` is
+that healing alone, with a monitor that never constrains, to tell the two apart.
 
 **Scores.** Exact match of the first generated line with the rest of the real line (whitespace
 stripped), and edit similarity (difflib ratio); on member tasks also the rate of completions whose first
@@ -56,6 +58,7 @@ from codespark.context.service import RepoContext
 from codespark.engine.backend import SamplingParams
 from codespark.engine.fim import ExtraFile, FimRequest
 from codespark.engine.loader import load_engines
+from codespark.engine.mask import Monitor, Names
 from codespark.services.fim import one_shot
 
 SITE = Path(sysconfig.get_paths()["purelib"])
@@ -63,7 +66,7 @@ CONDITIONS = ("none", "similar", "full")
 # ``layout``: no context, but the repo-level prompt form (file name, <|file_sep|>) the other two use:
 # separates what the context adds from what the form costs.
 # ``sig-inline``: only the called name's signature, as a comment just above the cursor line (plain PSM).
-ALL_CONDITIONS = (*CONDITIONS, "layout", "full-comment", "similar-comment", "sig-inline", "mgd")
+ALL_CONDITIONS = (*CONDITIONS, "layout", "full-comment", "similar-comment", "sig-inline", "mgd", "heal")
 
 
 @dataclass
@@ -269,8 +272,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                         str(ctx.root / task.path), task.prefix, task.suffix, args.context_tokens, None, mode
                     )
                 )
-                monitor = None
-                if condition == "mgd":
+                monitor: Monitor | None = None
+                if condition == "heal":
+                    monitor, req = _Silent(), FimRequest(task.prefix, task.suffix)
+                elif condition == "mgd":
                     monitor = PythonMonitor(task.before, task.after, ctx.root / task.path, ctx.root, args.mgd_budget_ms)
                     req = FimRequest(task.prefix, task.suffix)
                 elif condition == "sig-inline":
@@ -310,6 +315,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.json:
         _write(args.json, summary, results)
     return summary
+
+
+class _Silent:
+    """A monitor that never constrains (the ``heal`` condition: token healing without the mask)."""
+
+    def names(self, text: str) -> Names | None:
+        return None
 
 
 def _invented(task: Task, completion: str, root: Path) -> bool:

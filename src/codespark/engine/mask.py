@@ -179,6 +179,20 @@ class Vocabulary:
         return mask
 
 
+class AfterHeal:
+    """A monitor for a prompt that held ``heal`` back from its end (token healing): the model writes it
+    first, so the monitor sees the generated text from after it, and nothing until it is written."""
+
+    def __init__(self, inner: Monitor, heal: str) -> None:
+        self.inner = inner
+        self.heal = heal
+
+    def names(self, text: str) -> Names | None:
+        if not text.startswith(self.heal):
+            return None
+        return self.inner.names(text[len(self.heal) :])
+
+
 @dataclass
 class Guide:
     """Runs one monitor over one generation: feed it every token, ask it for the next step's mask."""

@@ -27,15 +27,19 @@ otherwise supersedes (cancels) it.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from codespark.engine.backend import CancelToken, SamplingParams
 from codespark.engine.engine import Delta, Engine, Event, Finished, GenerationRequest, Prepared, Timings
 from codespark.engine.fim import FIM_HEADROOM, FimRequest, FimStops, build_prompt, fit, prompt_budget
+from codespark.engine.mask import AfterHeal
 from codespark.metrics import Metrics
+
+_MEMBER_DOT = re.compile(r"[\w)\]]\.\Z")
 
 MAX_TYPED_LINES = 8
 MAX_TYPED_CHARS = 600
@@ -233,7 +237,11 @@ class FimSessions:
         typed = req.prefix[len(anchor.prefix) :]
         # Trailing spaces split tokens unnaturally: leave them to the model and drop them from its answer.
         shown = typed.rstrip(" \t")
+        if params.monitor is not None and shown == typed and _MEMBER_DOT.search(shown):
+            shown = shown[:-1]  # ``obj.``: the model writes ``.name`` as one token, checked by the monitor
         heal = typed[len(shown) :]
+        if heal and params.monitor is not None:
+            params = replace(params, monitor=AfterHeal(params.monitor, heal))
         typed_tokens = engine.backend.tokenize(shown) if shown else []
         whole = FimRequest(anchor.prefix, req.suffix, req.extra, req.filename)
         room = engine.n_ctx - params.max_tokens - FIM_HEADROOM - len(typed_tokens)
