@@ -295,6 +295,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                     "masked_steps": finished.timings.masked_steps,
                     "decode_ms_per_token": finished.timings.decode_ms / max(1, finished.timings.completion_tokens - 1),
                     "invented": _invented(task, first, ctx.root) if args.cut == "member" else None,
+                    "late": isinstance(monitor, PythonMonitor) and monitor.late > 0,
                     "completion": first,
                     "exact": first.strip() == task.target.strip(),
                     "similarity": edit_similarity(first.strip(), task.target.strip()),
@@ -346,6 +347,7 @@ def _summary(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[st
         }
         if args.cut == "member":
             out[c]["invented_rate"] = sum(bool(r[c]["invented"]) for r in results) / n if n else 0.0
+            out[c]["late_lookups"] = sum(bool(r[c].get("late")) for r in results)
     if "full" in args.conditions:
         out["definition_found_full"] = sum(r["full"]["definition_found"] for r in results) / n if n else 0.0
     out["by_package"] = {
