@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval fim-eval bench-repair bench-tools bench-clients bench-migrate clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval bench-mgd fim-eval bench-repair bench-tools bench-clients bench-migrate clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,14 @@ sql-eval: models
 crossfile-eval: models
 	$(PY) benchmarks/crossfile.py --tasks 200 --engine spark --json bench-out/crossfile.json
 	$(PY) benchmarks/crossfile.py --latency --json bench-out/crossfile-latency.json
+
+bench-mgd: models
+	$(PY) benchmarks/crossfile.py --cut member --tasks 200 --engine spark --conditions none heal mgd --tasks-file bench-out/member-tasks.json --json bench-out/crossfile-member-spark.json
+	$(PY) benchmarks/crossfile.py --cut member --tasks 200 --engine codex --conditions none heal mgd --tasks-file bench-out/member-tasks.json --json bench-out/crossfile-member-codex.json
+	$(PY) benchmarks/sql_eval.py --set foreign --engines codex spark --variants off full --json bench-out/sql_foreign.json
+	$(PY) benchmarks/sql_eval.py --set dev --engines codex --variants off full --json bench-out/sql_dev_mgd.json
+	$(PY) benchmarks/latency.py --configs codespark --points 3 --quality-tasks 100 --env CODESPARK_MGD=off --out bench-out/mgd-off
+	$(PY) benchmarks/latency.py --configs codespark --points 3 --quality-tasks 100 --out bench-out/mgd-on
 
 fim-eval: models
 	$(PY) benchmarks/fim_quality.py --tasks 100

@@ -98,3 +98,34 @@ def test_no_name_ends_in_a_letter_of_another_script_and_members_take_no_space() 
     assert list(after) == [False, False, False, True, True, False]  # "ı" would make "Booleanı", no name
     start = vocab.allowed(Names(names, required=True))
     assert list(start) == [True, False, False, False, False, False]  # not " Boolean" after a dot
+
+
+class Members:
+    """A toy member monitor: after ``s.``, only ``upper`` and ``lower``."""
+
+    def names(self, text: str) -> Names | None:
+        code = "x = s." + text
+        word = code[len("x = s.") :]
+        if not code.startswith("x = s.") or (word and not word.isidentifier()):
+            return None
+        return Names(frozenset({"upper", "lower"}), word, "toy.member", required=True)
+
+
+def test_a_member_prompt_holds_the_dot_back_and_the_monitor_reads_after_it() -> None:
+    from codespark.engine.fim import FimRequest
+    from codespark.services.fim import one_shot
+
+    backend = FakeBackend(default=".upper()")
+    engine = Engine(backend, "fake")
+
+    async def run(monitor: Columns | Members | None) -> str:
+        job = one_shot(engine, FimRequest("x = s.", "\n"), SamplingParams(max_tokens=16, monitor=monitor))
+        return (await engine.run(job)).text
+
+    guided = asyncio.run(run(Members()))
+    plain = asyncio.run(run(None))
+    engine.close()
+    assert guided == "upper()"  # the model wrote ".upper()"; the held-back dot is not repeated
+    assert backend.prompts[0].endswith("<|fim_middle|>x = s")  # the typed line follows the anchor's prompt
+    assert backend.prompts[1].endswith("<|fim_middle|>x = s.")  # no monitor: no healing
+    assert plain == ".upper()"
