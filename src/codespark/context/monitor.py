@@ -32,7 +32,9 @@ from pathlib import Path
 from codespark.engine.fim import FimRequest
 from codespark.engine.mask import Names, is_word
 
-_MEMBER = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*|[)\]])\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)?\Z")
+_PARTIAL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_RECEIVER_END = re.compile(r"[A-Za-z0-9_)\]]\s*\.\s*\Z")
+_TAIL = 400  # a trigger is decided by the end of the line; never scan a long line per token
 _FROM_IMPORT = re.compile(r"^\s*from\s+[\w.]+\s+import\s+(?:\(\s*)?(?:[\w\s,]*,\s*)?([A-Za-z_]\w*)?\Z", re.M)
 _IMPORT_DOTTED = re.compile(r"^\s*import\s+[\w.]*\.([A-Za-z_]\w*)?\Z", re.M)
 _CACHE = 256
@@ -65,13 +67,22 @@ def _in_comment_or_string(line: str) -> bool:
 
 def trigger(code: str) -> tuple[str, str] | None:
     """``(kind, partial)`` when ``code`` ends at a trigger point, ``partial`` being what of the name is written."""
-    line = code[code.rfind("\n") + 1 :]
+    line = code[code.rfind("\n", 0, len(code)) + 1 :]
+    partial_match = _PARTIAL.search(line[-_TAIL:])
+    partial = partial_match.group(0) if partial_match is not None else ""
+    head = line[: len(line) - len(partial)]
+    if not _RECEIVER_END.search(head[-_TAIL:]) and not head.lstrip().startswith(("from ", "import ")):
+        return None  # the common case, decided without scanning the line
     if _in_comment_or_string(line):
         return None
-    for kind, pattern in (("py.import", _FROM_IMPORT), ("py.import", _IMPORT_DOTTED), ("py.member", _MEMBER)):
+    if partial and partial[0].isdigit():
+        return None
+    for pattern in (_FROM_IMPORT, _IMPORT_DOTTED):
         match = pattern.search(line)
         if match is not None:
-            return kind, match.group(1) or ""
+            return "py.import", match.group(1) or ""
+    if _RECEIVER_END.search(head[-_TAIL:]) and not re.search(r"(?<![\w.])\d+\s*\.\s*\Z", head[-_TAIL:]):
+        return "py.member", partial
     return None
 
 

@@ -76,6 +76,9 @@ class FakeBackend:
     def is_stop_token(self, token: int) -> bool:
         return token >= _FIRST_CONTROL and token != self.special_token("<|im_start|>")
 
+    def __post_init__(self) -> None:
+        self.vocabulary()  # built with the backend, as the real one is: never inside a timed generation
+
     def vocabulary(self) -> Vocabulary:
         if self._vocabulary is None:
             self._vocabulary = Vocabulary([self.token_bytes(t) for t in range(_FIRST_CONTROL + len(_CONTROL))])

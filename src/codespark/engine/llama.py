@@ -111,6 +111,7 @@ class LlamaBackend:
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         self._vocabulary: Vocabulary | None = None
+        self.vocabulary()  # the identifier-mask index, built at load: never inside a timed generation
         meta: dict[str, Any] = dict(self._llm.metadata)
         self._info = BackendInfo(
             model_id=model_id,
@@ -155,7 +156,7 @@ class LlamaBackend:
         return self._pieces[token]
 
     def vocabulary(self) -> Vocabulary:
-        """The token index identifier masks use (built on first use: one pass over the vocabulary)."""
+        """The token index identifier masks use (one pass over the vocabulary, at load)."""
         if self._vocabulary is None:
             n = self._llm.n_vocab()
             self._vocabulary = Vocabulary([b"" if self._is_control(t) else self.token_bytes(t) for t in range(n)])
