@@ -77,7 +77,7 @@ class Columns:
 
 def test_the_sampling_loop_masks_and_reports() -> None:
     backend = FakeBackend(default="SELECT pet_type FROM Pets")
-    engine = Engine(backend, "fake")
+    engine = Engine(backend)
 
     async def run() -> tuple[str, int, str]:
         request = GenerationRequest(["q"], SamplingParams(max_tokens=64, monitor=Columns()))
@@ -116,7 +116,7 @@ def test_a_member_prompt_holds_the_dot_back_and_the_monitor_reads_after_it() -> 
     from codespark.services.fim import one_shot
 
     backend = FakeBackend(default=".upper()")
-    engine = Engine(backend, "fake")
+    engine = Engine(backend)
 
     async def run(monitor: Columns | Members | None) -> str:
         job = one_shot(engine, FimRequest("x = s.", "\n"), SamplingParams(max_tokens=16, monitor=monitor))

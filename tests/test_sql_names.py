@@ -163,7 +163,7 @@ def pets_db(tmp_path: Path) -> Database:
 
 def test_the_assistant_repairs_a_name_and_says_so(pets_db: Database) -> None:
     backend = FakeBackend(default="SELECT pet_type, COUNT(*) FROM Pets GROUP BY pet_type\n```")
-    engine = Engine(backend, "fake")
+    engine = Engine(backend)
     assistant = SqlAssistant(engine, pets_db, introspect(pets_db))
     answer = asyncio.run(assistant.ask("How many pets of each type?", Options(monitor=False)))
     engine.close()
@@ -175,7 +175,7 @@ def test_the_assistant_repairs_a_name_and_says_so(pets_db: Database) -> None:
 
 def test_the_monitor_keeps_invented_names_out_of_the_sql(pets_db: Database) -> None:
     backend = FakeBackend(default="SELECT * FROM Pet WHERE Pets.kind = 'dog'\n```")
-    engine = Engine(backend, "fake")
+    engine = Engine(backend)
     assistant = SqlAssistant(engine, pets_db, introspect(pets_db))
     answer = asyncio.run(assistant.ask("Which pets are dogs?", Options(fix_names=False, max_rounds=1)))
     engine.close()

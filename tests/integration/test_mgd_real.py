@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmarks.sql_foreign.build import build_sqlite
 
 from codespark.config import Settings
 from codespark.context.monitor import PythonMonitor
@@ -103,32 +104,23 @@ def test_speculation_under_the_mask_is_lossless() -> None:
 
 @pytest.fixture(scope="module")
 def pets_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("mgd") / "pets.db"
-    con = sqlite3.connect(path)
-    con.executescript(PETS_DDL)
-    con.executemany("INSERT INTO Student VALUES (?, ?, ?, ?, ?, ?)",
-                    [(1, "Smith", "Linda", 18, "F", "BAL"), (2, "Kim", "Tracy", 22, "F", "HKG"),
-                     (3, "Lee", "Paul", 25, "M", "HKG")])  # fmt: skip
-    con.executemany("INSERT INTO Pets VALUES (?, ?, ?, ?)", [(10, "dog", 3, 12.0), (11, "cat", 1, 4.0)])
-    con.executemany("INSERT INTO Has_Pet VALUES (?, ?)", [(2, 10), (3, 11)])
-    con.commit()
-    con.close()
-    return path
+    """Spider's pets_1 schema (mixed case, abbreviations), as the second SQL set builds it."""
+    return build_sqlite("pets_1", tmp_path_factory.mktemp("mgd") / "pets.db")
 
 
 def _ask(db: Path, question: str, mgd: str) -> dict[str, object]:
-    env = {"CODESPARK_MGD": mgd}
+    command = [sys.executable, "-m", "codespark", "sql", question, "--db", f"sqlite:///{db}", "--json", "--no-repair",
+               "--model", "spark"]  # fmt: skip
     proc = subprocess.run(
-        [sys.executable, "-m", "codespark", "sql", question, "--db", f"sqlite:///{db}", "--json", "--no-repair"],
-        capture_output=True, text=True, timeout=600, env={**__import__("os").environ, **env},
-    )  # fmt: skip
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "CODESPARK_MGD": mgd}
+    )
     assert proc.returncode in (0, 1), proc.stderr
     out: dict[str, object] = json.loads(proc.stdout)
     return out
 
 
-# Found on the real codex model (benchmarks/sql_eval.py --set foreign): unconstrained, it writes a column
-# that Pets does not have; under the schema monitor every identifier is real.
+# Found on the real spark model (benchmarks/sql_eval.py --set foreign): unconstrained, it writes a column
+# on a table that does not have it; under the schema monitor every identifier is real.
 SQL_CASE = "What is the average age of the students who have a dog?"
 
 
@@ -169,7 +161,7 @@ def test_a_member_from_another_module_is_real_under_the_monitor(tmp_path: Path) 
     (tmp_path / "bank" / "__init__.py").write_text("")
     (tmp_path / "bank" / "ledger.py").write_text(textwrap.dedent(LIBRARY))
     backend = LlamaBackend(_model("spark"), "spark", LlamaOptions(n_ctx=4096))
-    engine = Engine(backend, "spark")
+    engine = Engine(backend)
     request = FimRequest(APP, '}"\n')
 
     async def complete(monitor: PythonMonitor | None) -> str:
