@@ -139,3 +139,31 @@ def test_a_long_line_is_not_scanned_per_token() -> None:
     for _ in range(100):
         assert trigger(line) is None
     assert time.perf_counter() - started < 0.5  # a backtracking pattern took ~6 ms per call at 1,000 characters
+
+
+KW = """
+def connect(host: str, port: int = 80, *, timeout: float = 1.0, retries: int = 3) -> None:
+    pass
+
+
+def anything(**options: int) -> None:
+    pass
+"""
+
+
+def test_keyword_names_are_constrained_where_only_a_keyword_can_come(repo: Path) -> None:
+    (repo / "geometry" / "net.py").write_text(KW)
+    head = "from geometry.net import connect, anything\n"
+    filled = monitor(repo, head + 'connect("h", 8080, ').names("ti")
+    assert filled is not None and filled.kind == "py.kwarg" and not filled.required
+    assert filled.names == {"timeout", "retries"} and filled.partial == "ti"  # host and port came by position
+    after_keyword = monitor(repo, head + 'connect("h", timeout=2.0, ')
+    found = after_keyword.names("")
+    assert found is not None and found.names == {"port", "retries"}  # host by position, timeout by name
+    assert monitor(repo, head + 'connect("h", ').names("") is None  # port may still come positionally
+    assert monitor(repo, head + "anything(a=1, ").names("") is None  # **options: any name
+    assert monitor(repo, head + "x = [1, ").names("") is None  # not a call
+    mid = monitor(repo, head + "connect(")
+    assert mid.names('"h", 80, ') is None  # mid-answer, no keyword yet: left free (no lookup per comma)
+    found = mid.names('"h", 80, timeout=1, ')
+    assert found is not None and "retries" in found.names

@@ -7,7 +7,11 @@ far and asks Jedi what may come there:
 
 - **member access**: ``expr.`` -> the members of ``expr``'s inferred type (``py.member``);
 - **imports**: ``from X import `` -> what ``X`` defines; ``import X.`` -> its submodules
-  (``py.import``).
+  (``py.import``);
+- **keyword arguments**: at an argument of a resolved call where no positional argument can come (a
+  keyword was given already, or every positional slot is filled), the parameter names still open
+  (``py.kwarg``; not constrained when the callee takes ``**kwargs``).  Mid-answer, only after a keyword
+  argument (certain from the syntax alone); at the cursor, also by the signature.
 
 Where Jedi resolves nothing, where the type has a ``__getattr__`` (members made at run time), in
 a comment or a string, the monitor is silent.
@@ -35,6 +39,8 @@ from codespark.engine.mask import Names, is_word
 _PARTIAL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RECEIVER_END = re.compile(r"[A-Za-z0-9_)\]]\s*\.\s*\Z")
 _TAIL = 400  # a trigger is decided by the end of the line; never scan a long line per token
+_ARGS_SCAN = 2000  # how far back an open call's parenthesis is looked for
+_ARG_START = re.compile(r"[(,]\s*\Z")
 _FROM_IMPORT = re.compile(r"^\s*from\s+[\w.]+\s+import\s+(?:\(\s*)?(?:[\w\s,]*,\s*)?([A-Za-z_]\w*)?\Z", re.M)
 _IMPORT_DOTTED = re.compile(r"^\s*import\s+[\w.]*\.([A-Za-z_]\w*)?\Z", re.M)
 _CACHE = 256
@@ -42,7 +48,7 @@ _PYTHON = (".py", ".pyi")
 _HEAD_LINES = 3
 
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codespark-jedi")
-_lookups: OrderedDict[tuple[str, str, str], Future[frozenset[str] | None]] = OrderedDict()
+_lookups: OrderedDict[tuple[str, str, str, bool], Future[frozenset[str] | None]] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -72,7 +78,8 @@ def trigger(code: str) -> tuple[str, str] | None:
     partial = partial_match.group(0) if partial_match is not None else ""
     head = line[: len(line) - len(partial)]
     if not _RECEIVER_END.search(head[-_TAIL:]) and not head.lstrip().startswith(("from ", "import ")):
-        return None  # the common case, decided without scanning the line
+        argument = argument_trigger(code)
+        return ("py.kwarg", argument) if argument is not None else None  # most steps end here, cheaply
     if _in_comment_or_string(line):
         return None
     if partial and partial[0].isdigit():
@@ -84,6 +91,16 @@ def trigger(code: str) -> tuple[str, str] | None:
     if _RECEIVER_END.search(head[-_TAIL:]) and not re.search(r"(?<![\w.])\d+\s*\.\s*\Z", head[-_TAIL:]):
         return "py.member", partial
     return None
+
+
+def argument_trigger(code: str) -> str | None:
+    """The partial name when ``code`` ends at the start of a call's argument (``f(a, ``, ``f(x=1, ke``)."""
+    match = _PARTIAL.search(code[-_TAIL:])
+    partial = match.group(0) if match is not None else ""
+    head = code[: len(code) - len(partial)]
+    if not _ARG_START.search(head[-_TAIL:]) or _in_comment_or_string(head[head.rfind("\n") + 1 :]):
+        return None
+    return partial
 
 
 def _complete(code: str, after: str, path: str | None, root: str | None) -> frozenset[str] | None:
@@ -102,13 +119,78 @@ def _complete(code: str, after: str, path: str | None, root: str | None) -> froz
     return frozenset(n for n in found if is_word(n))
 
 
-def lookup(code: str, after: str, path: str | None, root: str | None) -> Future[frozenset[str] | None]:
+def _keywords(code: str, after: str, path: str | None, root: str | None) -> frozenset[str] | None:
+    """The keyword parameters still open at an argument of a call where only a keyword may come."""
+    import jedi
+
+    line = code.count("\n") + 1
+    column = len(code) - (code.rfind("\n") + 1)
+    given = _call_arguments(code)
+    if given is None:
+        return None
+    positional, keywords = given
+    try:
+        project = jedi.Project(root) if root else None
+        signatures = jedi.Script(code + "\n" + after, path=path, project=project).get_signatures(line, column)
+    except Exception:
+        return None
+    names: set[str] = set()
+    for signature in signatures:
+        kinds = [str(p.kind) for p in signature.params]
+        if "VAR_KEYWORD" in kinds:
+            return None  # **kwargs: any name may come
+        slots = sum(k in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD") for k in kinds)
+        if not keywords and ("VAR_POSITIONAL" in kinds or positional < slots):
+            return None  # a positional argument may still come here
+        taken = {p.name for p in signature.params[:positional]} | keywords  # given by position or by name
+        names |= {p.name for p, k in zip(signature.params, kinds, strict=True)
+                  if k in ("POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY") and p.name not in taken}  # fmt: skip
+    return frozenset(n for n in names if is_word(n)) or None
+
+
+def _call_arguments(code: str) -> tuple[int, set[str]] | None:
+    """``(positional count, keyword names)`` given so far in the call whose argument ``code`` ends at."""
+    depth, start = 0, None
+    for i in range(len(code) - 1, max(-1, len(code) - _ARGS_SCAN), -1):
+        ch = code[i]
+        if ch in ")]}":
+            depth += 1
+        elif ch in "([{":
+            if depth == 0:
+                start = i
+                break
+            depth -= 1
+    if start is None or code[start] != "(" or not re.search(r"[\w)\]]\s*\Z", code[:start]):
+        return None
+    text = code[start + 1 :]
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    if current.strip():
+        return None  # not at the start of an argument
+    keywords = {m.group(1) for p in parts if (m := re.match(r"\s*([A-Za-z_]\w*)\s*=(?!=)", p))}
+    positional = sum(1 for p in parts if p.strip() and not re.match(r"\s*([A-Za-z_]\w*)\s*=(?!=)|\s*\*", p))
+    return positional, keywords
+
+
+def lookup(
+    code: str, after: str, path: str | None, root: str | None, kind: str = "py.member"
+) -> Future[frozenset[str] | None]:
     """The names at the end of ``code`` (the text up to the trigger), computed once on the Jedi thread."""
-    key = (code, path or "", root or "")
+    key = (code, path or "", root or "", kind == "py.kwarg")
     with _lock:
         future = _lookups.get(key)
         if future is None:
-            future = _executor.submit(_complete, code, after, path, root)
+            work = _keywords if kind == "py.kwarg" else _complete
+            future = _executor.submit(work, code, after, path, root)
             _lookups[key] = future
             while len(_lookups) > _CACHE:
                 _lookups.popitem(last=False)
@@ -116,7 +198,7 @@ def lookup(code: str, after: str, path: str | None, root: str | None) -> Future[
 
 
 class PythonMonitor:
-    """Members and importable names at the trigger points of Python being written after ``before``."""
+    """Members, importable names and keyword names at the trigger points of Python written after ``before``."""
 
     def __init__(
         self,
@@ -137,7 +219,9 @@ class PythonMonitor:
         self._waited: set[str] = set()
         found = trigger(before)
         if found is not None:  # the user just typed the trigger: look it up while the prompt is evaluated
-            lookup(before[: len(before) - len(found[1])], after, self.path, self.root)
+            head = before[: len(before) - len(found[1])]
+            if found[0] != "py.kwarg" or _call_arguments(head) is not None:
+                lookup(head, after, self.path, self.root, found[0])
 
     def names(self, text: str) -> Names | None:
         code = self.before + text
@@ -145,26 +229,28 @@ class PythonMonitor:
         if found is None:
             return None
         kind, partial = found
-        if kind == "py.import" and not self.imports:
+        if kind != "py.member" and not self.imports:
             return None
         head = code[: len(code) - len(partial)]
-        future = lookup(head, self.after, self.path, self.root)
+        if kind == "py.kwarg":
+            given = _call_arguments(head)
+            if given is None or (len(head) > len(self.before) and not given[1]):
+                return None  # not a call; or, mid-answer, no keyword yet (a signature lookup per comma costs too much)
+        future = lookup(head, self.after, self.path, self.root, kind)
         if not future.done():
             if head in self._waited:
                 return None  # already late at this trigger: do not wait at every step
             self._waited.add(head)
-            try:
-                future.result(timeout=self.budget_s)
-            except FutureTimeout:
-                self.late += 1
-                return None
         try:
-            names = future.result()
-        except Exception:
+            names = future.result(timeout=self.budget_s)
+        except FutureTimeout:
+            self.late += 1
+            return None
+        except Exception:  # an analysis failure must never fail a completion
             return None
         if names is None:
             return None
-        return Names(names, partial, kind, required=True)
+        return Names(names, partial, kind, required=kind != "py.kwarg")
 
 
 def buffer_before(path: Path, window: str) -> str:
