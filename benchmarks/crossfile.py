@@ -129,7 +129,9 @@ def find_tasks(
             before = "\n".join(lines[max(0, i - prefix_lines) : i])
             prefix = (before + "\n" if before else "") + line[:cut]
             suffix = "\n" + "\n".join(lines[i + 1 : i + 1 + suffix_lines])
-            tasks.append(Task(package, path, i + 1, prefix, suffix, target, match.group(1)))
+            whole_before = "\n".join(lines[:i]) + "\n" + line[:cut]
+            tasks.append(Task(package, path, i + 1, prefix, suffix, target, match.group(1), whole_before,
+                              "\n".join(lines[i + 1 :])))  # fmt: skip
     return tasks
 
 

@@ -99,6 +99,8 @@ def test_silent_where_nothing_resolves(repo: Path, before: str) -> None:
 
 def test_triggers() -> None:
     assert trigger("foo(a).b") == ("py.member", "b")
+    assert trigger('return f"{account.owner}: {account.') == ("py.member", "")  # code inside an f-string
+    assert trigger('x = f"{{a.') is None and trigger('s = "a.') is None
     assert trigger("x = 1.") is None
     assert trigger("import os.pa") == ("py.import", "pa")
 

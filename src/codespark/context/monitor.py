@@ -53,22 +53,36 @@ _lock = threading.Lock()
 
 
 def _in_comment_or_string(line: str) -> bool:
-    """Whether the end of ``line`` is inside a comment or a one-line string (a cheap scan)."""
+    """Whether the end of ``line`` is inside a comment or a one-line string (a cheap scan).
+
+    Inside the braces of an f-string it is code again (``f"{account.`` is a member access).
+    """
     quote: str | None = None
+    fstring = False
+    braces = 0
     i = 0
     while i < len(line):
         ch = line[i]
-        if quote is None and ch == "#":
-            return True
-        if ch in "'\"":
-            if quote is None:
-                quote = ch
-            elif quote == ch:
-                quote = None
-        elif ch == "\\" and quote is not None:
+        if quote is None:
+            if ch == "#":
+                return True
+            if ch in "'\"":
+                quote, braces = ch, 0
+                prefix = line[max(0, i - 2) : i].lower()
+                fstring = prefix.endswith("f") or prefix in ("rf", "fr")
+        elif fstring and ch == "{":
+            if braces == 0 and line[i + 1 : i + 2] == "{":
+                i += 1  # an escaped brace: still text
+            else:
+                braces += 1
+        elif fstring and ch == "}" and braces > 0:
+            braces -= 1
+        elif ch == "\\":
             i += 1
+        elif ch == quote and braces == 0:
+            quote = None
         i += 1
-    return quote is not None
+    return quote is not None and braces == 0
 
 
 def trigger(code: str) -> tuple[str, str] | None:
