@@ -129,3 +129,21 @@ def test_a_member_prompt_holds_the_dot_back_and_the_monitor_reads_after_it() -> 
     assert backend.prompts[0].endswith("<|fim_middle|>x = s")  # the typed line follows the anchor's prompt
     assert backend.prompts[1].endswith("<|fim_middle|>x = s.")  # no monitor: no healing
     assert plain == ".upper()"
+
+
+class AfterAnyDot:
+    """A toy member monitor: after any dot, ``upper`` or ``lower``."""
+
+    def names(self, text: str) -> Names | None:
+        import re
+
+        found = re.search(r"\.(\w*)\Z", text)
+        return None if found is None else Names(frozenset({"upper", "lower"}), found.group(1), "toy", required=True)
+
+
+def test_a_cached_answer_is_reused_only_if_its_names_hold() -> None:
+    from codespark.engine.mask import holds
+
+    assert holds(AfterAnyDot(), "s.upper().lower()")
+    assert not holds(AfterAnyDot(), "s.upper().title()")  # typed-ahead would serve an invented member
+    assert holds(AfterAnyDot(), "no members here")

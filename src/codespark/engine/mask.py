@@ -231,32 +231,40 @@ class Guide:
         A mask only sees the step it is applied at, but one token can carry a trigger and the name
         after it (``.Age``, ``.post_entry``): after each ``.`` in the token, the rest of the token must
         spell the start of an allowed name there, or a whole one.  A rejected token is masked and the
-        step sampled again (``resample``).
+        step sampled again.
         """
         if b"." not in piece:
             return True
         text = self.pieces.decode("utf-8", errors="ignore")
-        token = piece.decode("utf-8", errors="ignore")
-        for k in range(1, len(token)):
-            if token[k - 1] != ".":
-                continue
-            names = self.monitor.names(text + token[:k])
-            if names is None:
-                continue
-            word = _CONTINUE.match(token, k)
-            rest = word.group(0) if word is not None else ""
-            if not rest:
-                continue
-            wanted = rest.lower() if names.fold else rest
-            pool = {n.lower() for n in names.names} if names.fold else names.names
-            whole = word is not None and word.end() < len(token)
-            if (whole and wanted not in pool) or (not whole and not any(n.startswith(wanted) for n in pool)):
-                self.rejected += 1
-                return False
+        if _breaks(self.monitor, text, piece.decode("utf-8", errors="ignore")):
+            self.rejected += 1
+            return False
         return True
 
     def report(self, stats: GenerationStats) -> None:
         stats.masked_steps, stats.triggers, stats.monitor_trail = self.masked_steps, self.triggers, self.trail
+
+
+def _breaks(monitor: Monitor, before: str, piece: str) -> bool:
+    """Whether ``piece``, written after ``before``, names something the monitor does not allow after a dot."""
+    for k in range(1, len(piece)):
+        if piece[k - 1] != ".":
+            continue
+        names = monitor.names(before + piece[:k])
+        word = _CONTINUE.match(piece, k)
+        if names is None or word is None or not word.group(0):
+            continue
+        wanted = word.group(0).lower() if names.fold else word.group(0)
+        pool = {n.lower() for n in names.names} if names.fold else names.names
+        whole = word.end() < len(piece)
+        if (whole and wanted not in pool) or (not whole and not any(n.startswith(wanted) for n in pool)):
+            return True
+    return False
+
+
+def holds(monitor: Monitor, text: str) -> bool:
+    """Whether a whole piece of text (a cached answer about to be reused) keeps to the monitor's names."""
+    return not _breaks(monitor, "", text)
 
 
 def apply(logits: npt.NDArray[np.float32], mask: Mask) -> None:

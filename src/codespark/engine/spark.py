@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from codespark.engine.backend import CancelToken, SamplingParams
 from codespark.engine.engine import Delta, Engine, Event, Finished, GenerationRequest, Prepared, Timings
 from codespark.engine.fim import FIM_HEADROOM, FimRequest, FimStops, build_prompt, fit, prompt_budget
-from codespark.engine.mask import AfterHeal
+from codespark.engine.mask import AfterHeal, holds
 from codespark.metrics import Metrics
 
 _MEMBER_DOT = re.compile(r"[\w)\]]\.\Z")
@@ -199,8 +199,8 @@ class FimSessions:
         rest = state.last_text[len(typed) :]
         state.last_prefix, state.last_text = req.prefix, rest
         answer = _within(rest, params.max_tokens, stops, engines.get(state.last_route) if engines else None)
-        if not answer:
-            return None
+        if not answer or (params.monitor is not None and not holds(params.monitor, answer)):
+            return None  # nothing left, or it names a member that does not exist: generate afresh
         if self._metrics:
             self._metrics.typed_ahead.labels(state.last_route).inc()
         return FimJob(route=state.last_route, text=answer)

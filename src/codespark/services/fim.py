@@ -135,8 +135,13 @@ class FimService:
         # A caller types in one place at a time: a keystroke in a derived session also supersedes the
         # caller's other derived sessions (the window of a big file slides as lines are added).
         group = f"{call.caller}|{DERIVED}" if session.startswith(f"{call.caller}|{DERIVED}") else None
+        params = call.params
+        if self.settings.mgd != "off" and params.monitor is None:
+            root = self.repo.root if self.repo is not None else None
+            monitor = for_fim(call.request, root, self.settings.mgd_budget_ms, imports=self.settings.mgd == "on")
+            params = replace(params, monitor=monitor)
         early = await self.sessions.answer_early(
-            session, call.request, call.params, pinned.route if pinned else None, group, call.stops, routes
+            session, call.request, params, pinned.route if pinned else None, group, call.stops, routes
         )
         if early is not None:
             route = early.route if early.route in routes else next(iter(routes))
@@ -162,11 +167,6 @@ class FimService:
                 router.fim(call.model, call.budget_ms, to_evaluate, self.settings.fim_max_queue, upstream=False),
                 fallback=f"upstream {decision.upstream.name}: {why}",
             )
-        params = call.params
-        if self.settings.mgd != "off" and params.monitor is None:
-            root = self.repo.root if self.repo is not None else None
-            monitor = for_fim(req, root, self.settings.mgd_budget_ms, imports=self.settings.mgd == "on")
-            params = replace(params, monitor=monitor)
         job = self.sessions.plan(
             decision.route,
             decision.engine,
