@@ -126,11 +126,7 @@ class FakeBackend:
                 if mask is not None and not mask[token]:
                     token = _stand_in(token, mask)
                 guide.push(self.token_bytes(token))
-                stats.masked_steps, stats.triggers, stats.monitor_trail = (
-                    guide.masked_steps,
-                    guide.triggers,
-                    guide.trail,
-                )
+                guide.report(stats)
             if self.token_delay:
                 time.sleep(self.token_delay)
             self.generated_tokens += 1

@@ -312,11 +312,7 @@ class LlamaBackend:
         finally:
             sampler.close()
             if guide is not None:
-                stats.masked_steps, stats.triggers, stats.monitor_trail = (
-                    guide.masked_steps,
-                    guide.triggers,
-                    guide.trail,
-                )
+                guide.report(stats)
 
     def _speculative(
         self,
