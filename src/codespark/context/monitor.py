@@ -31,6 +31,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import lru_cache
 from pathlib import Path
 
 from codespark.engine.fim import FimRequest
@@ -267,6 +268,12 @@ class PythonMonitor:
         return Names(names, partial, kind, required=kind != "py.kwarg")
 
 
+@lru_cache(maxsize=32)
+def _disk_text(path: Path, mtime_ns: int, size: int) -> str:
+    """A file's text, read again only when it changed (a keystroke costs a ``stat``, not a read)."""
+    return path.read_text(errors="replace")
+
+
 def buffer_before(path: Path, window: str) -> str:
     """The file on disk above the editor's prefix window, joined to the window (imports resolve types).
 
@@ -278,7 +285,8 @@ def buffer_before(path: Path, window: str) -> str:
     if len(lines) <= _HEAD_LINES or not head.strip():
         return window
     try:
-        text = path.read_text(errors="replace")
+        stat = path.stat()
+        text = _disk_text(path, stat.st_mtime_ns, stat.st_size)
     except OSError:
         return window
     at = text.find(head)

@@ -129,7 +129,7 @@ class Vocabulary:
                     self._add(token, word.group(0), word.end() == len(text), starts=False)
         self._starts_nothing = ~starts_word  # whitespace, punctuation, numbers, stop tokens
         self._ends_word = ~continues_word  # what may follow a whole identifier
-        self._cache: dict[tuple[Names, str], Mask] = {}
+        self._cache: dict[Names, Mask] = {}
         self._prefixes: dict[tuple[frozenset[str], bool], _Prefixes] = {}
 
     def _add(self, token: int, word: str, open_: bool, *, starts: bool) -> None:
@@ -142,12 +142,11 @@ class Vocabulary:
 
     def allowed(self, names: Names) -> Mask:
         """A boolean mask over the vocabulary of the tokens that may come next.  Never all False."""
-        key = (names, names.partial)
-        if key not in self._cache:
+        if names not in self._cache:
             if len(self._cache) > 256:
                 self._cache.clear()
-            self._cache[key] = self._compute(names)
-        return self._cache[key]
+            self._cache[names] = self._compute(names)
+        return self._cache[names]
 
     def _compute(self, names: Names) -> Mask:
         shape = (names.names, names.fold)
