@@ -24,6 +24,12 @@ and llama-cpp-python's own server (``llama-cpp-python-0.5b``; its FIM is broken,
 so it gets the same PSM prompt as text on ``/v1/completions``, and no pass rate).
 
     python benchmarks/latency.py --configs codespark llama-psm --points 3
+
+``--jumps N`` replays cursor jumps instead (``JUMPS_FILES``): per file, the first keystroke in a
+new session with nothing cached (a freshly opened file, no warm-up), then the client's warm-up
+where the file was opened, then N jumps to other lines of the same file (3-55 lines up or down),
+typing the line's first characters there with no warm-up at the new place.  It reports the TTFT of
+the first and second keystroke after each jump (p50/p95), and the cold first keystroke.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ from codespark.config import Settings
 from codespark.models.catalog import find
 
 STDLIB_FILES = ("textwrap.py", "csv.py", "shlex.py", "fnmatch.py", "tokenize.py")
+JUMPS_FILES = ("textwrap.py", "shlex.py", "tokenize.py")
+JUMP_OFFSETS = (-12, 30, -3, 55, -40, 18, -25, 7, -55, 3, 44, -18)
 N_PREFIX_LINES, N_SUFFIX_LINES = 128, 32
 
 
@@ -132,9 +140,15 @@ def _psm(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def stream_request(
-    http: httpx.Client, base: str, body: dict[str, Any], session: str, protocol: str = "infill"
+    http: httpx.Client,
+    base: str,
+    body: dict[str, Any],
+    session: str,
+    protocol: str = "infill",
+    timings: dict[str, Any] | None = None,
 ) -> tuple[float, float, str, str | None]:
-    """(ttft_ms, total_ms, content, finish_reason) for one streamed request.
+    """(ttft_ms, total_ms, content, finish_reason) for one streamed request; the server's ``timings``
+    (llama-server's, and codespark's) go into ``timings`` when given.
 
     ``protocol``: "infill" (llama-server's /infill), or "completions" (the same prompt as raw PSM text).
     """
@@ -154,6 +168,8 @@ def stream_request(
             if piece and first is None:
                 first = time.perf_counter()
             content.append(piece)
+            if timings is not None and isinstance(data.get("timings"), dict):
+                timings.update(data["timings"])
             if data.get("stop") or choice.get("finish_reason"):
                 finish = choice.get("finish_reason")
                 break
@@ -221,6 +237,79 @@ def replay(
     }
 
 
+def _near_typable(lines: list[str], target: int) -> int | None:
+    """The typable code line nearest ``target`` (within 3 lines), with room for the windows."""
+    for d in (0, 1, -1, 2, -2, 3, -3):
+        i = target + d
+        if N_PREFIX_LINES // 4 <= i < len(lines) - 4 and _typable(lines[i]):
+            return i
+    return None
+
+
+def jump_points(name: str, jumps: int) -> list[Point]:
+    """Where the file is opened (a line past its first window), then the lines jumped to."""
+    lines = stdlib_file(name).read_text().splitlines(keepends=True)
+    start = _near_typable(lines, len(lines) // 2)
+    assert start is not None, name
+    points = [Point(name, lines, start)]
+    for offset in JUMP_OFFSETS * (jumps // len(JUMP_OFFSETS) + 1):
+        if len(points) > jumps:
+            break
+        target = _near_typable(lines, points[-1].index + offset)
+        if target is not None and target != points[-1].index:
+            points.append(Point(name, lines, target))
+    return points
+
+
+def jump_replay(base: str, jumps: int, step: int, n_predict: int, model: str | None, protocol: str) -> dict[str, Any]:
+    """The cursor-jump replay (``--jumps``): cold first keystroke, warm-up, then jumps with two keystrokes each."""
+    records: list[dict[str, Any]] = []
+    cold: list[float] = []
+    with httpx.Client(timeout=600) as http:
+        for name in JUMPS_FILES:
+            opened, *targets = jump_points(name, jumps)
+
+            def keystroke(p: Point, n: int, session: str) -> tuple[float, dict[str, Any]]:
+                text = p.lines[p.index].strip()
+                body = {"input_prefix": p.before + p.first_indent + text[:n], "input_suffix": p.after,
+                        "n_predict": n_predict, "t_max_predict_ms": 1000, "temperature": 0,
+                        **({"model": model} if model else {})}  # fmt: skip
+                timings: dict[str, Any] = {}
+                ttft = stream_request(http, base, body, session, protocol, timings)[0]
+                return ttft, timings
+
+            cold.append(keystroke(opened, step, f"{name}:cold")[0])  # a new session: nothing cached
+            warm_up = {"input_prefix": opened.before + opened.first_indent, "input_suffix": opened.after,
+                       "n_predict": 0, **({"model": model} if model else {})}  # fmt: skip
+            stream_request(http, base, warm_up, name, protocol)
+            previous = opened
+            for p in targets:
+                first, t1 = keystroke(p, step, name)
+                second, _ = keystroke(p, 2 * step, name)
+                records.append({"file": name, "line": p.index + 1, "jump": p.index - previous.index,
+                                "first_ms": first, "second_ms": second,
+                                "prompt_n": t1.get("prompt_n"), "cache_n": t1.get("cache_n")})  # fmt: skip
+                print(f"\r  {len(records)} jumps, last {first:7.0f} / {second:5.0f} ms", end="", file=sys.stderr)
+                previous = p
+    print(file=sys.stderr)
+
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[int(q * (len(ordered) - 1))]
+
+    firsts, seconds = [r["first_ms"] for r in records], [r["second_ms"] for r in records]
+    return {
+        "jumps": len(records),
+        "first_p50_ms": statistics.median(firsts),
+        "first_p95_ms": pct(firsts, 0.95),
+        "second_p50_ms": statistics.median(seconds),
+        "second_p95_ms": pct(seconds, 0.95),
+        "cold_first_ms": cold,
+        "cold_first_p50_ms": statistics.median(cold),
+        "records": records,
+    }
+
+
 def model_path(name: str) -> Path:
     spec = find(name)
     assert spec is not None
@@ -248,6 +337,9 @@ def configs(out: Path, env: dict[str, str] | None = None) -> dict[str, Config]:
             lambda: llama_server(spark, ["--cache-reuse", "16", "--spm-infill"], out / "llama.log")
         ),
         "llama-psm-1.5b": Config(lambda: llama_server(codex, ["--cache-reuse", "16"], out / "llama.log")),
+        # The cursor-jump comparison (issue 15): llama.vim's recommended --cache-reuse 256.
+        "llama-psm-0.5b-reuse256": Config(lambda: llama_server(spark, ["--cache-reuse", "256"], out / "llama.log")),
+        "llama-psm-1.5b-reuse256": Config(lambda: llama_server(codex, ["--cache-reuse", "256"], out / "llama.log")),
         # llama-cpp-python 0.3.36 builds FIM prompts with token id 0 for the FIM tokens (a "TODO: Fix" in
         # its source), so its ``suffix`` cannot be used: the replay sends the PSM prompt as text instead.
         "llama-cpp-python-0.5b": Config(
@@ -265,6 +357,7 @@ def main() -> None:
     parser.add_argument("--cps", type=float, default=0, help="typing speed, characters/s (0: back to back)")
     parser.add_argument("--env", nargs="*", default=[], help="KEY=VALUE settings for the codespark server")
     parser.add_argument("--n-predict", type=int, default=64)
+    parser.add_argument("--jumps", type=int, default=0, help="cursor jumps per file (the jump replay; 0: typing)")
     parser.add_argument("--quality-tasks", type=int, default=100, help="HumanEval FIM tasks per config (0: skip)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
@@ -274,21 +367,28 @@ def main() -> None:
     )
     table = configs(args.out, dict(kv.split("=", 1) for kv in args.env))
     results: dict[str, Any] = {}
+    kind = "-jumps" if args.jumps else ""
     for name in args.configs:
         config = table[name]
         print(f"{name}: replaying {len(points)} lines", file=sys.stderr)
         with config.start() as base:
-            result = (
-                replay(base, points, args.step, args.n_predict, config.model, args.cps, config.protocol)
-                if points
-                else {}
-            )
+            if args.jumps:
+                result = jump_replay(base, args.jumps, args.step, args.n_predict, config.model, config.protocol)
+            elif points:
+                result = replay(base, points, args.step, args.n_predict, config.model, args.cps, config.protocol)
+            else:
+                result = {}
             args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / f"latency-{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+            (args.out / f"latency-{name}{kind}.json").write_text(json.dumps(result, indent=1) + "\n")
             if tasks and config.protocol == "infill":  # the quality harness speaks /infill
                 quality = evaluate(base, config.model or "auto", tasks, 64)
                 result["fim_pass_rate"] = quality["pass_rate"]
         results[name] = result
+        if args.jumps:
+            print(f"{name}: after a jump, first keystroke p50 {result['first_p50_ms']:.0f} / p95 "
+                  f"{result['first_p95_ms']:.0f} ms, second p50 {result['second_p50_ms']:.0f} / p95 "
+                  f"{result['second_p95_ms']:.0f} ms; cold first keystroke p50 {result['cold_first_p50_ms']:.0f} ms",
+                  flush=True)  # fmt: skip
         print(
             f"{name}: TTFT p50 {result.get('ttft_p50_ms', float('nan')):.0f} ms, "
             f"p95 {result.get('ttft_p95_ms', float('nan')):.0f} ms, "
@@ -296,7 +396,7 @@ def main() -> None:
             flush=True,
         )
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"latency-{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+        (args.out / f"latency-{name}{kind}.json").write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

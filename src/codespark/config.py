@@ -126,6 +126,14 @@ class Settings(BaseSettings):
         description="Let llama.cpp repack weights for the CPU (its 'extra buffer types'). Off by default: with "
         "our AVX-512 build it slows prefill (the 1.5B by ~30%) for ~14% faster decode; see docs/BENCHMARKS.md.",
     )
+    cache_reuse: int = Field(
+        32,
+        ge=0,
+        le=4096,
+        description="Reuse cached runs of at least this many tokens at new positions (llama-server's "
+        "--cache-reuse, plus runs after inserted text), so a cursor jump evaluates only what changed; "
+        "0: reuse the common prefix only. See docs/BENCHMARKS.md section 15.",
+    )
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
     default_fim_max_tokens: int = Field(128, ge=1, description="max_tokens for FIM requests that do not set it.")
     fim_block_stops: bool = Field(

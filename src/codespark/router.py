@@ -64,8 +64,10 @@ class EngineSpeed:
         if t.completion_tokens > 2 and t.decode_ms > 0:
             self.decode_ms += self._alpha * (t.decode_ms / (t.completion_tokens - 1) - self.decode_ms)
 
-    def ttft_ms(self, tokens_to_evaluate: int) -> float:
-        return max(1, tokens_to_evaluate) * self.prefill_ms + self.decode_ms
+    def ttft_ms(self, tokens_to_evaluate: int, passes: int = 1) -> float:
+        """Prefill plus the first token; ``passes``: forward passes before it (a cursor jump evaluates the
+        text between reused runs in one pass per gap, and each costs about a decode step)."""
+        return max(1, tokens_to_evaluate) * self.prefill_ms + passes * self.decode_ms
 
 
 class Router:
@@ -141,17 +143,19 @@ class Router:
         tokens_to_evaluate: dict[str, int],
         max_queue: int | None = None,
         upstream: bool = True,
+        passes: dict[str, int] | None = None,
     ) -> Decision:
         """Inline FIM: the FIM upstream if it fits the latency budget (``upstream``), else the quality engine
         if it fits, else spark.
 
         ``max_queue``: the keystroke queue limit; when codex has more waiting (chat, SQL) and spark
-        has room, spark answers rather than the keystroke being shed.
+        has room, spark answers rather than the keystroke being shed.  ``passes``: forward passes per
+        route before the first token (default 1; see ``EngineSpeed.ttft_ms``).
         """
         pinned = self.pinned(model)
         if pinned:
             return pinned
-        local = self._local_fim(budget_ms, tokens_to_evaluate, max_queue)
+        local = self._local_fim(budget_ms, tokens_to_evaluate, max_queue, passes or {})
         up = self.codex_upstream
         if not upstream or up is None or up.cfg.fim == "none" or not up.available:
             return local
@@ -167,7 +171,7 @@ class Router:
         )
 
     def _local_fim(
-        self, budget_ms: float | None, tokens_to_evaluate: dict[str, int], max_queue: int | None
+        self, budget_ms: float | None, tokens_to_evaluate: dict[str, int], max_queue: int | None, passes: dict[str, int]
     ) -> Decision:
         routes = self.engines.routes
         if self.fim_policy in routes:
@@ -179,7 +183,7 @@ class Router:
             waiting = routes["codex"].pending - 1
             return Decision("spark", routes["spark"], f"queue: codex has {waiting} waiting, spark has room")
         budget = budget_ms if budget_ms is not None else self.default_budget_ms
-        codex, spark = (self._estimate(r, tokens_to_evaluate.get(r, 1)) for r in ("codex", "spark"))
+        codex, spark = (self._estimate(r, tokens_to_evaluate.get(r, 1), passes.get(r, 1)) for r in ("codex", "spark"))
         if codex <= budget:
             return Decision("codex", routes["codex"], f"fim: codex fits the budget ({codex:.0f} <= {budget:.0f} ms)")
         if spark <= budget:
@@ -188,8 +192,8 @@ class Router:
             )
         return Decision("codex", routes["codex"], f"fim: neither fits {budget:.0f} ms (codex ~{codex:.0f}); quality")
 
-    def _estimate(self, route: str, tokens: int) -> float:
-        estimate = self.speed[route].ttft_ms(tokens)
+    def _estimate(self, route: str, tokens: int, passes: int = 1) -> float:
+        estimate = self.speed[route].ttft_ms(tokens, passes)
         if self.engines.routes[route].busy:
             estimate += _BUSY_PENALTY_MS
         return estimate

@@ -67,6 +67,7 @@ class GenerationStats:
 
     prompt_tokens: int = 0
     cached_tokens: int = 0
+    shifted_tokens: int = 0  # of the cached tokens, those reused at a new position (engine/reuse.py)
     started: float = field(default_factory=time.perf_counter)
     prefill_done: float | None = None
     drafter: str | None = None

@@ -100,6 +100,7 @@ class Timings:
     accepted: int = 0
     masked_steps: int = 0
     triggers: str = ""  # monitor triggers by kind, e.g. "sql.column=3 sql.table=1"
+    shifted_tokens: int = 0  # of ``cached_tokens``, those reused at a new position
 
     @property
     def prompt_per_second(self) -> float:
@@ -116,6 +117,7 @@ class Timings:
         return {
             "prompt_n": self.prompt_tokens,
             "cache_n": self.cached_tokens,
+            "cache_shift_n": self.shifted_tokens,
             "prompt_ms": round(self.prefill_ms, 3),
             "prompt_per_token_ms": round(self.prefill_ms / max(1, self.prompt_tokens - self.cached_tokens), 3),
             "prompt_per_second": round(self.prompt_per_second, 3),
@@ -380,6 +382,7 @@ class Engine:
         timings = Timings(
             prompt_tokens=stats.prompt_tokens,
             cached_tokens=stats.cached_tokens,
+            shifted_tokens=stats.shifted_tokens,
             completion_tokens=n_out,
             prefill_ms=(prefill_done - stats.started) * 1000,
             ttft_ms=((first or end) - run.arrived) * 1000,  # includes waiting for the engine

@@ -5,7 +5,7 @@ Text is tokenized one byte per token (ids 0-255); control tokens get ids from
 decoded prompt (the first one matching), else the default reply, one byte per
 token, then an end token.  A per-token delay makes cancellation observable.
 The KV "cache" is the previous prompt, so cached-token counts behave like the
-real backend's.
+real backend's (``engine/reuse.py`` plans both).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from codespark.engine import reuse
 from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, SamplingParams, Snapshot
 from codespark.engine.fim import FIM_STOP_TOKENS
 from codespark.engine.mask import Guide, Vocabulary
@@ -42,6 +43,7 @@ class FakeBackend:
     default: str = "ok"
     token_delay: float = 0.0
     n_ctx: int = 2048
+    reuse_min_run: int = 0  # as ``LlamaOptions.reuse_min_run``: counts what the real backend would reuse
     model_id: str = "fake"
     chat_template: str | None = None  # None: codespark's ChatML fallback
     prompts: list[str] = field(default_factory=list)
@@ -103,12 +105,8 @@ class FakeBackend:
         stats: GenerationStats,
     ) -> Iterator[int]:
         tokens = list(tokens)
-        cached = 0
-        for a, b in zip(self._cache, tokens, strict=False):
-            if a != b:
-                break
-            cached += 1
-        stats.prompt_tokens, stats.cached_tokens = len(tokens), min(cached, len(tokens) - 1)
+        kept = reuse.plan(self._cache, tokens, self.reuse_min_run)
+        stats.prompt_tokens, stats.cached_tokens, stats.shifted_tokens = len(tokens), kept.reused, kept.shifted
         self._cache = tokens
         prompt = self.decode(tokens)
         self.prompts.append(prompt)

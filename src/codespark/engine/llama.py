@@ -22,6 +22,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp import _internals
 
+from codespark.engine import reuse
 from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, Grammar, SamplingParams, Snapshot
 from codespark.engine.mask import Guide, Vocabulary, apply
 from codespark.engine.speculative import DraftBudget, Drafter
@@ -40,6 +41,7 @@ class LlamaOptions:
     n_threads: int | None = None
     flash_attn: bool = True
     repack: bool = False
+    reuse_min_run: int = 0  # reuse cached runs of at least this many tokens at new positions (0: prefix only)
 
 
 def system_info() -> str:
@@ -49,38 +51,33 @@ def system_info() -> str:
 
 
 @contextmanager
-def _extra_buffer_types(enabled: bool) -> Iterator[None]:
-    """Load with llama.cpp's extra buffer types (weight repacking) on or off.
+def _load_params(repack: bool) -> Iterator[None]:
+    """Load with llama.cpp's extra buffer types (weight repacking) on or off, and a context of two
+    sequences over one unified KV buffer (the second is scratch space for ``_fill``).
 
-    llama-cpp-python 0.3.36 does not expose ``use_extra_bufts``; ``Llama`` reads
-    its model parameters from ``llama_model_default_params()``, so we wrap that
-    for the duration of one load.
+    llama-cpp-python 0.3.36 exposes neither ``use_extra_bufts`` nor ``n_seq_max``/``kv_unified``;
+    ``Llama`` reads its parameters from ``llama_model_default_params()`` and
+    ``llama_context_default_params()``, so we wrap those for the duration of one load.
     """
-    if enabled:
-        yield
-        return
     lib = llama_cpp.llama_cpp  # the ctypes module that ``Llama`` calls
-    original = lib.llama_model_default_params
+    model_defaults, context_defaults = lib.llama_model_default_params, lib.llama_context_default_params
 
-    def without_extra_bufts() -> Any:
-        params = original()
-        params.use_extra_bufts = False
+    def model_params() -> Any:
+        params = model_defaults()
+        params.use_extra_bufts = repack
         return params
 
-    lib.llama_model_default_params = without_extra_bufts
+    def context_params() -> Any:
+        params = context_defaults()
+        params.n_seq_max = 2
+        params.kv_unified = True  # one buffer: a sequence may use the whole context
+        return params
+
+    lib.llama_model_default_params, lib.llama_context_default_params = model_params, context_params
     try:
         yield
     finally:
-        lib.llama_model_default_params = original
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+        lib.llama_model_default_params, lib.llama_context_default_params = model_defaults, context_defaults
 
 
 class LlamaBackend:
@@ -91,7 +88,7 @@ class LlamaBackend:
             raise EngineError(f"Model file {path} does not exist. Run `codespark models --pull` first.")
         threads = options.n_threads or os.cpu_count() or 1
         try:
-            with _extra_buffer_types(options.repack):
+            with _load_params(options.repack):
                 self._llm = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=options.n_ctx,
@@ -106,6 +103,12 @@ class LlamaBackend:
             raise EngineError(f"llama.cpp could not load {path}: {exc}. Is it a valid GGUF file?") from exc
         self._n_batch = options.n_batch
         self.drafter = drafter
+        memory = llama_cpp.llama_get_memory(self._llm._ctx.ctx)
+        self._min_run = options.reuse_min_run if llama_cpp.llama_memory_can_shift(memory) else 0
+        # Checked by llama.cpp between graph nodes: a cancelled prefill stops inside its batch.
+        self._prefill_cancel: CancelToken | None = None
+        self._abort = llama_cpp.ggml_abort_callback(lambda _data: self._prefill_aborted())
+        llama_cpp.llama_set_abort_callback(self._llm._ctx.ctx, self._abort, None)
         model = self._llm._model
         self._control: dict[int, bool] = {}
         self._pieces: dict[int, bytes] = {}
@@ -122,6 +125,64 @@ class LlamaBackend:
             bos_token=self._text_of(model.token_bos()),
             eos_token=self._text_of(model.token_eos()),
         )
+
+    def _prefill_aborted(self) -> bool:
+        cancel = self._prefill_cancel
+        return cancel is not None and cancel.cancelled
+
+    def _splice(self, kept: reuse.Plan, tokens: list[int], cancel: CancelToken) -> bool:
+        """Make the KV sequence hold ``tokens[:kept.end]``: drop the cells no run keeps, move each run to
+        its new positions, evaluate the gaps between runs.  False when cancelled on the way (the
+        sequence then holds a consistent prefix)."""
+        llm = self._llm
+        memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
+        at = 0
+        for start, end in kept.kept_old():
+            if start > at:
+                llama_cpp.llama_memory_seq_rm(memory, 0, at, start)
+            at = end
+        llama_cpp.llama_memory_seq_rm(memory, 0, at, -1)
+        # Every moved run goes out past the context first, then to its place: no run lands on another.
+        # llama.cpp adds the two shifts up per cell and re-rotates each key once, by the sum.
+        away = 2 * llm.n_ctx()
+        moved = [run for run in kept.runs if run.shift]
+        for run in moved:
+            llama_cpp.llama_memory_seq_add(memory, 0, run.old, run.old + run.length, away)
+        for run in moved:
+            llama_cpp.llama_memory_seq_add(memory, 0, run.old + away, run.old + away + run.length, run.shift - away)
+        for start, end in kept.gaps():
+            if cancel.cancelled or not self._fill(memory, tokens[start:end], start):
+                llama_cpp.llama_memory_seq_rm(memory, 0, start, -1)
+                llm.input_ids[:start] = tokens[:start]
+                llm.n_tokens = start
+                return False
+        llm.input_ids[: kept.end] = tokens[: kept.end]
+        llm.n_tokens = kept.end
+        return True
+
+    def _fill(self, memory: Any, gap: list[int], start: int) -> bool:
+        """Evaluate ``gap`` at positions ``start`` on, in front of cells already at later positions.
+
+        llama.cpp accepts a batch only right after a sequence's last position, so the gap is evaluated
+        in scratch sequence 1, which shares the cells before ``start`` with sequence 0 (they are what the
+        gap attends to), and its cells are then given to sequence 0 as well."""
+        llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
+        if start > 0:
+            llama_cpp.llama_memory_seq_cp(memory, 0, 1, 0, start)
+        batch = self._llm._batch
+        try:
+            for i in range(0, len(gap), self._n_batch):
+                piece = gap[i : i + self._n_batch]
+                batch.set_batch(batch=piece, n_past=start + i, logits_all=False)
+                for k in range(len(piece)):
+                    batch.batch.seq_id[k][0] = 1
+                self._llm._ctx.decode(batch)
+        except RuntimeError:
+            return False  # aborted: the caller drops the sequence from ``start`` on
+        finally:
+            llama_cpp.llama_memory_seq_cp(memory, 1, 0, start, start + len(gap))
+            llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
+        return True
 
     def _text_of(self, token: int) -> str:
         if token < 0:
@@ -263,6 +324,32 @@ class LlamaBackend:
         llm.input_ids[: len(snapshot.tokens)] = snapshot.tokens
         llm.n_tokens = len(snapshot.tokens)
 
+    def _prefill(
+        self, old: list[int], tokens: list[int], params: SamplingParams, cancel: CancelToken, stats: GenerationStats
+    ) -> bool:
+        """Bring the KV sequence to ``tokens``, reusing what ``old`` (the cached tokens) allows; False when
+        cancelled first."""
+        llm = self._llm
+        if params.max_tokens <= 0 and old[: len(tokens)] == tokens:
+            llm.n_tokens = len(tokens)  # a warm-up that is cached already: nothing to do
+            stats.cached_tokens = len(tokens)
+            return True
+        kept = reuse.plan(old, tokens, self._min_run)
+        stats.cached_tokens, stats.shifted_tokens = kept.reused, kept.shifted
+        if not self._splice(kept, tokens, cancel):
+            return False
+        todo = tokens[kept.end :]
+        try:
+            for i in range(0, len(todo), self._n_batch):
+                if cancel.cancelled:
+                    return False
+                llm.eval(todo[i : i + self._n_batch])  # drops the KV cache past llm.n_tokens first
+        except RuntimeError:
+            if cancel.cancelled:  # aborted inside a batch: llama.cpp dropped that batch's cells
+                return False
+            raise
+        return True
+
     def generate(
         self,
         tokens: Sequence[int],
@@ -274,17 +361,15 @@ class LlamaBackend:
         tokens = list(tokens)
         if not tokens:
             raise EngineError("Empty prompt: nothing to evaluate.")
-        cached = common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
-        if cached == len(tokens) and params.max_tokens > 0:
-            cached -= 1  # re-evaluate the last token to get fresh logits
+        old = llm.input_ids[: llm.n_tokens].tolist()
         stats.prompt_tokens = len(tokens)
-        stats.cached_tokens = cached
-        llm.n_tokens = cached  # eval() drops the KV cache past this point
-        todo = tokens[cached:]
-        for i in range(0, len(todo), self._n_batch):
-            if cancel.cancelled:
-                return
-            llm.eval(todo[i : i + self._n_batch])
+        self._prefill_cancel = cancel
+        try:
+            prefilled = self._prefill(old, tokens, params, cancel, stats)
+        finally:
+            self._prefill_cancel = None
+        if not prefilled:
+            return
         stats.prefill_done = time.perf_counter()
         if params.max_tokens <= 0:
             return

@@ -56,6 +56,7 @@ def load_engines(settings: Settings, progress: Progress | None = None, only: tup
         n_threads=settings.n_threads,
         flash_attn=settings.flash_attn,
         repack=settings.repack,
+        reuse_min_run=settings.cache_reuse,
     )
     refs = {"spark": settings.spark_model, "codex": settings.codex_model}
     by_path: dict[Path, Engine] = {}

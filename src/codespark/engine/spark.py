@@ -17,6 +17,13 @@ Trailing spaces of the typed text are left for the model to write (and removed
 from its answer), because a prompt ending in a lone space token is one the
 model rarely saw.
 
+**Aligned windows.** Editors send a window of lines around the cursor, so a cursor jump moves
+both of its ends.  Lines a jump takes out of the window cost nothing (the backend moves the cached
+runs that remain, ``engine/reuse.py``), but lines it brings in must be evaluated.  So when the
+anchor moves, the new window is cut back to the previous window's first and last lines wherever
+they still lie inside it (keeping at least half of the prefix, and 8 lines of suffix): a jump within the window then
+evaluates little more than the moved ``<|fim_suffix|>`` and the line being typed.
+
 **Typed-ahead.** When the new prefix is the old one plus text the last
 completion predicted, the rest of that completion is the answer: no forward
 pass at all.  A request that arrives while a completion is still being
@@ -43,6 +50,9 @@ _MEMBER_DOT = re.compile(r"[\w)\]]\.\Z")
 
 MAX_TYPED_LINES = 8
 MAX_TYPED_CHARS = 600
+JUMP_PASSES = 3  # a jump's gap at <|fim_suffix|>, the tail, the first token (each about a decode step)
+_EDGE_LINES = 2  # lines that identify a window's edge
+_MIN_SUFFIX_LINES = 8  # an aligned suffix keeps at least these lines (the prefix keeps half of its own)
 
 
 @dataclass
@@ -67,6 +77,7 @@ class _Anchor:
     prefix: str
     suffix: str
     extra: tuple[object, ...]
+    window: FimRequest | None = None  # the anchor's text as sent to the model: the aligned window
     fitted: FimRequest | None = None  # the anchor's request, when it fitted untrimmed
     tokens: list[int] | None = None  # build_prompt(fitted), tokenized
 
@@ -115,6 +126,53 @@ def _within(text: str, max_tokens: int, stops: tuple[str, ...], engine: Engine |
     return text
 
 
+def _starts_at(text: str, edge: str) -> int | None:
+    """Where ``edge`` (whole lines) occurs in ``text`` at a line start, if exactly once."""
+    at = text.find(edge)
+    if at < 0 or text.find(edge, at + 1) >= 0 or (at > 0 and text[at - 1] != "\n"):
+        return None
+    return at
+
+
+def align(window: FimRequest, previous: FimRequest | None) -> FimRequest:
+    """``window`` cut back to ``previous``'s first prefix lines and last suffix lines where they lie inside
+    it, so that the lines a cursor jump brings in are not evaluated; the prefix keeps at least half of its
+    lines, the suffix ``_MIN_SUFFIX_LINES``.  Windows of other files (other context) are not aligned."""
+    if previous is None or previous.extra != window.extra or previous.filename != window.filename:
+        return window
+    prefix, suffix = window.prefix, window.suffix
+    head = "".join(previous.prefix.splitlines(keepends=True)[:_EDGE_LINES])
+    at = _starts_at(prefix, head) if head.endswith("\n") and head.strip() else None
+    if at:
+        lines = prefix.count("\n")
+        prefix = prefix[at:] if prefix[at:].count("\n") >= lines // 2 else _last_lines(prefix, lines - lines // 2)
+    tail_lines = previous.suffix.splitlines(keepends=True)
+    tail = "".join(tail_lines[-_EDGE_LINES:])
+    at = _starts_at(suffix, tail) if len(tail_lines) > _EDGE_LINES and tail.endswith("\n") and tail.strip() else None
+    rows = suffix.splitlines(keepends=True)
+    short = "".join(rows[:_MIN_SUFFIX_LINES])
+    if at is not None and at + len(tail) < len(suffix):
+        cut = suffix[: at + len(tail)]
+        suffix = cut if cut.count("\n") >= short.count("\n") else short
+    elif len(rows) > _MIN_SUFFIX_LINES and "".join(rows[-_EDGE_LINES:]) not in previous.prefix + previous.suffix:
+        suffix = short  # past the previous window: every suffix line is new, so few of them
+    return replace(window, prefix=prefix, suffix=suffix)
+
+
+def _last_lines(text: str, n: int) -> str:
+    """The last ``n`` lines of ``text`` and its unfinished last line."""
+    lines = text.splitlines(keepends=True)
+    cut = len(lines) - n - (0 if text.endswith("\n") else 1)
+    return "".join(lines[max(0, cut) :])
+
+
+def _new_lines(previous: FimRequest, window: FimRequest) -> str:
+    """The lines of ``window`` that ``previous`` does not have: roughly what a jump must evaluate."""
+    known = set(previous.prefix.splitlines()) | set(previous.suffix.splitlines())
+    lines = (window.prefix + window.suffix).splitlines(keepends=True)
+    return "".join(line for line in lines if line.rstrip("\n") not in known)
+
+
 def _keeps_anchor(anchor: _Anchor | None, req: FimRequest) -> bool:
     if anchor is None or anchor.suffix != req.suffix or anchor.extra != req.extra:
         return False
@@ -122,6 +180,14 @@ def _keeps_anchor(anchor: _Anchor | None, req: FimRequest) -> bool:
         return False
     typed = req.prefix[len(anchor.prefix) :]
     return typed.count("\n") <= MAX_TYPED_LINES and len(typed) <= MAX_TYPED_CHARS
+
+
+def _anchor_request(req: FimRequest) -> FimRequest:
+    """``req`` with its prefix cut at the anchor: the start of the cursor line's text."""
+    line_start = req.prefix.rfind("\n") + 1
+    line = req.prefix[line_start:]
+    indent = len(line) - len(line.lstrip(" \t"))
+    return replace(req, prefix=req.prefix[: line_start + indent])
 
 
 class FimSessions:
@@ -152,15 +218,22 @@ class FimSessions:
             del self._sessions[name]
         return len(stale)
 
-    def uncached_text(self, route: str, session: str, req: FimRequest) -> str | None:
-        """The text of ``req`` that ``route`` has not evaluated for this session yet, or None
-        when the anchored cache does not apply (a full evaluation)."""
+    def uncached_text(self, route: str, session: str, req: FimRequest) -> tuple[str, int] | None:
+        """The text of ``req`` that ``route`` has not evaluated for this session yet and the forward passes
+        that takes, or None when nothing of the session is cached there (a full evaluation).  After a
+        cursor jump that is about the lines the aligned window brings in, in ``JUMP_PASSES`` passes."""
         state = self._sessions.get(session)
         anchor = state.anchors.get(route) if state else None
-        if state is None or anchor is None or not _keeps_anchor(anchor, req):
+        if state is None or anchor is None:
             return None
+        if not _keeps_anchor(anchor, req):
+            if anchor.window is None:
+                return None
+            start = _anchor_request(req)
+            moved = _new_lines(anchor.window, align(start, anchor.window)) + req.prefix[len(start.prefix) :]
+            return moved, JUMP_PASSES
         since = typed_since(state.last_prefix, state.last_suffix, req) if state.last_route == route else None
-        return since if since is not None else req.prefix[len(anchor.prefix) :]
+        return (since if since is not None else req.prefix[len(anchor.prefix) :]), 1
 
     async def answer_early(
         self,
@@ -229,10 +302,9 @@ class FimSessions:
         state = self._session(session)
         anchor = state.anchors.get(route)
         if anchor is None or not _keeps_anchor(anchor, req):
-            line_start = req.prefix.rfind("\n") + 1
-            line = req.prefix[line_start:]
-            indent = len(line) - len(line.lstrip(" \t"))
-            anchor = _Anchor(req.prefix[: line_start + indent], req.suffix, req.extra)
+            previous = anchor.window if anchor is not None else None
+            start = _anchor_request(req)
+            anchor = _Anchor(start.prefix, req.suffix, req.extra, window=align(start, previous))
             state.anchors[route] = anchor
         typed = req.prefix[len(anchor.prefix) :]
         # Trailing spaces split tokens unnaturally: leave them to the model and drop them from its answer.
@@ -243,7 +315,7 @@ class FimSessions:
         if heal and params.monitor is not None:
             params = replace(params, monitor=AfterHeal(params.monitor, heal))
         typed_tokens = engine.backend.tokenize(shown) if shown else []
-        whole = FimRequest(anchor.prefix, req.suffix, req.extra, req.filename)
+        whole = anchor.window or FimRequest(anchor.prefix, req.suffix, req.extra, req.filename)
         room = engine.n_ctx - params.max_tokens - FIM_HEADROOM - len(typed_tokens)
         if anchor.tokens is not None and anchor.fitted == whole and len(anchor.tokens) <= room:
             fitted, tokens = whole, anchor.tokens + typed_tokens  # the anchor's prompt, tokenized once

@@ -149,22 +149,25 @@ class FimService:
             return FimAnswer(decision, self._observed(decision, self.sessions.events(early, decision.engine, session)))
         req, context = await self._with_context(call.request)
         to_evaluate: dict[str, int] = {}
+        passes: dict[str, int] = {}
         for route, engine in routes.items():
             uncached = self.sessions.uncached_text(route, session, req)
             if uncached is not None:
-                to_evaluate[route] = 1 + engine.count_tokens(uncached)
+                to_evaluate[route], passes[route] = 1 + engine.count_tokens(uncached[0]), uncached[1]
             else:
                 # Nothing cached: the whole window, estimated from its length (code runs ~3 characters a
                 # token), not tokenized twice more only to learn that a cold prompt misses the budget.
                 to_evaluate[route] = min(engine.n_ctx, (len(req.prefix) + len(req.suffix)) // 3 + 1)
-        decision = router.fim(call.model, call.budget_ms, to_evaluate, self.settings.fim_max_queue)
+        decision = router.fim(call.model, call.budget_ms, to_evaluate, self.settings.fim_max_queue, passes=passes)
         if decision.upstream is not None:
             answer = await self._upstream(decision, decision.upstream, call, req)
             if not isinstance(answer, str):
                 return FimAnswer(decision, answer, context)
             why = answer
             decision = replace(
-                router.fim(call.model, call.budget_ms, to_evaluate, self.settings.fim_max_queue, upstream=False),
+                router.fim(
+                    call.model, call.budget_ms, to_evaluate, self.settings.fim_max_queue, upstream=False, passes=passes
+                ),
                 fallback=f"upstream {decision.upstream.name}: {why}",
             )
         job = self.sessions.plan(

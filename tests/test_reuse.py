@@ -1,0 +1,128 @@
+"""KV reuse across positions (engine/reuse.py) and the aligned windows of a cursor jump (engine/spark.py)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from codespark.config import Settings
+from codespark.engine.engine import Engine
+from codespark.engine.fake import FakeBackend
+from codespark.engine.fim import FimRequest
+from codespark.engine.loader import Engines
+from codespark.engine.reuse import Run, plan
+from codespark.engine.spark import align
+from codespark.server.app import create_app
+
+
+def covered(kept_runs: tuple[Run, ...], old: list[int], new: list[int]) -> None:
+    """Every run really is equal text in both sequences, and no cached token serves twice."""
+    seen: set[int] = set()
+    for run in kept_runs:
+        assert old[run.old : run.old + run.length] == new[run.new : run.new + run.length]
+        cells = set(range(run.old, run.old + run.length))
+        assert not cells & seen
+        seen |= cells
+
+
+def test_without_min_run_only_the_common_prefix_is_reused() -> None:
+    old, new = list(range(100)), [*range(50), 999, *range(50, 100)]
+    kept = plan(old, new, 0)
+    assert kept.runs == (Run(0, 0, 50),) and kept.reused == 50 and kept.shifted == 0
+
+
+def test_a_deletion_before_text_moves_the_rest_left() -> None:
+    old = list(range(200))
+    new = [0, *range(40, 200)]  # the window's first lines are gone
+    kept = plan(old, new, 16)
+    covered(kept.runs, old, new)
+    assert kept.prefix == 1 and kept.gaps() == []
+    assert kept.reused == len(new) - 1  # all but the last token, whose logits are needed
+    assert kept.shifted == kept.reused - 1
+
+
+def test_an_insertion_leaves_a_gap_and_the_text_after_it_moves_right() -> None:
+    old = list(range(200))
+    new = [*range(100), 900, 901, 902, *range(100, 200)]  # <|fim_suffix|> moved here, say
+    kept = plan(old, new, 16)
+    covered(kept.runs, old, new)
+    assert kept.gaps() == [(100, 103)]
+    assert kept.runs[1].shift == 3 and kept.end == len(new) - 1
+
+
+def test_runs_may_come_from_anywhere_in_the_cache() -> None:
+    a, b, c = list(range(0, 40)), list(range(100, 140)), list(range(200, 240))
+    old, new = [*a, *b, *c], [*a, *c, *b]  # c moved above b
+    kept = plan(old, new, 16)
+    covered(kept.runs, old, new)
+    assert kept.reused == len(new) - 1 and not kept.gaps()
+
+
+def test_short_runs_and_too_many_gaps_are_evaluated_instead() -> None:
+    old = list(range(300))
+    new = [*range(50), 999, *range(50, 60), 998, *range(60, 300)]
+    kept = plan(old, new, 16)
+    covered(kept.runs, old, new)
+    assert [run.length for run in kept.runs][:1] == [50]
+    assert all(run.length >= 16 for run in kept.runs[1:])
+    assert (50, 62) in kept.gaps()  # the 10-token run between two edits is re-evaluated
+    noisy = [t for i in range(0, 300, 20) for t in (*old[i : i + 19], 5000 + i)]
+    assert len(plan(old, noisy, 16, max_gaps=3).gaps()) <= 3
+
+
+def test_an_unchanged_prompt_re_evaluates_only_its_last_token() -> None:
+    old = list(range(64))
+    assert plan(old, old, 16).reused == 63
+
+
+FILE = [f"line_{i} = compute({i})\n" for i in range(300)]
+
+
+def window(cursor: int, before: int = 128, after: int = 32) -> FimRequest:
+    return FimRequest(
+        "".join(FILE[max(0, cursor - before) : cursor]), "\n" + "".join(FILE[cursor + 1 : cursor + 1 + after])
+    )
+
+
+def test_a_jump_up_keeps_the_previous_first_line_and_a_jump_down_its_last() -> None:
+    opened = window(200)
+    up = align(window(190), opened)
+    assert up.prefix.startswith(FILE[72]) and up.prefix == "".join(FILE[72:190])  # 10 lines not brought in
+    assert up.suffix == window(190).suffix  # a jump up brings no new suffix lines
+    down = align(window(210), opened)
+    assert down.suffix.endswith(FILE[232]) and down.suffix == "\n" + "".join(FILE[211:233])
+    assert down.prefix == window(210).prefix
+
+
+def test_alignment_keeps_half_the_prefix_and_8_suffix_lines_and_skips_other_files() -> None:
+    opened = window(200)
+    far_up = align(window(130), opened)
+    assert far_up.prefix.count("\n") == 64  # half of the 128 lines the client sent
+    far_down = align(window(225), opened)
+    assert far_down.suffix.count("\n") == 8  # the old last line is 7 lines below: 8 lines are kept
+    past = align(window(260), opened)
+    assert past.suffix == "".join(window(260).suffix.splitlines(keepends=True)[:8])  # all new: few of them
+    other = FimRequest(window(190).prefix, window(190).suffix, filename="b.py")
+    assert align(other, FimRequest(opened.prefix, opened.suffix, filename="a.py")) == other
+    assert align(window(190), None) == window(190)
+
+
+def test_a_cursor_jump_reuses_the_window_through_the_server() -> None:
+    fake = FakeBackend(default="x = 1", reuse_min_run=32, n_ctx=16384)
+    app = create_app(Settings(), Engines(routes={"spark": Engine(fake)}))
+
+    def keystroke(cursor: int, typed: str) -> dict[str, int]:
+        w = window(cursor)
+        body = {"input_prefix": w.prefix + typed, "input_suffix": w.suffix, "n_predict": 8}
+        r = client.post("/infill", json=body, headers={"X-Session": "jumps"})
+        assert r.status_code == 200, r.text
+        timings: dict[str, int] = r.json()["timings"]
+        return timings
+
+    with TestClient(app, base_url="http://localhost") as client:
+        cold = keystroke(200, "lin")
+        assert cold["cache_n"] <= 1
+        for cursor in (190, 205, 180):
+            jumped = keystroke(cursor, "lin")
+            # Only the moved <|fim_suffix|>, the line left behind and what was typed are new.
+            assert jumped["prompt_n"] - jumped["cache_n"] <= 3 * len(FILE[0]) + 8, (cursor, jumped)
+            assert jumped["cache_shift_n"] > 0
