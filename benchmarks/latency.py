@@ -28,7 +28,8 @@ so it gets the same PSM prompt as text on ``/v1/completions``, and no pass rate)
 ``--jumps N`` replays cursor jumps instead (``JUMPS_FILES``): per file, the first keystroke in a
 new session with nothing cached (a freshly opened file, no warm-up), then the client's warm-up
 where the file was opened, then N jumps to other lines of the same file (3-55 lines up or down),
-typing the line's first characters there with no warm-up at the new place.  It reports the TTFT of
+typing the line's first characters there with no warm-up at the new place.  Requests carry
+llama.vim's default budgets (``t_max_prompt_ms`` 500, ``t_max_predict_ms`` 1000).  It reports the TTFT of
 the first and second keystroke after each jump (p50/p95), and the cold first keystroke.
 """
 
@@ -169,7 +170,7 @@ def stream_request(
                 first = time.perf_counter()
             content.append(piece)
             if timings is not None and isinstance(data.get("timings"), dict):
-                timings.update(data["timings"])
+                timings.update(data["timings"], model=data.get("model"))
             if data.get("stop") or choice.get("finish_reason"):
                 finish = choice.get("finish_reason")
                 break
@@ -272,11 +273,11 @@ def jump_replay(base: str, jumps: int, step: int, n_predict: int, model: str | N
             def keystroke(p: Point, n: int, session: str) -> tuple[float, dict[str, Any]]:
                 text = p.lines[p.index].strip()
                 body = {"input_prefix": p.before + p.first_indent + text[:n], "input_suffix": p.after,
-                        "n_predict": n_predict, "t_max_predict_ms": 1000, "temperature": 0,
+                        "n_predict": n_predict, "t_max_prompt_ms": 500, "t_max_predict_ms": 1000, "temperature": 0,
                         **({"model": model} if model else {})}  # fmt: skip
                 timings: dict[str, Any] = {}
-                ttft = stream_request(http, base, body, session, protocol, timings)[0]
-                return ttft, timings
+                ttft, _, content, _ = stream_request(http, base, body, session, protocol, timings)
+                return ttft, {**timings, "content": content}
 
             cold.append(keystroke(opened, step, f"{name}:cold")[0])  # a new session: nothing cached
             warm_up = {"input_prefix": opened.before + opened.first_indent, "input_suffix": opened.after,
@@ -288,7 +289,8 @@ def jump_replay(base: str, jumps: int, step: int, n_predict: int, model: str | N
                 second, _ = keystroke(p, 2 * step, name)
                 records.append({"file": name, "line": p.index + 1, "jump": p.index - previous.index,
                                 "first_ms": first, "second_ms": second,
-                                "prompt_n": t1.get("prompt_n"), "cache_n": t1.get("cache_n")})  # fmt: skip
+                                "prompt_n": t1.get("prompt_n"), "cache_n": t1.get("cache_n"),
+                                "answer": t1.get("content"), "model": t1.get("model")})  # fmt: skip
                 print(f"\r  {len(records)} jumps, last {first:7.0f} / {second:5.0f} ms", end="", file=sys.stderr)
                 previous = p
     print(file=sys.stderr)

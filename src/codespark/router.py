@@ -13,7 +13,9 @@ and whether an engine is busy.  Policy, from the settings:
   to first token misses the latency budget while spark's fits it, or codex's
   queue is past the keystroke limit (``fim_max_queue``) while spark's is not.  When
   neither fits (a cold prompt costs seconds on either), quality wins: spark is
-  not enough faster to be worth its lower pass rate.  ``router_fim`` = ``spark``
+  not enough faster to be worth its lower pass rate.  The first keystroke at a new place (a cursor
+  jump, where codex would evaluate its moved window in several passes) goes to spark when spark is
+  faster, and codex warms that window in the background for the next keystroke.  ``router_fim`` = ``spark``
   or ``codex`` fixes the choice instead.  When the ``codex_upstream`` does FIM
   (``[[upstreams]] fim``), a keystroke that names no model goes there while its
   measured time to first token fits the budget (and it is up), with the local
@@ -184,6 +186,10 @@ class Router:
             return Decision("spark", routes["spark"], f"queue: codex has {waiting} waiting, spark has room")
         budget = budget_ms if budget_ms is not None else self.default_budget_ms
         codex, spark = (self._estimate(r, tokens_to_evaluate.get(r, 1), passes.get(r, 1)) for r in ("codex", "spark"))
+        if passes.get("codex", 1) > 1 and spark < codex:
+            return Decision(
+                "spark", routes["spark"], f"fim: a new place: spark answers first (~{spark:.0f} ms, codex ~{codex:.0f})"
+            )
         if codex <= budget:
             return Decision("codex", routes["codex"], f"fim: codex fits the budget ({codex:.0f} <= {budget:.0f} ms)")
         if spark <= budget:

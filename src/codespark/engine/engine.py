@@ -101,6 +101,7 @@ class Timings:
     masked_steps: int = 0
     triggers: str = ""  # monitor triggers by kind, e.g. "sql.column=3 sql.table=1"
     shifted_tokens: int = 0  # of ``cached_tokens``, those reused at a new position
+    queue_ms: float = 0.0  # from arrival until the engine started it (waiting behind other work)
 
     @property
     def prompt_per_second(self) -> float:
@@ -127,6 +128,7 @@ class Timings:
             "predicted_per_token_ms": round(self.decode_ms / max(1, self.completion_tokens - 1), 3),
             "predicted_per_second": round(self.decode_per_second, 3),
             "session_swap_ms": round(self.swap_ms, 3),
+            "queue_ms": round(self.queue_ms, 3),
             "typed_ahead": self.typed_ahead,
             "draft_n": self.drafted,
             "draft_n_accepted": self.accepted,
@@ -198,6 +200,7 @@ class Engine:
         self._lock = asyncio.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codespark-engine")
         self._specials: dict[str, int] = {}
+        self._background: CancelToken | None = None  # the running ``warm`` job: any other request stops it
 
     @property
     def n_ctx(self) -> int:
@@ -293,6 +296,8 @@ class Engine:
             job = self.prepare(job if isinstance(job, GenerationRequest) else job.request)  # a fresh place
         request, tokens, place = job.request, job.tokens, job.place
         assert place is not None
+        if self._background is not None and self._background is not cancel:
+            self._background.cancel("preempted")  # background work never delays a request
         cancel = cancel or CancelToken()
         place.cancel = cancel
         loop = asyncio.get_running_loop()
@@ -325,6 +330,24 @@ class Engine:
                     self._mean_s = 0.8 * self._mean_s + 0.2 * (time.perf_counter() - started)
         finally:
             place.release()
+
+    async def warm(self, job: Prepared, session: str | None = None) -> bool:
+        """Prefill ``job`` (``max_tokens`` 0) in the background, only while the engine is idle: it does not
+        start when anything runs or waits, and any request that arrives stops it within a graph node (the
+        KV it filled stays cached).  True when the prompt was fully evaluated."""
+        if self.busy or self.pending > 1:
+            if job.place is not None:
+                job.place.release()
+            return False
+        cancel = CancelToken()
+        self._background = cancel
+        try:
+            return (await self.run(job, cancel, session)).finish_reason != "cancelled"
+        except CodesparkError:
+            return False  # nobody waits for a warm-up: a failure only means the next request evaluates more
+        finally:
+            if self._background is cancel:
+                self._background = None
 
     async def run(
         self, job: GenerationRequest | Prepared, cancel: CancelToken | None = None, session: str | None = None
@@ -388,6 +411,7 @@ class Engine:
             ttft_ms=((first or end) - run.arrived) * 1000,  # includes waiting for the engine
             decode_ms=(end - (first or end)) * 1000,
             swap_ms=swap_ms,
+            queue_ms=(stats.started - run.arrived) * 1000 - swap_ms,
             drafter=stats.drafter,
             drafted=stats.drafted,
             accepted=stats.accepted,

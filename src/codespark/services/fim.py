@@ -112,6 +112,7 @@ class FimService:
         self.sql = sql
         self.repo = repo
         self.sessions = FimSessions(metrics)
+        self._warming: set[asyncio.Task[bool]] = set()  # background warm-ups (``_warm``), held until done
 
     async def complete(self, call: FimCall) -> FimAnswer:
         """Plan ``call``; the events run the generation when iterated.  A ``[Mode: ...]`` tag in the text
@@ -183,7 +184,21 @@ class FimService:
             call.min_indent,
         )
         events = self.sessions.events(job, decision.engine, session)
+        if passes.get("codex", 1) > 1 and decision.route == "spark":
+            self._warm("codex", session, req, params, call)
         return FimAnswer(decision, self._observed(decision, events), context)
+
+    def _warm(self, route: str, session: str, req: FimRequest, params: SamplingParams, call: FimCall) -> None:
+        """Evaluate ``req``'s window on ``route`` in the background (``Engine.warm``: only while it is idle,
+        stopped by any request), so the next keystroke there finds it cached."""
+        engine = self.router.engines.routes[route]
+        if engine.busy or engine.pending:
+            return
+        job = self.sessions.plan(route, engine, session, req, replace(params, max_tokens=0), call.stops)
+        if job.prepared is not None:
+            task = asyncio.create_task(engine.warm(job.prepared, session))
+            self._warming.add(task)
+            task.add_done_callback(self._warming.discard)
 
     async def _upstream(
         self, decision: Decision, up: Upstream, call: FimCall, req: FimRequest
