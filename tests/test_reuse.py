@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from fastapi.testclient import TestClient
 
 from codespark.config import Settings
-from codespark.engine.engine import Engine
+from codespark.engine.backend import SamplingParams
+from codespark.engine.engine import Engine, GenerationRequest
 from codespark.engine.fake import FakeBackend
 from codespark.engine.fim import FimRequest
 from codespark.engine.loader import Engines
@@ -126,3 +130,50 @@ def test_a_cursor_jump_reuses_the_window_through_the_server() -> None:
             # Only the moved <|fim_suffix|>, the line left behind and what was typed are new.
             assert jumped["prompt_n"] - jumped["cache_n"] <= 3 * len(FILE[0]) + 8, (cursor, jumped)
             assert jumped["cache_shift_n"] > 0
+
+
+def test_a_background_warm_up_yields_to_any_request_at_once() -> None:
+    fake = FakeBackend(default="ok", prefill_delay=2.0)
+    engine = Engine(fake)
+
+    async def scenario() -> tuple[bool, float, bool]:
+        warm = asyncio.create_task(engine.warm(engine.prepare(GenerationRequest(["big window"], SamplingParams(0)))))
+        while not engine.busy:
+            await asyncio.sleep(0.001)
+        fake.prefill_delay = 0.0
+        answer = await engine.run(GenerationRequest(["keystroke"], SamplingParams(max_tokens=4)))
+        # While a request runs, a warm-up does not even start.
+        blocked = asyncio.create_task(engine.run(GenerationRequest(["slow"], SamplingParams(max_tokens=200))))
+        while not engine.busy:
+            await asyncio.sleep(0.001)
+        refused = await engine.warm(engine.prepare(GenerationRequest(["other"], SamplingParams(0))))
+        await blocked
+        return await warm, answer.timings.queue_ms, refused
+
+    warmed, queued_ms, refused = asyncio.run(scenario())
+    engine.close()
+    assert warmed is False and refused is False
+    assert queued_ms < 500  # not the 2 s the warm-up would have taken
+
+
+def test_the_first_keystroke_at_a_new_place_goes_to_spark_while_codex_warms_it() -> None:
+    spark = Engine(FakeBackend(model_id="small", reuse_min_run=32, n_ctx=16384))
+    codex_backend = FakeBackend(model_id="big", reuse_min_run=32, n_ctx=16384)
+    app = create_app(Settings(), Engines(routes={"spark": spark, "codex": Engine(codex_backend)}))
+
+    def keystroke(cursor: int, typed: str) -> tuple[str, str]:
+        w = window(cursor)
+        body = {"input_prefix": w.prefix + typed, "input_suffix": w.suffix, "n_predict": 8, "t_max_prompt_ms": 500}
+        r = client.post("/infill", json=body, headers={"X-Session": "jumps"})
+        assert r.status_code == 200, r.text
+        return r.headers["x-codespark-engine"], r.headers["x-codespark-route-reason"]
+
+    with TestClient(app, base_url="http://localhost") as client:
+        assert keystroke(200, "l")[0] == "codex"  # cold: neither fits, quality wins
+        engine, reason = keystroke(190, "l")
+        assert engine == "spark" and "new place" in reason, reason
+        deadline = time.monotonic() + 5
+        while not any(p.max_tokens == 0 for p in codex_backend.params) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert codex_backend.params[-1].max_tokens == 0  # codex evaluated the new window in the background
+        assert "line_189" in codex_backend.prompts[-1]

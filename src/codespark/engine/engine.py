@@ -331,15 +331,15 @@ class Engine:
         finally:
             place.release()
 
-    async def warm(self, job: Prepared, session: str | None = None) -> bool:
+    async def warm(self, job: Prepared, cancel: CancelToken | None = None, session: str | None = None) -> bool:
         """Prefill ``job`` (``max_tokens`` 0) in the background, only while the engine is idle: it does not
-        start when anything runs or waits, and any request that arrives stops it within a graph node (the
-        KV it filled stays cached).  True when the prompt was fully evaluated."""
-        if self.busy or self.pending > 1:
+        start when anything runs or waits, and any request that arrives here (or ``cancel``) stops it within
+        a graph node; the KV it filled stays cached.  True when the prompt was fully evaluated."""
+        cancel = cancel or CancelToken()
+        if self.busy or self.pending > 1 or cancel.cancelled:
             if job.place is not None:
                 job.place.release()
             return False
-        cancel = CancelToken()
         self._background = cancel
         try:
             return (await self.run(job, cancel, session)).finish_reason != "cancelled"

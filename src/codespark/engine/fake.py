@@ -44,6 +44,7 @@ class FakeBackend:
     token_delay: float = 0.0
     n_ctx: int = 2048
     reuse_min_run: int = 0  # as ``LlamaOptions.reuse_min_run``: counts what the real backend would reuse
+    prefill_delay: float = 0.0  # seconds each prompt takes to evaluate, stopped at once by a cancel
     model_id: str = "fake"
     chat_template: str | None = None  # None: codespark's ChatML fallback
     prompts: list[str] = field(default_factory=list)
@@ -111,6 +112,11 @@ class FakeBackend:
         prompt = self.decode(tokens)
         self.prompts.append(prompt)
         self.params.append(params)
+        until = time.perf_counter() + self.prefill_delay
+        while time.perf_counter() < until:
+            if cancel.cancelled:
+                return
+            time.sleep(0.001)
         stats.prefill_done = time.perf_counter()
         reply = next((r for trigger, r in self.replies.items() if trigger in prompt), self.default)
         script = [*reply.encode(), END]

@@ -218,6 +218,12 @@ class FimSessions:
             del self._sessions[name]
         return len(stale)
 
+    def window(self, route: str, session: str) -> FimRequest | None:
+        """The window ``route`` last evaluated for ``session`` (its anchor's), if any."""
+        state = self._sessions.get(session)
+        anchor = state.anchors.get(route) if state else None
+        return anchor.window if anchor is not None else None
+
     def uncached_text(self, route: str, session: str, req: FimRequest) -> tuple[str, int] | None:
         """The text of ``req`` that ``route`` has not evaluated for this session yet and the forward passes
         that takes, or None when nothing of the session is cached there (a full evaluation).  After a

@@ -33,7 +33,7 @@ from codespark.context.monitor import for_fim
 from codespark.context.retrieve import Snippet, merge_by_path
 from codespark.context.service import RepoContext
 from codespark.engine import remote_fim
-from codespark.engine.backend import SamplingParams
+from codespark.engine.backend import CancelToken, SamplingParams
 from codespark.engine.engine import Delta, Engine, Event, Finished, Prepared, Timings
 from codespark.engine.fim import ExtraFile, FimRequest, FimStops
 from codespark.engine.spark import FimSessions
@@ -112,7 +112,7 @@ class FimService:
         self.sql = sql
         self.repo = repo
         self.sessions = FimSessions(metrics)
-        self._warming: set[asyncio.Task[bool]] = set()  # background warm-ups (``_warm``), held until done
+        self._warming: dict[asyncio.Task[bool], CancelToken] = {}  # background warm-ups (``_warm``)
 
     async def complete(self, call: FimCall) -> FimAnswer:
         """Plan ``call``; the events run the generation when iterated.  A ``[Mode: ...]`` tag in the text
@@ -130,6 +130,7 @@ class FimService:
         return answer
 
     async def _complete(self, call: FimCall) -> FimAnswer:
+        self._stop_warming()  # the CPU is this keystroke's
         router, routes = self.router, self.router.engines.routes
         session = session_name(call)
         pinned = router.pinned(call.model)
@@ -183,22 +184,49 @@ class FimService:
             self.settings.fim_max_queue,
             call.min_indent,
         )
-        events = self.sessions.events(job, decision.engine, session)
-        if passes.get("codex", 1) > 1 and decision.route == "spark":
-            self._warm("codex", session, req, params, call)
+        events = self._then_warm(self.sessions.events(job, decision.engine, session), decision.route, session, req,
+                                 params, call)  # fmt: skip
         return FimAnswer(decision, self._observed(decision, events), context)
 
-    def _warm(self, route: str, session: str, req: FimRequest, params: SamplingParams, call: FimCall) -> None:
-        """Evaluate ``req``'s window on ``route`` in the background (``Engine.warm``: only while it is idle,
-        stopped by any request), so the next keystroke there finds it cached."""
-        engine = self.router.engines.routes[route]
+    async def _then_warm(
+        self,
+        events: AsyncGenerator[Event, None],
+        route: str,
+        session: str,
+        req: FimRequest,
+        params: SamplingParams,
+        call: FimCall,
+    ) -> AsyncGenerator[Event, None]:
+        """``events``; and once they finish normally, the window on every other engine whose window for this
+        session is elsewhere, in the background: after a cursor jump the first keystroke goes to the faster
+        engine, and the next finds the window warm on the other."""
+        async with aclosing(events) as stream:
+            async for event in stream:
+                if isinstance(event, Finished) and event.finish_reason != "cancelled":
+                    window = self.sessions.window(route, session)
+                    for other, engine in self.router.engines.routes.items():
+                        if other != route and window is not None and self.sessions.window(other, session) != window:
+                            self._warm(other, engine, session, req, params, call)
+                yield event
+
+    def _warm(
+        self, route: str, engine: Engine, session: str, req: FimRequest, params: SamplingParams, call: FimCall
+    ) -> None:
+        """Evaluate ``req``'s window on ``route`` in the background (``Engine.warm``: only while it is idle;
+        the next keystroke of any session stops it at once)."""
         if engine.busy or engine.pending:
             return
         job = self.sessions.plan(route, engine, session, req, replace(params, max_tokens=0), call.stops)
-        if job.prepared is not None:
-            task = asyncio.create_task(engine.warm(job.prepared, session))
-            self._warming.add(task)
-            task.add_done_callback(self._warming.discard)
+        if job.prepared is None:
+            return
+        cancel = CancelToken()
+        task = asyncio.create_task(engine.warm(job.prepared, cancel, session))
+        self._warming[task] = cancel
+        task.add_done_callback(lambda done: self._warming.pop(done, None))
+
+    def _stop_warming(self) -> None:
+        for cancel in self._warming.values():
+            cancel.cancel("a keystroke arrived")
 
     async def _upstream(
         self, decision: Decision, up: Upstream, call: FimCall, req: FimRequest
