@@ -28,7 +28,8 @@ so it gets the same PSM prompt as text on ``/v1/completions``, and no pass rate)
 ``--jumps N`` replays cursor jumps instead (``JUMPS_FILES``): per file, the first keystroke in a
 new session with nothing cached (a freshly opened file, no warm-up), then the client's warm-up
 where the file was opened, then N jumps to other lines of the same file (3-55 lines up or down),
-typing the line's first characters there with no warm-up at the new place.  Requests carry
+typing the line's first characters there with no warm-up at the new place; ``--pause S`` waits S
+seconds before each jump (the user finding the place; 0: back to back).  Requests carry
 llama.vim's default budgets (``t_max_prompt_ms`` 500, ``t_max_predict_ms`` 1000).  It reports the TTFT of
 the first and second keystroke after each jump (p50/p95), and the cold first keystroke.
 """
@@ -262,8 +263,11 @@ def jump_points(name: str, jumps: int) -> list[Point]:
     return points
 
 
-def jump_replay(base: str, jumps: int, step: int, n_predict: int, model: str | None, protocol: str) -> dict[str, Any]:
-    """The cursor-jump replay (``--jumps``): cold first keystroke, warm-up, then jumps with two keystrokes each."""
+def jump_replay(
+    base: str, jumps: int, step: int, n_predict: int, model: str | None, protocol: str, pause: float = 0.0
+) -> dict[str, Any]:
+    """The cursor-jump replay (``--jumps``): cold first keystroke, warm-up, then jumps with two keystrokes each,
+    ``pause`` seconds apart (the user finding the next place; 0: back to back)."""
     records: list[dict[str, Any]] = []
     cold: list[float] = []
     with httpx.Client(timeout=600) as http:
@@ -285,6 +289,7 @@ def jump_replay(base: str, jumps: int, step: int, n_predict: int, model: str | N
             stream_request(http, base, warm_up, name, protocol)
             previous = opened
             for p in targets:
+                time.sleep(pause)
                 first, t1 = keystroke(p, step, name)
                 second, _ = keystroke(p, 2 * step, name)
                 records.append({"file": name, "line": p.index + 1, "jump": p.index - previous.index,
@@ -360,6 +365,7 @@ def main() -> None:
     parser.add_argument("--env", nargs="*", default=[], help="KEY=VALUE settings for the codespark server")
     parser.add_argument("--n-predict", type=int, default=64)
     parser.add_argument("--jumps", type=int, default=0, help="cursor jumps per file (the jump replay; 0: typing)")
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds before each jump (the user looks around)")
     parser.add_argument("--quality-tasks", type=int, default=100, help="HumanEval FIM tasks per config (0: skip)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
@@ -375,7 +381,9 @@ def main() -> None:
         print(f"{name}: replaying {len(points)} lines", file=sys.stderr)
         with config.start() as base:
             if args.jumps:
-                result = jump_replay(base, args.jumps, args.step, args.n_predict, config.model, config.protocol)
+                result = jump_replay(
+                    base, args.jumps, args.step, args.n_predict, config.model, config.protocol, args.pause
+                )
             elif points:
                 result = replay(base, points, args.step, args.n_predict, config.model, args.cps, config.protocol)
             else:

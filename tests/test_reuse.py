@@ -156,8 +156,9 @@ def test_a_background_warm_up_yields_to_any_request_at_once() -> None:
     assert queued_ms < 500  # not the 2 s the warm-up would have taken
 
 
-def test_the_first_keystroke_at_a_new_place_goes_to_spark_while_codex_warms_it() -> None:
-    spark = Engine(FakeBackend(model_id="small", reuse_min_run=32, n_ctx=16384))
+def test_cold_and_jumped_keystrokes_go_to_spark_first_while_codex_warms_the_window() -> None:
+    spark_backend = FakeBackend(model_id="small", reuse_min_run=32, n_ctx=16384)
+    spark = Engine(spark_backend)
     codex_backend = FakeBackend(model_id="big", reuse_min_run=32, n_ctx=16384)
     app = create_app(Settings(), Engines(routes={"spark": spark, "codex": Engine(codex_backend)}))
 
@@ -169,11 +170,24 @@ def test_the_first_keystroke_at_a_new_place_goes_to_spark_while_codex_warms_it()
         return r.headers["x-codespark-engine"], r.headers["x-codespark-route-reason"]
 
     with TestClient(app, base_url="http://localhost") as client:
-        assert keystroke(200, "l")[0] == "codex"  # cold: neither fits, quality wins
+
+        def warmed(backend: FakeBackend, text: str) -> bool:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if any(p.max_tokens == 0 and text in prompt for p, prompt in zip(backend.params, backend.prompts)):
+                    return True
+                time.sleep(0.01)
+            return False
+
+        # Cold, with a client budget: spark answers from a short window, codex warms the whole one.
+        engine, reason = keystroke(200, "l")
+        assert engine == "spark" and "cold window" in reason, reason
+        assert len(spark_backend.prompts[-1]) < 1200  # ~256 tokens of the fake's one byte per token
+        assert warmed(codex_backend, "line_72 ")  # the first line of the client's window
+        # Codex is warm at 200; the spark window is short: the next keystroke there is codex's.
+        assert keystroke(200, "li")[0] == "codex"
+        assert warmed(spark_backend, "line_72 ")  # and spark gets the whole window after it
+        # A jump: spark (its window moved by a few lines) answers first, and codex warms the new place.
         engine, reason = keystroke(190, "l")
         assert engine == "spark" and "new place" in reason, reason
-        deadline = time.monotonic() + 5
-        while not any(p.max_tokens == 0 for p in codex_backend.params) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert codex_backend.params[-1].max_tokens == 0  # codex evaluated the new window in the background
-        assert "line_189" in codex_backend.prompts[-1]
+        assert warmed(codex_backend, "line_189 ")

@@ -198,6 +198,10 @@ class Router:
             )
         return Decision("codex", routes["codex"], f"fim: neither fits {budget:.0f} ms (codex ~{codex:.0f}); quality")
 
+    def estimate(self, route: str, tokens: int, passes: int = 1) -> float:
+        """Milliseconds to the first token on ``route`` for ``tokens`` to evaluate (busy engines cost more)."""
+        return self._estimate(route, tokens, passes)
+
     def _estimate(self, route: str, tokens: int, passes: int = 1) -> float:
         estimate = self.speed[route].ttft_ms(tokens, passes)
         if self.engines.routes[route].busy:

@@ -78,6 +78,7 @@ class _Anchor:
     suffix: str
     extra: tuple[object, ...]
     window: FimRequest | None = None  # the anchor's text as sent to the model: the aligned window
+    short: bool = False  # the window was fitted to a cold keystroke's few tokens (``plan(window_tokens=)``)
     fitted: FimRequest | None = None  # the anchor's request, when it fitted untrimmed
     tokens: list[int] | None = None  # build_prompt(fitted), tokenized
 
@@ -218,11 +219,31 @@ class FimSessions:
             del self._sessions[name]
         return len(stale)
 
+    def needs_warming(self, route: str, session: str, req: FimRequest) -> bool:
+        """Whether ``route`` lacks ``req``'s whole window for ``session`` (no anchor there, another place, or
+        a cold keystroke's short window); a short window is forgotten, so the next plan builds the whole one."""
+        state = self._sessions.get(session)
+        anchor = state.anchors.get(route) if state else None
+        if state is None or anchor is None or not _keeps_anchor(anchor, req):
+            return True
+        if anchor.short:
+            del state.anchors[route]
+            return True
+        return False
+
     def window(self, route: str, session: str) -> FimRequest | None:
         """The window ``route`` last evaluated for ``session`` (its anchor's), if any."""
         state = self._sessions.get(session)
         anchor = state.anchors.get(route) if state else None
         return anchor.window if anchor is not None else None
+
+    def forget(self, route: str, session: str, window: FimRequest | None) -> None:
+        """Drop ``route``'s anchor for ``session`` if its window is still ``window`` (a warm-up of it was
+        stopped, so the router must not count it as cached)."""
+        state = self._sessions.get(session)
+        anchor = state.anchors.get(route) if state else None
+        if state is not None and anchor is not None and anchor.window == window:
+            del state.anchors[route]
 
     def uncached_text(self, route: str, session: str, req: FimRequest) -> tuple[str, int] | None:
         """The text of ``req`` that ``route`` has not evaluated for this session yet and the forward passes
@@ -303,14 +324,19 @@ class FimSessions:
         block_stops: bool = True,
         max_queue: int | None = None,
         min_indent: int = 0,
+        window_tokens: int | None = None,
     ) -> FimJob:
-        """Prepare an anchored generation of ``req`` on ``engine`` (``max_queue``: see ``Engine.prepare``)."""
+        """Prepare an anchored generation of ``req`` on ``engine`` (``max_queue``: see ``Engine.prepare``).
+        ``window_tokens``: when the anchor moves, fit its window to this many tokens (a short first window)."""
         state = self._session(session)
         anchor = state.anchors.get(route)
         if anchor is None or not _keeps_anchor(anchor, req):
             previous = anchor.window if anchor is not None else None
             start = _anchor_request(req)
-            anchor = _Anchor(start.prefix, req.suffix, req.extra, window=align(start, previous))
+            window = align(start, previous)
+            if window_tokens is not None:
+                window = fit(window, engine.count_tokens, window_tokens)
+            anchor = _Anchor(start.prefix, req.suffix, req.extra, window=window, short=window_tokens is not None)
             state.anchors[route] = anchor
         typed = req.prefix[len(anchor.prefix) :]
         # Trailing spaces split tokens unnaturally: leave them to the model and drop them from its answer.

@@ -46,6 +46,7 @@ from codespark.services.observe import count_redactions, observed
 from codespark.services.sql import SqlService
 
 DERIVED = "doc:"  # the mark of a session named after the document's text
+COLD_WINDOW_TOKENS = 256  # a cold keystroke's first window on spark (~1.3 s to evaluate on 2 cores)
 _DOCUMENT_LINES = 3
 
 
@@ -172,6 +173,13 @@ class FimService:
                 ),
                 fallback=f"upstream {decision.upstream.name}: {why}",
             )
+        window_tokens = None
+        if not passes and self._cold_on_spark(call, decision, to_evaluate.get("codex", 1)):
+            # Nothing of this session is cached anywhere and the client's budget is far off: the first answer
+            # comes from spark over the text nearest the cursor; codex warms the whole window after it.
+            decision = Decision("spark", routes["spark"], f"fim: a cold window: spark answers from the "
+                                f"{COLD_WINDOW_TOKENS} tokens around the cursor, codex warms the rest")  # fmt: skip
+            window_tokens = COLD_WINDOW_TOKENS
         job = self.sessions.plan(
             decision.route,
             decision.engine,
@@ -183,10 +191,26 @@ class FimService:
             self.settings.fim_block_stops,
             self.settings.fim_max_queue,
             call.min_indent,
+            window_tokens,
         )
         events = self._then_warm(self.sessions.events(job, decision.engine, session), decision.route, session, req,
                                  params, call)  # fmt: skip
         return FimAnswer(decision, self._observed(decision, events), context)
+
+    def _cold_on_spark(self, call: FimCall, decision: Decision, codex_tokens: int) -> bool:
+        """A cold keystroke with a latency budget the client set, which codex's whole window misses: spark
+        answers it from a short window (``COLD_WINDOW_TOKENS``).  Without a client budget (a one-shot
+        request, the quality set) quality still wins."""
+        routes = self.router.engines.routes
+        return (
+            call.budget_ms is not None
+            and call.params.max_tokens > 0
+            and decision.route == "codex"
+            and "spark" in routes
+            and self.router.pinned(call.model) is None
+            and self.router.fim_policy == "auto"
+            and self.router.estimate("codex", codex_tokens) > call.budget_ms
+        )
 
     async def _then_warm(
         self,
@@ -197,15 +221,14 @@ class FimService:
         params: SamplingParams,
         call: FimCall,
     ) -> AsyncGenerator[Event, None]:
-        """``events``; and once they finish normally, the window on every other engine whose window for this
-        session is elsewhere, in the background: after a cursor jump the first keystroke goes to the faster
+        """``events``; and once they finish normally, the window on every other engine that lacks it for this
+        session, in the background: after a cursor jump the first keystroke goes to the faster
         engine, and the next finds the window warm on the other."""
         async with aclosing(events) as stream:
             async for event in stream:
                 if isinstance(event, Finished) and event.finish_reason != "cancelled":
-                    window = self.sessions.window(route, session)
                     for other, engine in self.router.engines.routes.items():
-                        if other != route and window is not None and self.sessions.window(other, session) != window:
+                        if other != route and self.sessions.needs_warming(other, session, req):
                             self._warm(other, engine, session, req, params, call)
                 yield event
 
@@ -222,7 +245,14 @@ class FimService:
         cancel = CancelToken()
         task = asyncio.create_task(engine.warm(job.prepared, cancel, session))
         self._warming[task] = cancel
-        task.add_done_callback(lambda done: self._warming.pop(done, None))
+        window = self.sessions.window(route, session)
+
+        def done(task: asyncio.Task[bool]) -> None:
+            self._warming.pop(task, None)
+            if not task.result():  # stopped: only part of the window is cached
+                self.sessions.forget(route, session, window)
+
+        task.add_done_callback(done)
 
     def _stop_warming(self) -> None:
         for cancel in self._warming.values():
