@@ -73,6 +73,14 @@ def test_short_runs_and_too_many_gaps_are_evaluated_instead() -> None:
     assert len(plan(old, noisy, 16, max_gaps=3).gaps()) <= 3
 
 
+def test_text_mostly_new_is_evaluated_in_order_not_as_a_big_gap() -> None:
+    """A gap cannot be cancelled half way without losing the runs after it, so gaps stay small."""
+    old = list(range(1000, 1100))
+    new = [0, *range(1, 500), *old]  # 499 new tokens, then the cached text
+    assert plan(old, new, 16).runs == ()  # not a 499-token gap: evaluated from the start, cancellable
+    assert plan(old, new, 16, max_gap_tokens=1000).reused == len(old) - 1  # all but the last token
+
+
 def test_an_unchanged_prompt_re_evaluates_only_its_last_token() -> None:
     old = list(range(64))
     assert plan(old, old, 16).reused == 63
@@ -174,7 +182,10 @@ def test_cold_and_jumped_keystrokes_go_to_spark_first_while_codex_warms_the_wind
         def warmed(backend: FakeBackend, text: str) -> bool:
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
-                if any(p.max_tokens == 0 and text in prompt for p, prompt in zip(backend.params, backend.prompts)):
+                if any(
+                    p.max_tokens == 0 and text in prompt
+                    for p, prompt in zip(backend.params, backend.prompts, strict=True)
+                ):
                     return True
                 time.sleep(0.01)
             return False

@@ -130,10 +130,9 @@ class LlamaBackend:
         cancel = self._prefill_cancel
         return cancel is not None and cancel.cancelled
 
-    def _splice(self, kept: reuse.Plan, tokens: list[int], cancel: CancelToken) -> bool:
+    def _splice(self, kept: reuse.Plan, tokens: list[int]) -> None:
         """Make the KV sequence hold ``tokens[:kept.end]``: drop the cells no run keeps, move each run to
-        its new positions, evaluate the gaps between runs.  False when cancelled on the way (the
-        sequence then holds a consistent prefix)."""
+        its new positions, evaluate the gaps between runs."""
         llm = self._llm
         memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
         at = 0
@@ -150,17 +149,17 @@ class LlamaBackend:
             llama_cpp.llama_memory_seq_add(memory, 0, run.old, run.old + run.length, away)
         for run in moved:
             llama_cpp.llama_memory_seq_add(memory, 0, run.old + away, run.old + away + run.length, run.shift - away)
-        for start, end in kept.gaps():
-            if cancel.cancelled or not self._fill(memory, tokens[start:end], start):
-                llama_cpp.llama_memory_seq_rm(memory, 0, start, -1)
-                llm.input_ids[:start] = tokens[:start]
-                llm.n_tokens = start
-                return False
+        try:
+            for start, end in kept.gaps():
+                self._fill(memory, tokens[start:end], start)
+        except RuntimeError:
+            llama_cpp.llama_memory_seq_rm(memory, 0, -1, -1)  # cells were moved: nothing left is trustworthy
+            llm.n_tokens = 0
+            raise
         llm.input_ids[: kept.end] = tokens[: kept.end]
         llm.n_tokens = kept.end
-        return True
 
-    def _fill(self, memory: Any, gap: list[int], start: int) -> bool:
+    def _fill(self, memory: Any, gap: list[int], start: int) -> None:
         """Evaluate ``gap`` at positions ``start`` on, in front of cells already at later positions.
 
         llama.cpp accepts a batch only right after a sequence's last position, so the gap is evaluated
@@ -177,12 +176,9 @@ class LlamaBackend:
                 for k in range(len(piece)):
                     batch.batch.seq_id[k][0] = 1
                 self._llm._ctx.decode(batch)
-        except RuntimeError:
-            return False  # aborted: the caller drops the sequence from ``start`` on
-        finally:
             llama_cpp.llama_memory_seq_cp(memory, 1, 0, start, start + len(gap))
+        finally:
             llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
-        return True
 
     def _text_of(self, token: int) -> str:
         if token < 0:
@@ -336,9 +332,9 @@ class LlamaBackend:
             return True
         kept = reuse.plan(old, tokens, self._min_run)
         stats.cached_tokens, stats.shifted_tokens = kept.reused, kept.shifted
-        if not self._splice(kept, tokens, cancel):
-            return False
+        self._splice(kept, tokens)  # small gaps (``reuse.plan``), not cancelled: the runs after them stay valid
         todo = tokens[kept.end :]
+        self._prefill_cancel = cancel  # from here on a cancel stops inside a batch, keeping a valid prefix
         try:
             for i in range(0, len(todo), self._n_batch):
                 if cancel.cancelled:
@@ -348,6 +344,8 @@ class LlamaBackend:
             if cancel.cancelled:  # aborted inside a batch: llama.cpp dropped that batch's cells
                 return False
             raise
+        finally:
+            self._prefill_cancel = None
         return True
 
     def generate(
@@ -363,12 +361,7 @@ class LlamaBackend:
             raise EngineError("Empty prompt: nothing to evaluate.")
         old = llm.input_ids[: llm.n_tokens].tolist()
         stats.prompt_tokens = len(tokens)
-        self._prefill_cancel = cancel
-        try:
-            prefilled = self._prefill(old, tokens, params, cancel, stats)
-        finally:
-            self._prefill_cancel = None
-        if not prefilled:
+        if not self._prefill(old, tokens, params, cancel, stats):
             return
         stats.prefill_done = time.perf_counter()
         if params.max_tokens <= 0:

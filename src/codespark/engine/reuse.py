@@ -5,7 +5,7 @@ shares a prefix with it while the user types; after a cursor jump it shares long
 the same lines, moved by the text added or removed before them (the window's first lines, the
 ``<|fim_suffix|>`` token that moved with the cursor).  ``plan`` finds those runs, in order, so the
 backend can move their cells to the new positions (llama.cpp re-rotates their keys) and evaluate
-only the tokens between them, the *gaps*.
+only the tokens between them, the *gaps*, and then the rest of the prompt in order.
 
 A moved run keeps what it computed after its old preceding text, so reuse is an approximation
 (llama-server's ``--cache-reuse`` makes the same one); its cost in pass rate is measured in
@@ -83,13 +83,15 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def plan(old: Sequence[int], new: Sequence[int], min_run: int = 0, max_gaps: int = 8) -> Plan:
+def plan(old: Sequence[int], new: Sequence[int], min_run: int = 0, max_gaps: int = 8, max_gap_tokens: int = 64) -> Plan:
     """The runs of ``old`` that serve ``new``: its common prefix, then (``min_run > 0``) each later
     run of at least ``min_run`` equal tokens, found greedily along ``new``.  A run may come from
     anywhere in ``old`` (text that moved above other text, an accepted answer now in the suffix),
     each cached token serving once; the continuation of the previous run is preferred, then the
-    longest.  At most ``max_gaps`` gaps are left between runs.  The last token of ``new`` is never
-    covered: its logits are needed."""
+    longest.  At most ``max_gaps`` gaps, of ``max_gap_tokens`` in all, are left between runs: gaps are
+    evaluated before the rest and cannot be cancelled (the runs after a half-filled gap would be
+    lost), so they stay small, and text mostly new is evaluated in order instead.  The last token of
+    ``new`` is never covered: its logits are needed."""
     limit = len(new) - 1
     head = min(common_prefix(old, new), limit)
     runs: list[Run] = [Run(0, 0, head)] if head > 0 else []
@@ -99,7 +101,7 @@ def plan(old: Sequence[int], new: Sequence[int], min_run: int = 0, max_gaps: int
     for j in range(head, len(old) - min_run + 1):
         starts.setdefault(tuple(old[j : j + min_run]), []).append(j)
     used = [False] * len(old)
-    i, follow, gaps = head, head, 0
+    i, follow, gaps, gap_tokens = head, head, 0, 0
     while i + min_run <= limit:
         best, best_n = -1, 0
         for at in starts.get(tuple(new[i : i + min_run]), ())[:_CANDIDATES]:
@@ -111,8 +113,9 @@ def plan(old: Sequence[int], new: Sequence[int], min_run: int = 0, max_gaps: int
         if best_n < min_run:
             i += 1
             continue
-        gaps += i > (runs[-1].new + runs[-1].length if runs else 0)
-        if gaps > max_gaps:
+        gap = i - (runs[-1].new + runs[-1].length if runs else 0)
+        gaps, gap_tokens = gaps + (gap > 0), gap_tokens + gap
+        if gaps > max_gaps or gap_tokens > max_gap_tokens:
             break
         runs.append(Run(i, best, best_n))
         used[best : best + best_n] = [True] * best_n

@@ -79,6 +79,7 @@ class _Anchor:
     extra: tuple[object, ...]
     window: FimRequest | None = None  # the anchor's text as sent to the model: the aligned window
     short: bool = False  # the window was fitted to a cold keystroke's few tokens (``plan(window_tokens=)``)
+    partial: bool = False  # a background warm-up of it was stopped: only part of it may be cached
     fitted: FimRequest | None = None  # the anchor's request, when it fitted untrimmed
     tokens: list[int] | None = None  # build_prompt(fitted), tokenized
 
@@ -224,7 +225,7 @@ class FimSessions:
         a cold keystroke's short window); a short window is forgotten, so the next plan builds the whole one."""
         state = self._sessions.get(session)
         anchor = state.anchors.get(route) if state else None
-        if state is None or anchor is None or not _keeps_anchor(anchor, req):
+        if state is None or anchor is None or anchor.partial or not _keeps_anchor(anchor, req):
             return True
         if anchor.short:
             del state.anchors[route]
@@ -237,13 +238,13 @@ class FimSessions:
         anchor = state.anchors.get(route) if state else None
         return anchor.window if anchor is not None else None
 
-    def forget(self, route: str, session: str, window: FimRequest | None) -> None:
-        """Drop ``route``'s anchor for ``session`` if its window is still ``window`` (a warm-up of it was
-        stopped, so the router must not count it as cached)."""
+    def mark_partial(self, route: str, session: str, window: FimRequest | None) -> None:
+        """A warm-up of ``window`` on ``route`` was stopped: until a generation there completes, count the
+        window as not cached (the next warm-up resumes where this one stopped)."""
         state = self._sessions.get(session)
         anchor = state.anchors.get(route) if state else None
-        if state is not None and anchor is not None and anchor.window == window:
-            del state.anchors[route]
+        if anchor is not None and anchor.window == window:
+            anchor.partial = True
 
     def uncached_text(self, route: str, session: str, req: FimRequest) -> tuple[str, int] | None:
         """The text of ``req`` that ``route`` has not evaluated for this session yet and the forward passes
@@ -251,7 +252,7 @@ class FimSessions:
         cursor jump that is about the lines the aligned window brings in, in ``JUMP_PASSES`` passes."""
         state = self._sessions.get(session)
         anchor = state.anchors.get(route) if state else None
-        if state is None or anchor is None:
+        if state is None or anchor is None or anchor.partial:
             return None
         if not _keeps_anchor(anchor, req):
             if anchor.window is None:
@@ -388,6 +389,9 @@ class FimSessions:
                 if isinstance(event, Delta):
                     inflight.text += event.text
                 elif isinstance(event, Finished) and event.finish_reason != "cancelled":
+                    anchor = state.anchors.get(job.route)
+                    if anchor is not None:
+                        anchor.partial = False  # its whole prompt was evaluated
                     state.last_prefix, state.last_suffix = job.prefix, job.suffix
                     state.last_text, state.last_route = event.text, job.route
                 yield event

@@ -155,7 +155,9 @@ class FimService:
         passes: dict[str, int] = {}
         for route, engine in routes.items():
             uncached = self.sessions.uncached_text(route, session, req)
-            if uncached is not None:
+            # A cursor jump is priced as one (and may go to the faster engine first) only for a client that
+            # set a latency budget; otherwise it counts as a whole window, and quality decides as before.
+            if uncached is not None and (uncached[1] == 1 or call.budget_ms is not None):
                 to_evaluate[route], passes[route] = 1 + engine.count_tokens(uncached[0]), uncached[1]
             else:
                 # Nothing cached: the whole window, estimated from its length (code runs ~3 characters a
@@ -249,8 +251,8 @@ class FimService:
 
         def done(task: asyncio.Task[bool]) -> None:
             self._warming.pop(task, None)
-            if not task.result():  # stopped: only part of the window is cached
-                self.sessions.forget(route, session, window)
+            if task.cancelled() or not task.result():  # stopped: only part of the window is cached
+                self.sessions.mark_partial(route, session, window)
 
         task.add_done_callback(done)
 
