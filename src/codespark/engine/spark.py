@@ -21,8 +21,8 @@ model rarely saw.
 both of its ends.  Lines a jump takes out of the window cost nothing (the backend moves the cached
 runs that remain, ``engine/reuse.py``), but lines it brings in must be evaluated.  So when the
 anchor moves, the new window is cut back to the previous window's first and last lines wherever
-they still lie inside it (keeping at least half of the prefix, and 8 lines of suffix): a jump within the window then
-evaluates little more than the moved ``<|fim_suffix|>`` and the line being typed.
+they still lie inside it (keeping at least half of the prefix, and 8 lines of suffix): a jump within
+the window then evaluates little more than the moved ``<|fim_suffix|>`` and the line being typed.
 
 **Typed-ahead.** When the new prefix is the old one plus text the last
 completion predicted, the rest of that completion is the answer: no forward
@@ -50,7 +50,9 @@ _MEMBER_DOT = re.compile(r"[\w)\]]\.\Z")
 
 MAX_TYPED_LINES = 8
 MAX_TYPED_CHARS = 600
-JUMP_PASSES = 3  # a jump's gap at <|fim_suffix|>, the tail, the first token (each about a decode step)
+# A jump of a few tokens costs about six decode steps on both models (the key shift, the gap at the moved
+# <|fim_suffix|>, the tail, the first token; small batches cost more per token): docs/BENCHMARKS.md section 15.
+JUMP_PASSES = 6
 _EDGE_LINES = 2  # lines that identify a window's edge
 _MIN_SUFFIX_LINES = 8  # an aligned suffix keeps at least these lines (the prefix keeps half of its own)
 
@@ -238,13 +240,13 @@ class FimSessions:
         anchor = state.anchors.get(route) if state else None
         return anchor.window if anchor is not None else None
 
-    def mark_partial(self, route: str, session: str, window: FimRequest | None) -> None:
-        """A warm-up of ``window`` on ``route`` was stopped: until a generation there completes, count the
-        window as not cached (the next warm-up resumes where this one stopped)."""
+    def mark_partial(self, route: str, session: str, window: FimRequest | None, partial: bool = True) -> None:
+        """A warm-up of ``window`` on ``route`` was stopped (``partial``) or finished: while partial, the
+        window counts as not cached (the next warm-up resumes where this one stopped)."""
         state = self._sessions.get(session)
         anchor = state.anchors.get(route) if state else None
         if anchor is not None and anchor.window == window:
-            anchor.partial = True
+            anchor.partial = partial
 
     def uncached_text(self, route: str, session: str, req: FimRequest) -> tuple[str, int] | None:
         """The text of ``req`` that ``route`` has not evaluated for this session yet and the forward passes

@@ -113,7 +113,8 @@ class FimService:
         self.sql = sql
         self.repo = repo
         self.sessions = FimSessions(metrics)
-        self._warming: dict[asyncio.Task[bool], CancelToken] = {}  # background warm-ups (``_warm``)
+        # Background warm-ups (``_warm``): their cancel token, route, session and window.
+        self._warming: dict[asyncio.Task[bool], tuple[CancelToken, str, str, FimRequest | None]] = {}
 
     async def complete(self, call: FimCall) -> FimAnswer:
         """Plan ``call``; the events run the generation when iterated.  A ``[Mode: ...]`` tag in the text
@@ -246,19 +247,22 @@ class FimService:
             return
         cancel = CancelToken()
         task = asyncio.create_task(engine.warm(job.prepared, cancel, session))
-        self._warming[task] = cancel
         window = self.sessions.window(route, session)
+        self._warming[task] = (cancel, route, session, window)
 
         def done(task: asyncio.Task[bool]) -> None:
             self._warming.pop(task, None)
-            if task.cancelled() or not task.result():  # stopped: only part of the window is cached
-                self.sessions.mark_partial(route, session, window)
+            whole = not task.cancelled() and task.result()
+            self.sessions.mark_partial(route, session, window, partial=not whole)
 
         task.add_done_callback(done)
 
     def _stop_warming(self) -> None:
-        for cancel in self._warming.values():
+        """Stop every background warm-up at once; until one reports it finished, its window counts as
+        partly cached (the router must not price a keystroke on a window that is not there)."""
+        for cancel, route, session, window in self._warming.values():
             cancel.cancel("a keystroke arrived")
+            self.sessions.mark_partial(route, session, window)
 
     async def _upstream(
         self, decision: Decision, up: Upstream, call: FimCall, req: FimRequest
