@@ -168,7 +168,8 @@ def test_cold_and_jumped_keystrokes_go_to_spark_first_while_codex_warms_the_wind
     spark_backend = FakeBackend(model_id="small", reuse_min_run=32, n_ctx=16384)
     spark = Engine(spark_backend)
     codex_backend = FakeBackend(model_id="big", reuse_min_run=32, n_ctx=16384)
-    app = create_app(Settings(), Engines(routes={"spark": spark, "codex": Engine(codex_backend)}))
+    codex = Engine(codex_backend)
+    app = create_app(Settings(), Engines(routes={"spark": spark, "codex": codex}))
 
     def keystroke(cursor: int, typed: str) -> tuple[str, str]:
         w = window(cursor)
@@ -178,17 +179,15 @@ def test_cold_and_jumped_keystrokes_go_to_spark_first_while_codex_warms_the_wind
         return r.headers["x-codespark-engine"], r.headers["x-codespark-route-reason"]
 
     with TestClient(app, base_url="http://localhost") as client:
+        fim = app.state.codespark.fim
 
         def warmed(backend: FakeBackend, text: str) -> bool:
+            """The background warm-up of ``text`` ran and finished (its window counts as cached)."""
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                if any(
-                    p.max_tokens == 0 and text in prompt
-                    for p, prompt in zip(backend.params, backend.prompts, strict=True)
-                ):
-                    return True
+            while (fim.warming or spark.busy or codex.busy) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            return False
+            pairs = zip(backend.params, backend.prompts, strict=True)
+            return any(p.max_tokens == 0 and text in prompt for p, prompt in pairs)
 
         # Cold, with a client budget: spark answers from a short window, codex warms the whole one.
         engine, reason = keystroke(200, "l")
@@ -196,7 +195,8 @@ def test_cold_and_jumped_keystrokes_go_to_spark_first_while_codex_warms_the_wind
         assert len(spark_backend.prompts[-1]) < 1200  # ~256 tokens of the fake's one byte per token
         assert warmed(codex_backend, "line_72 ")  # the first line of the client's window
         # Codex is warm at 200; the spark window is short: the next keystroke there is codex's.
-        assert keystroke(200, "li")[0] == "codex"
+        engine, reason = keystroke(200, "li")
+        assert engine == "codex", reason
         assert warmed(spark_backend, "line_72 ")  # and spark gets the whole window after it
         # A jump: spark (its window moved by a few lines) answers first, and codex warms the new place.
         engine, reason = keystroke(190, "l")

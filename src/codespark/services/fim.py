@@ -226,25 +226,28 @@ class FimService:
     ) -> AsyncGenerator[Event, None]:
         """``events``; and once they finish normally, the window on every other engine that lacks it for this
         session, in the background: after a cursor jump the first keystroke goes to the faster
-        engine, and the next finds the window warm on the other."""
+        engine, and the next finds the window warm on the other.  A client's warm-up (``n_predict`` 0,
+        sent when the cursor lands) waits for the others too, so every engine is ready for the keystrokes."""
         async with aclosing(events) as stream:
             async for event in stream:
                 if isinstance(event, Finished) and event.finish_reason != "cancelled":
-                    for other, engine in self.router.engines.routes.items():
-                        if other != route and self.sessions.needs_warming(other, session, req):
-                            self._warm(other, engine, session, req, params, call)
+                    tasks = [self._warm(other, engine, session, req, params, call)
+                             for other, engine in self.router.engines.routes.items()
+                             if other != route and self.sessions.needs_warming(other, session, req)]  # fmt: skip
+                    if params.max_tokens <= 0:
+                        await asyncio.gather(*(task for task in tasks if task is not None))
                 yield event
 
     def _warm(
         self, route: str, engine: Engine, session: str, req: FimRequest, params: SamplingParams, call: FimCall
-    ) -> None:
+    ) -> asyncio.Task[bool] | None:
         """Evaluate ``req``'s window on ``route`` in the background (``Engine.warm``: only while it is idle;
         the next keystroke of any session stops it at once)."""
         if engine.busy or engine.pending:
-            return
+            return None
         job = self.sessions.plan(route, engine, session, req, replace(params, max_tokens=0), call.stops)
         if job.prepared is None:
-            return
+            return None
         cancel = CancelToken()
         task = asyncio.create_task(engine.warm(job.prepared, cancel, session))
         window = self.sessions.window(route, session)
@@ -256,6 +259,12 @@ class FimService:
             self.sessions.mark_partial(route, session, window, partial=not whole)
 
         task.add_done_callback(done)
+        return task
+
+    @property
+    def warming(self) -> int:
+        """Background warm-ups still running."""
+        return len(self._warming)
 
     def _stop_warming(self) -> None:
         """Stop every background warm-up at once; until one reports it finished, its window counts as
