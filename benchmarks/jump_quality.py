@@ -3,10 +3,11 @@
 For each task, in its own session, the editor first asks at another place of the same file: the
 cursor two lines above the hole, with the hole's line not yet written (the prompt's last two lines
 and the real suffix after the cursor; the missing line itself is never sent).  Then it jumps to the
-hole and asks for it, as the quality set does.  The second request reuses the first's KV: the
-common prefix in place, the moved lines shifted (``cache_reuse``).  With ``CODESPARK_CACHE_REUSE=0``
-the same second request reuses the common prefix only and evaluates the rest afresh, so comparing
-the two runs isolates the cost of shifting (same engine, same prompts, same greedy decoding).
+hole and asks for it, as the quality set does.  With a latency budget (``t_max_prompt_ms``, as
+llama.vim sends) the second request reuses the first's KV out of place: the common prefix, and the
+runs after it computed behind other text (``cache_reuse``).  Without a budget only the exact common
+prefix is reused and the rest is evaluated afresh.  Comparing the two passes (same server, pinned
+engine, same prompts, greedy) isolates what out-of-place reuse costs.
 
     python benchmarks/jump_quality.py --tasks 100 --engines spark codex
 """
@@ -39,17 +40,19 @@ def _cut(prompt: str, lines: int = 2) -> int:
     return at + 1
 
 
-def after_jumps(base: str, engine: str, tasks: list[dict[str, Any]], n_predict: int) -> dict[str, Any]:
+def after_jumps(
+    base: str, engine: str, tasks: list[dict[str, Any]], n_predict: int, budget: dict[str, Any]
+) -> dict[str, Any]:
     results = []
     with httpx.Client(timeout=600) as http:
         for i, task in enumerate(tasks):
             session = {"X-Session": f"jump-{engine}-{i}-{time.time_ns()}"}
             cut = _cut(task["prompt"])
             before = {"model": engine, "input_prefix": task["prompt"][:cut], "n_predict": n_predict, "temperature": 0,
-                      "input_suffix": task["prompt"][cut:] + task["suffix"]}  # fmt: skip
+                      "input_suffix": task["prompt"][cut:] + task["suffix"], **budget}  # fmt: skip
             http.post(base + "/infill", json=before, headers=session).raise_for_status()
             asked = {"model": engine, "input_prefix": task["prompt"], "input_suffix": task["suffix"],
-                     "n_predict": n_predict, "temperature": 0}  # fmt: skip
+                     "n_predict": n_predict, "temperature": 0, **budget}  # fmt: skip
             r = http.post(base + "/infill", json=asked, headers=session)
             r.raise_for_status()
             body = r.json()
@@ -78,16 +81,15 @@ def main() -> None:
     args = parser.parse_args()
     tasks = load_tasks(DATA / "HumanEval-SingleLineInfilling.jsonl.gz", args.tasks)
     runs: dict[str, Any] = {"cpu": cpu_name()}
-    for label, reuse in (("shifted", None), ("prefix-only", "0")):
-        env = {"CODESPARK_CACHE_REUSE": reuse} if reuse is not None else {}
-        with codespark_server(args.out.parent / f"jump_quality_{label}.log", env) as base:
-            runs[label] = [after_jumps(base, e, tasks, args.n_predict) for e in args.engines]
+    with codespark_server(args.out.parent / "jump_quality.log") as base:
+        for label, budget in (("shifted", {"t_max_prompt_ms": 500}), ("prefix-only", {})):
+            runs[label] = [after_jumps(base, e, tasks, args.n_predict, budget) for e in args.engines]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(runs, indent=1) + "\n")
     for shifted, exact in zip(runs["shifted"], runs["prefix-only"], strict=True):
         same = sum(a["middle"] == b["middle"] for a, b in zip(shifted["results"], exact["results"], strict=True))
-        print(f"{shifted['engine']}: pass rate after a jump {shifted['pass_rate']:.2f} with shifted reuse "
-              f"({shifted['shifted_share']:.0%} of each prompt shifted), {exact['pass_rate']:.2f} evaluated afresh; "
+        print(f"{shifted['engine']}: pass rate after a jump {shifted['pass_rate']:.2f} with out-of-place reuse "
+              f"({shifted['shifted_share']:.0%} of each prompt), {exact['pass_rate']:.2f} exact; "
               f"same answer {same}/{shifted['tasks']}")  # fmt: skip
 
 

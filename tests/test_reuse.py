@@ -41,7 +41,7 @@ def test_a_deletion_before_text_moves_the_rest_left() -> None:
     covered(kept.runs, old, new)
     assert kept.prefix == 1 and kept.gaps() == []
     assert kept.reused == len(new) - 1  # all but the last token, whose logits are needed
-    assert kept.shifted == kept.reused - 1
+    assert kept.shifted == kept.reused - kept.prefix
 
 
 def test_an_insertion_leaves_a_gap_and_the_text_after_it_moves_right() -> None:
@@ -124,13 +124,14 @@ def test_a_cursor_jump_reuses_the_window_through_the_server() -> None:
 
     def keystroke(cursor: int, typed: str) -> dict[str, int]:
         w = window(cursor)
-        body = {"input_prefix": w.prefix + typed, "input_suffix": w.suffix, "n_predict": 8}
-        r = client.post("/infill", json=body, headers={"X-Session": "jumps"})
+        body = {"input_prefix": w.prefix + typed, "input_suffix": w.suffix, "n_predict": 8, **budget}
+        r = client.post("/infill", json=body, headers={"X-Session": session})
         assert r.status_code == 200, r.text
         timings: dict[str, int] = r.json()["timings"]
         return timings
 
     with TestClient(app, base_url="http://localhost") as client:
+        budget, session = {"t_max_prompt_ms": 500}, "jumps"  # an editor that sets a latency budget
         cold = keystroke(200, "lin")
         assert cold["cache_n"] <= 1
         for cursor in (190, 205, 180):
@@ -138,6 +139,12 @@ def test_a_cursor_jump_reuses_the_window_through_the_server() -> None:
             # Only the moved <|fim_suffix|>, the line left behind and what was typed are new.
             assert jumped["prompt_n"] - jumped["cache_n"] <= 3 * len(FILE[0]) + 8, (cursor, jumped)
             assert jumped["cache_shift_n"] > 0
+        # Without a budget (a one-shot request, the quality set) only the exact common prefix is reused.
+        budget, session = {}, "exact"
+        keystroke(200, "lin")
+        exact = keystroke(190, "lin")
+        # (The aligned window still shares its common prefix up to the new cursor: the suffix is evaluated.)
+        assert exact["cache_shift_n"] == 0 and exact["prompt_n"] - exact["cache_n"] > 20 * len(FILE[0])
 
 
 def test_a_background_warm_up_yields_to_any_request_at_once() -> None:

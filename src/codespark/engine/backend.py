@@ -38,6 +38,9 @@ class SamplingParams:
     seed: int | None = None
     grammar: Grammar | None = None
     monitor: Monitor | None = None  # masks invented identifiers at its trigger points (engine/mask.py)
+    # Reuse cached runs out of place (engine/reuse.py: faster after a cursor jump, answers can differ);
+    # off: only the common prefix is reused, and the result is exactly a fresh evaluation's.
+    reuse_runs: bool = False
 
 
 class CancelToken:
@@ -67,7 +70,7 @@ class GenerationStats:
 
     prompt_tokens: int = 0
     cached_tokens: int = 0
-    shifted_tokens: int = 0  # of the cached tokens, those reused at a new position (engine/reuse.py)
+    shifted_tokens: int = 0  # of the cached tokens, those reused out of place (engine/reuse.py)
     started: float = field(default_factory=time.perf_counter)
     prefill_done: float | None = None
     drafter: str | None = None

@@ -100,7 +100,7 @@ class Timings:
     accepted: int = 0
     masked_steps: int = 0
     triggers: str = ""  # monitor triggers by kind, e.g. "sql.column=3 sql.table=1"
-    shifted_tokens: int = 0  # of ``cached_tokens``, those reused at a new position
+    shifted_tokens: int = 0  # of ``cached_tokens``, those reused out of place (not the common prefix)
     queue_ms: float = 0.0  # from arrival until the engine started it (waiting behind other work)
 
     @property

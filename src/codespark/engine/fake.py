@@ -106,7 +106,7 @@ class FakeBackend:
         stats: GenerationStats,
     ) -> Iterator[int]:
         tokens = list(tokens)
-        kept = reuse.plan(self._cache, tokens, self.reuse_min_run)
+        kept = reuse.plan(self._cache, tokens, self.reuse_min_run if params.reuse_runs else 0)
         stats.prompt_tokens, stats.cached_tokens, stats.shifted_tokens = len(tokens), kept.reused, kept.shifted
         self._cache = tokens
         prompt = self.decode(tokens)

@@ -330,7 +330,7 @@ class LlamaBackend:
             llm.n_tokens = len(tokens)  # a warm-up that is cached already: nothing to do
             stats.cached_tokens = len(tokens)
             return True
-        kept = reuse.plan(old, tokens, self._min_run)
+        kept = reuse.plan(old, tokens, self._min_run if params.reuse_runs else 0)
         stats.cached_tokens, stats.shifted_tokens = kept.reused, kept.shifted
         self._splice(kept, tokens)  # small gaps (``reuse.plan``), not cancelled: the runs after them stay valid
         todo = tokens[kept.end :]

@@ -45,8 +45,9 @@ class Plan:
 
     @property
     def shifted(self) -> int:
-        """Tokens reused at a position other than the one they were computed at."""
-        return sum(run.length for run in self.runs if run.shift)
+        """Tokens reused out of place: outside the common prefix, so computed after other preceding text
+        (moved to a new position, or at the same one behind changed text)."""
+        return self.reused - self.prefix
 
     @property
     def prefix(self) -> int:
