@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval bench-mgd fim-eval bench-repair bench-tools bench-clients bench-migrate clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval bench-mgd fim-eval bench-repair bench-tools bench-clients bench-migrate bench-jumps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,13 @@ bench-mgd: models
 	$(PY) benchmarks/sql_eval.py --set dev --engines codex --variants off full --json bench-out/sql_dev_mgd.json
 	$(PY) benchmarks/latency.py --configs codespark --points 3 --quality-tasks 100 --env CODESPARK_MGD=off --out bench-out/mgd-off
 	$(PY) benchmarks/latency.py --configs codespark --points 3 --quality-tasks 100 --out bench-out/mgd-on
+
+# Cursor jumps (issue 15): codespark back to back and with pauses, llama-server beside it, and what
+# out-of-place KV reuse costs in answers.
+bench-jumps: models
+	$(PY) benchmarks/latency.py --configs codespark llama-psm-0.5b-reuse256 llama-psm-1.5b-reuse256 --jumps 5 --quality-tasks 100 --out bench-out/jumps
+	$(PY) benchmarks/latency.py --configs codespark --jumps 5 --pause 3 --quality-tasks 0 --out bench-out/jumps-pause3
+	$(PY) benchmarks/jump_quality.py --tasks 60 --out bench-out/jump_quality.json
 
 fim-eval: models
 	$(PY) benchmarks/fim_quality.py --tasks 100
