@@ -13,8 +13,8 @@ and whether an engine is busy.  Policy, from the settings:
   to first token misses the latency budget while spark's fits it, or codex's
   queue is past the keystroke limit (``fim_max_queue``) while spark's is not.  When
   neither fits (a cold prompt costs seconds on either), quality wins: spark is
-  not enough faster to be worth its lower pass rate.  The first keystroke at a new place (a cursor
-  jump, where codex would evaluate its moved window in several passes) goes to spark when spark is
+  not enough faster to be worth its lower pass rate.  For a client that sets a latency budget, the
+  first keystroke at a new place (a cursor jump: spark's window moved) goes to spark when spark is
   faster, and codex warms that window in the background for the next keystroke.  ``router_fim`` = ``spark``
   or ``codex`` fixes the choice instead.  When the ``codex_upstream`` does FIM
   (``[[upstreams]] fim``), a keystroke that names no model goes there while its
@@ -186,7 +186,7 @@ class Router:
             return Decision("spark", routes["spark"], f"queue: codex has {waiting} waiting, spark has room")
         budget = budget_ms if budget_ms is not None else self.default_budget_ms
         codex, spark = (self._estimate(r, tokens_to_evaluate.get(r, 1), passes.get(r, 1)) for r in ("codex", "spark"))
-        if passes.get("codex", 1) > 1 and spark < codex:
+        if passes.get("spark", 1) > 1 and spark < codex:
             return Decision(
                 "spark", routes["spark"], f"fim: a new place: spark answers first (~{spark:.0f} ms, codex ~{codex:.0f})"
             )
