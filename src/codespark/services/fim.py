@@ -199,8 +199,9 @@ class FimService:
             call.min_indent,
             window_tokens,
         )
-        events = self._then_warm(self.sessions.events(job, decision.engine, session), decision.route, session, req,
-                                 params, call)  # fmt: skip
+        events = self.sessions.events(job, decision.engine, session)
+        if pinned is None:  # a pinned client never uses the other engine: nothing to warm there
+            events = self._then_warm(events, decision.route, session, req, params, call)
         return FimAnswer(decision, self._observed(decision, events), context)
 
     def _cold_on_spark(self, call: FimCall, decision: Decision, codex_tokens: int) -> bool:
