@@ -130,9 +130,10 @@ class Settings(BaseSettings):
         32,
         ge=0,
         le=4096,
-        description="Reuse cached runs of at least this many tokens at new positions (llama-server's "
-        "--cache-reuse, plus runs after inserted text), so a cursor jump evaluates only what changed; "
-        "0: reuse the common prefix only. See docs/BENCHMARKS.md section 15.",
+        description="For FIM clients that set a latency budget, reuse cached runs of at least this many "
+        "tokens out of place (llama-server's --cache-reuse, plus runs after inserted text), so a cursor "
+        "jump evaluates only what changed; other requests reuse the exact common prefix. 0: off. "
+        "See docs/BENCHMARKS.md section 15.",
     )
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
     default_fim_max_tokens: int = Field(128, ge=1, description="max_tokens for FIM requests that do not set it.")

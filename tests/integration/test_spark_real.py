@@ -111,13 +111,22 @@ def test_router_sends_deep_work_to_codex_and_honours_pins(server: Server) -> Non
     assert pinned.headers["x-codespark-route-reason"] == "pinned by the request"
     cold = httpx.post(
         server.base + "/infill",
-        json={"input_prefix": "y = 1\n" * 300, "n_predict": 2, "max_latency_ms": 100},
+        json={"input_prefix": "y = 1\n" * 300, "n_predict": 2},
         headers={"X-Session": "router"},
         timeout=120,
     )
-    # A cold prompt misses any small budget on both engines: quality wins.
+    # Without a client budget a cold prompt misses the default one on both engines: quality wins.
     assert cold.headers["x-codespark-engine"] == "codex"
     assert "neither fits" in cold.headers["x-codespark-route-reason"]
+    budgeted = httpx.post(
+        server.base + "/infill",
+        json={"input_prefix": "z = 2\n" * 300, "n_predict": 2, "max_latency_ms": 100},
+        headers={"X-Session": "router-budget"},
+        timeout=120,
+    )
+    # With one (an editor), spark answers a cold window from the text around the cursor first.
+    assert budgeted.headers["x-codespark-engine"] == "spark"
+    assert "cold window" in budgeted.headers["x-codespark-route-reason"]
 
 
 def test_metrics_parse_and_count(server: Server) -> None:

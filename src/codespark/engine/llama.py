@@ -41,7 +41,7 @@ class LlamaOptions:
     n_threads: int | None = None
     flash_attn: bool = True
     repack: bool = False
-    reuse_min_run: int = 0  # reuse cached runs of at least this many tokens at new positions (0: prefix only)
+    reuse_min_run: int = 0  # requests with ``reuse_runs`` reuse cached runs of this many tokens out of place
 
 
 def system_info() -> str:

@@ -39,7 +39,7 @@ from codespark.engine.fim import ExtraFile, FimRequest, FimStops
 from codespark.engine.spark import FimSessions
 from codespark.engine.text import TextAssembler
 from codespark.engine.upstream import Endpoint, Upstream
-from codespark.errors import UpstreamError, UpstreamUnavailable
+from codespark.errors import CodesparkError, UpstreamError, UpstreamUnavailable
 from codespark.metrics import Metrics
 from codespark.router import Decision, Router
 from codespark.services.observe import count_redactions, observed
@@ -249,7 +249,10 @@ class FimService:
         the next keystroke of any session stops it at once)."""
         if engine.busy or engine.pending:
             return None
-        job = self.sessions.plan(route, engine, session, req, replace(params, max_tokens=0), call.stops)
+        try:
+            job = self.sessions.plan(route, engine, session, req, replace(params, max_tokens=0), call.stops)
+        except CodesparkError:
+            return None  # it would not fit or not be admitted: the next keystroke evaluates it instead
         if job.prepared is None:
             return None
         cancel = CancelToken()
