@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 if TYPE_CHECKING:
     from codespark.migrate.run import Event as MigrationEvent
+    from codespark.review.run import ReviewResult
 
 console = Console(stderr=True)
 
@@ -621,6 +622,175 @@ def redact(
 def _mask(value: str) -> str:
     flat = value.replace("\n", " ")
     return flat[:4] + "…" + f"({len(value)} chars)" if len(flat) > 8 else "…" + f"({len(value)} chars)"
+
+
+REVIEW_FORMATS = ("md", "sarif", "json", "github", "codequality")
+
+
+@app.command(no_args_is_help=False)
+def review(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="The repository to review; or `mark ID accepted|dismissed`; or `stats`.", show_default=False
+        ),
+    ] = ".",
+    rest: Annotated[
+        list[str] | None, typer.Argument(help="For mark: the finding's id and the verdict.", show_default=False)
+    ] = None,
+    base: Annotated[
+        str | None, typer.Option(help="Compare with this ref (default: the merge base with the default branch).")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="md, sarif, json, github (post to the PR) or codequality.")
+    ] = "md",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report here (default: stdout).")
+    ] = None,
+    enforce: Annotated[bool, typer.Option("--enforce", help="Exit 1 on findings at or above --fail-on.")] = False,
+    fail_on: Annotated[str, typer.Option(help="The severity --enforce fails on.")] = "high",
+    threshold: Annotated[
+        float, typer.Option(min=0, max=1, help="Confidence below which findings are not shown.")
+    ] = 0.6,
+    max_per_file: Annotated[int, typer.Option(min=1, help="Findings shown per file at most.")] = 3,
+    max_units: Annotated[int, typer.Option(min=0, help="Changed functions the model reviews at most.")] = 40,
+    model: Annotated[
+        bool, typer.Option("--model/--no-model", help="Ask the model (off: deterministic checks).")
+    ] = True,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Run old and new code to check claims.")] = True,
+    engine: Annotated[str, typer.Option(help="codex, spark or upstream (through the privacy guard).")] = "codex",
+    pr: Annotated[int | None, typer.Option(help="The pull request (--format github; default: from Actions).")] = None,
+    line_comments: Annotated[
+        bool, typer.Option("--line-comments", help="--format github: also comment on lines.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Review the changes since --base in shadow mode: findings on changed lines only, never a block.
+
+    Exit 0 whatever it finds (unless --enforce); 2 on a usage error.  Every finding goes to
+    .codespark/review-log.jsonl; `codespark review mark ID accepted|dismissed` and `codespark review stats`
+    measure how noisy the review is before anyone enforces it.
+    """
+    from codespark.review.findings import SEVERITIES, severity_rank
+
+    if target in ("mark", "stats"):
+        _review_log(target, rest or [], fmt)
+        return
+    if rest:
+        raise typer.BadParameter(f"unexpected {' '.join(rest)!r}", param_hint="PATH")
+    if fmt not in REVIEW_FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(REVIEW_FORMATS)}", param_hint="--format")
+    if fail_on not in SEVERITIES:
+        raise typer.BadParameter(f"use one of {', '.join(SEVERITIES)}", param_hint="--fail-on")
+    if engine not in ("codex", "spark", "upstream"):
+        raise typer.BadParameter("use codex, spark or upstream", param_hint="--engine")
+    result = _run_review(Path(target), base, model, verify, engine, threshold, max_per_file, max_units, config)
+    _emit_review(result, fmt, output, pr, line_comments)
+    failing = [f for f in result.shown if severity_rank(f.severity) >= severity_rank(fail_on)]
+    if enforce and failing:
+        console.print(f"[red]{len(failing)} finding(s) at or above {fail_on}[/red] (--enforce)")
+        raise typer.Exit(1)
+
+
+def _run_review(path: Path, base: str | None, model: bool, verify: bool, engine: str, threshold: float,
+                per_file: int, max_units: int, config: Path | None) -> ReviewResult:  # fmt: skip
+    from codespark.engine.loader import load_engines
+    from codespark.review.run import ReviewOptions
+    from codespark.services.review import RepoReview, ReviewService
+    from codespark.services.state import AppState
+
+    if not path.is_dir():
+        raise _fail(CodesparkError(f"{path} is not a directory. Pass the repository's root."))
+    options = ReviewOptions(model=model, verify=verify, per_file=per_file, threshold=threshold, max_units=max_units)
+    engines = None
+    try:
+        settings = load_settings(config)
+        if model or verify:
+            needed = ("spark",) if engine == "spark" else ("codex",)
+            with console.status(f"loading {needed[0]}"):
+                engines = load_engines(settings, only=needed)
+            state = AppState.build(settings, engines)
+            service = ReviewService(state.chat, settings.cache_dir, None if engine == "upstream" else engine)
+        else:
+            service = ReviewService(None, settings.cache_dir)
+        with _progress_units() as progress:
+            task = progress.add_task("reviewing", total=None)
+
+            def step(done: int, total: int, what: str) -> None:
+                progress.update(task, completed=done, total=total, description=f"reviewing {escape(what)}")
+
+            return asyncio.run(service.review_repo(RepoReview(path, base, options), step))
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    finally:
+        if engines is not None:
+            engines.close()
+
+
+def _progress_units() -> Progress:
+    from rich.progress import MofNCompleteColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)  # fmt: skip
+
+
+def _emit_review(result: ReviewResult, fmt: str, output: Path | None, pr: int | None, line_comments: bool) -> None:
+    from codespark.review import github
+    from codespark.review.report import markdown, render
+
+    text = render(result, "md" if fmt == "github" else fmt)
+    if fmt == "github":
+        try:
+            target = github.Target.from_env(number=pr)
+            comment = github.upsert_comment(target, markdown(result))
+            console.print(f"[green]comment[/green] {comment.get('html_url', comment.get('id'))}")
+            if line_comments:
+                import subprocess
+
+                head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+                n = github.post_review_comments(target, result.shown, head.stdout.strip())
+                console.print(f"[green]{n} line comment(s)[/green]")
+        except CodesparkError as exc:
+            raise _fail(exc) from exc
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+    shown, total = len(result.shown), len(result.findings)
+    console.print(f"{shown} finding(s) shown, {total - shown} hidden; {result.changed_lines} changed lines, "
+                  f"{result.units} functions reviewed in {result.seconds:.0f} s (shadow mode)")  # fmt: skip
+
+
+def _review_log(action: str, rest: list[str], fmt: str) -> None:
+    from codespark.review.diff import repo_root
+    from codespark.review.log import FindingsLog
+
+    try:
+        log = FindingsLog.in_repo(repo_root(Path.cwd()))
+        if action == "mark":
+            if len(rest) != 2:
+                raise typer.BadParameter("codespark review mark ID accepted|dismissed", param_hint="mark")
+            entry = log.mark(rest[0], rest[1])
+            console.print(f"marked {entry['id']} ({entry['rule']} at {entry['path']}:{entry['line']}) {rest[1]}")
+            return
+        stats = log.stats()
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    if fmt == "json":
+        sys.stdout.write(json.dumps(stats.as_dict(), indent=2) + "\n")
+        return
+    table = Table(title=f"{stats.findings} findings logged over {stats.runs} runs ({stats.shown} shown)")
+    for column in ("rule", "findings", "shown", "accepted", "dismissed"):
+        table.add_column(column)
+    for rule, c in stats.by_rule.items():
+        table.add_row(rule, *(str(c.get(k, 0)) for k in ("findings", "shown", "accepted", "dismissed")))
+    _stdout().print(table)
+    rate = "n/a (mark some findings)" if stats.acceptance is None else f"{stats.acceptance:.0%}"
+    noise = "n/a" if stats.noise is None else f"{stats.noise:.0%}"
+    _stdout().print(f"acceptance {rate}, noise {noise} of {stats.marked} marked; "
+                    f"{stats.shown - stats.marked} shown findings not marked yet")  # fmt: skip
 
 
 @app.command()

@@ -73,6 +73,7 @@ class Workspace:
     branch: str | None  # None for a temp copy of a directory that is not a git repo
     baseline: str  # the commit holding the user's tree as it was
     holder: Path  # the folder that holds this run (worktree, lock), removed by close()
+    worktree: bool = True  # a git worktree of the user's repo (False: a temp copy)
 
     @property
     def root(self) -> Path:
@@ -86,14 +87,17 @@ class Workspace:
         return "" if rel == "." else rel + "/"
 
     @classmethod
-    def open(cls, source: Path, cache_dir: Path, kind: str = "fix") -> Workspace:
-        """A worktree (or temp copy) of ``source`` on a ``codespark/<kind>-<id>`` branch."""
+    def open(cls, source: Path, cache_dir: Path, kind: str = "fix", at: str | None = None,
+             branch: bool = True) -> Workspace:  # fmt: skip
+        """A worktree (or temp copy) of ``source`` on a ``codespark/<kind>-<id>`` branch (detached when not
+        ``branch``), holding the user's tree as it is, or commit ``at`` as it was (a git repo only)."""
         source = source.resolve()
         if not source.is_dir():
             raise InvalidRequestError(f"{source} is not a directory. Pass the project's root.", param="path")
         runs = cache_dir / "fix"
         runs.mkdir(parents=True, exist_ok=True)
         top = _git_root(source)
+        is_git = top is not None
         if top is not None:
             clean_stale(runs, top)
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -102,14 +106,18 @@ class Workspace:
         (holder / "pid").write_text(f"{os.getpid()}\n{top or ''}\n")
         copy_top = holder / "tree"
         try:
+            name: str | None = None
             if top is not None:
-                name = f"codespark/{kind}-{run_id}"
-                branch: str | None = name
-                _git(top, "worktree", "add", "--quiet", "--detach", str(copy_top), "HEAD")
-                _sync(top, copy_top)
-                _git(copy_top, "switch", "--quiet", "-c", name)
+                _git(top, "worktree", "add", "--quiet", "--detach", str(copy_top), at or "HEAD")
+                if at is None:
+                    _sync(top, copy_top)
+                if branch:
+                    name = f"codespark/{kind}-{run_id}"
+                    _git(copy_top, "switch", "--quiet", "-c", name)
+            elif at is not None:
+                raise InvalidRequestError(f"{source} is not a git repository: there is no commit {at} to open.")
             else:
-                top, branch = source, None
+                top = source
                 shutil.copytree(source, copy_top, ignore=_COPY_IGNORE, symlinks=True)
                 _git(copy_top, "init", "--quiet")
             _link_dependencies(top, copy_top)
@@ -120,7 +128,7 @@ class Workspace:
         except BaseException:
             _remove(holder, top)
             raise
-        return cls(source, top, copy_top, branch, baseline, holder)
+        return cls(source, top, copy_top, name, baseline, holder, worktree=is_git)
 
     def write(self, path: str, text: str, encoding: str = "utf-8") -> None:
         """Write one file of the copy (``path`` relative to ``root``)."""
@@ -195,7 +203,7 @@ class Workspace:
 
     def close(self) -> None:
         """Remove the worktree or copy (the branch, holding the rounds, stays)."""
-        _remove(self.holder, self.top if self.branch else None)
+        _remove(self.holder, self.top if self.worktree else None)
 
 
 def _mode(path: Path) -> int | None:

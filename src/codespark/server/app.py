@@ -19,7 +19,7 @@ from codespark.engine.loader import Engines
 from codespark.errors import CodesparkError
 from codespark.guard.auth import KeyChecker, RateLimiter
 from codespark.guard.hosts import HostPolicy
-from codespark.server import errors, fix, infill, migrate, ollama, openai, sql
+from codespark.server import errors, fix, infill, migrate, ollama, openai, review, sql
 from codespark.server.access import AccessControl, HostGuard
 from codespark.server.deps import State
 from codespark.services.state import AppState
@@ -108,6 +108,7 @@ def create_app(settings: Settings, engines: Engines) -> FastAPI:
     app.include_router(sql.router)
     app.include_router(fix.router)
     app.include_router(migrate.router)
+    app.include_router(review.router)
     app.include_router(ollama.router)
 
     @app.get("/health")

@@ -17,6 +17,7 @@ from codespark.services.completion import CompletionService
 from codespark.services.fim import FimService
 from codespark.services.fix import FixService
 from codespark.services.migrate import MigrateService
+from codespark.services.review import ReviewService
 from codespark.services.sql import SqlService
 
 
@@ -33,6 +34,7 @@ class AppState:
     sql: SqlService
     fix: FixService
     migrate: MigrateService
+    review: ReviewService
     repo: RepoContext | None
     started: float = field(default_factory=time.time)
 
@@ -60,5 +62,6 @@ class AppState:
             sql=sql,
             fix=FixService(chat, router, settings.cache_dir, settings.workspaces),
             migrate=MigrateService(settings.cache_dir, settings.workspaces),
+            review=ReviewService(chat, settings.cache_dir, "codex" if "codex" in engines.routes else None),
             repo=repo,
         )

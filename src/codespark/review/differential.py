@@ -1,0 +1,218 @@
+"""The review's check of its own claims: run a changed function from the base tree and from the new tree
+on the same calls (written by the model, literal arguments only, in the sandbox), and where they differ,
+find the one change that causes it by reverting each change alone, then write the failing test that shows
+it: it must pass on the base and fail on the new code.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import difflib
+import hashlib
+import json
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codespark.agent import sandbox
+from codespark.agent.sandbox import Limits
+
+PROBE = Path(__file__).with_name("probe.py")
+_LIMITS = Limits(timeout_s=60, cpu_s=60, memory_bytes=4 * 2**30, output_bytes=64 * 1024)
+MAX_REVERTS = 12
+
+
+@dataclass(frozen=True)
+class Divergence:
+    call: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One edit between the base and the new file: new lines ``start..end`` (1-based; ``end < start`` for
+    a pure deletion before ``start``) replacing base lines ``[i1, i2)``."""
+
+    i1: int
+    i2: int
+    j1: int
+    j2: int
+
+    @property
+    def start(self) -> int:
+        return self.j1 + 1
+
+    @property
+    def end(self) -> int:
+        return max(self.j1 + 1, self.j2)
+
+
+@dataclass(frozen=True)
+class Shown:
+    divergences: list[Divergence]
+    culprit: Change | None
+    test: str  # '' when no test could be written or it did not fail on the new code and pass on the base
+    patch: str  # the revert of the culprit, as a unified diff ('' when none)
+
+
+def changes(before: str, after: str) -> list[Change]:
+    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    return [Change(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in ops if tag != "equal"]
+
+
+def revert(before: str, after: str, change: Change) -> str:
+    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    return "".join(b[: change.j1] + a[change.i1 : change.i2] + b[change.j2 :])
+
+
+def probe(root: Path, path: str, calls: list[str]) -> dict[str, dict[str, Any]] | None:
+    """What each call does in ``root``'s version of ``path`` (None when the module does not import there)."""
+    with tempfile.TemporaryDirectory(prefix="codespark-probe-") as tmp:
+        calls_file, out_file = Path(tmp) / "calls.json", Path(tmp) / "out.json"
+        calls_file.write_text(json.dumps(calls), encoding="utf-8")
+        argv = (sys.executable, str(PROBE), path, str(calls_file), str(out_file))
+        command = " ".join(shlex.quote(p) for p in argv)
+        sandbox.run(command, root, _LIMITS)
+        if not out_file.exists():
+            return None
+        data: dict[str, Any] = json.loads(out_file.read_text(encoding="utf-8"))
+    if "error" in data:
+        return None
+    return data
+
+
+def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if "nondeterministic" in (a.get("kind"), b.get("kind")):
+        return True
+    if a.get("kind") != b.get("kind") or a.get("args") != b.get("args"):
+        return False
+    if a["kind"] == "raises":
+        return bool(a.get("type") == b.get("type"))
+    return a.get("value") == b.get("value")
+
+
+def diverging(base: dict[str, dict[str, Any]], head: dict[str, dict[str, Any]]) -> list[Divergence]:
+    return [Divergence(c, base[c], head[c]) for c in base if c in head and not same(base[c], head[c])]
+
+
+def show(
+    base_root: Path, head_root: Path, path: str, function: str, calls: list[str], base_text: str, head_text: str,
+    unit_lines: tuple[int, int],
+) -> Shown | None:  # fmt: skip
+    """Divergences between the base and the new ``function`` on ``calls``, the change that causes them and a
+    test that shows them; None when nothing differs (or the function cannot be run on both sides)."""
+    base = probe(base_root, path, calls)
+    head = probe(head_root, path, calls)
+    if base is None or head is None:
+        return None
+    found = diverging(base, head)
+    if not found:
+        return None
+    culprit = _culprit(head_root, path, function, found, base_text, head_text, unit_lines)
+    test = _test(base_root, head_root, path, function, found)
+    patch = _patch(path, head_text, revert(base_text, head_text, culprit)) if culprit else ""
+    return Shown(found, culprit, test, patch)
+
+
+def _culprit(
+    root: Path, path: str, function: str, found: list[Divergence], base_text: str, head_text: str,
+    unit_lines: tuple[int, int],
+) -> Change | None:  # fmt: skip
+    """The single change whose revert alone restores the base's outcomes (changes inside the function first)."""
+    start, end = unit_lines
+    candidates = sorted(changes(base_text, head_text),
+                        key=lambda c: (not (c.start <= end and c.end >= start), abs(c.start - start)))  # fmt: skip
+    target = root / path
+    calls = [d.call for d in found]
+    try:
+        for change in candidates[:MAX_REVERTS]:
+            target.write_text(revert(base_text, head_text, change), encoding="utf-8")
+            outcome = probe(root, path, calls)
+            if outcome is not None and all(same(d.before, outcome.get(d.call, {})) for d in found):
+                return change
+    finally:
+        target.write_text(head_text, encoding="utf-8")
+    return None
+
+
+def module_name(path: str) -> str:
+    parts = list(Path(path).with_suffix("").parts)
+    if parts and parts[0] == "src":
+        parts = parts[1:]
+    if parts and parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _literal(text: str) -> bool:
+    try:
+        ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def assertion(function: str, d: Divergence) -> str | None:
+    """A test body that passes when the call does what it did on the base."""
+    call = d.call
+    before = d.before
+    node = ast.parse(call, mode="eval").body
+    assert isinstance(node, ast.Call)
+    if before.get("args") != d.after.get("args"):
+        if not isinstance(node.func, ast.Name) or not _literal(str(before.get("args"))):
+            return None
+        args = "[" + ", ".join(ast.unparse(a) for a in node.args) + "]"
+        kwargs = "{" + ", ".join(f"{k.arg!r}: {ast.unparse(k.value)}" for k in node.keywords) + "}"
+        return (f"    args, kwargs = {args}, {kwargs}\n    {function}(*args, **kwargs)\n"
+                f"    assert [args, kwargs] == {before['args']}\n")  # fmt: skip
+    if before["kind"] == "raises":
+        name = before.get("type", "Exception")
+        builtin = getattr(builtins, str(name), None)
+        exc = name if isinstance(builtin, type) and issubclass(builtin, BaseException) else "Exception"
+        return f"    with pytest.raises({exc}):\n        {call}\n"
+    if before["kind"] != "value":
+        return None
+    value = str(before.get("value"))
+    if _literal(value):
+        return f"    assert {call} == {value}\n"
+    return f"    assert repr({call}) == {value!r}\n"
+
+
+def _test(base_root: Path, head_root: Path, path: str, function: str, found: list[Divergence]) -> str:
+    module = module_name(path)
+    if not all(p.isidentifier() for p in module.split(".")):
+        return ""
+    name = function.split(".")[0]
+    for d in found[:3]:
+        body = assertion(name, d)
+        if body is None:
+            continue
+        test = f"test_{function.replace('.', '_')}_keeps_its_earlier_result"
+        text = f"import pytest\n\nfrom {module} import {name}\n\n\ndef {test}():\n{body}"
+        if _passes(base_root, text) and not _passes(head_root, text):
+            return text
+    return ""
+
+
+def _passes(root: Path, test: str) -> bool:
+    name = f"test_codespark_probe_{hashlib.sha1(test.encode()).hexdigest()[:10]}.py"
+    target = root / name
+    target.write_text(test, encoding="utf-8")
+    try:
+        paths = ":".join(str(p) for p in (root / "src", root) if p.is_dir())
+        command = f"{shlex.quote(sys.executable)} -m pytest -q -p no:cacheprovider --rootdir . {name}"
+        return sandbox.run(command, root, _LIMITS, {"PYTHONPATH": paths}).ok
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def _patch(path: str, head_text: str, restored: str) -> str:
+    lines = difflib.unified_diff(head_text.splitlines(keepends=True), restored.splitlines(keepends=True),
+                                 f"a/{path}", f"b/{path}")  # fmt: skip
+    return "".join(lines)

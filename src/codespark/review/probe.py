@@ -1,0 +1,119 @@
+"""Run by the differential check in the sandbox, with the tree under test as its working directory:
+import one module, evaluate each call twice (a 2 s alarm each), and write what happened as JSON.
+
+    python probe.py MODULE_PATH CALLS_JSON OUT_JSON
+
+A call is ``function(...)`` or ``Class(...).method(...)``, with literal arguments only.
+
+Standalone on purpose (it runs in the project's tree and imports nothing of codespark).
+"""
+
+import ast
+import importlib
+import importlib.util
+import itertools
+import json
+import os
+import re
+import signal
+import sys
+from types import FrameType, ModuleType
+from typing import Any
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+class _Timeout(BaseException):
+    pass
+
+
+def _alarm(signum: int, frame: FrameType | None) -> None:
+    raise _Timeout()
+
+
+def _describe(value: Any) -> str:
+    if hasattr(value, "__next__") and hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+        value = ("<iterator>", list(itertools.islice(value, 1000)))
+    return _ADDRESS.sub(" at 0x?", repr(value))[:2000]
+
+
+def _load(path: str) -> ModuleType:
+    root = os.getcwd()
+    for base in (os.path.join(root, "src"), root):
+        if os.path.isdir(base):
+            sys.path.insert(0, base)
+    rel = os.path.relpath(os.path.abspath(path), root)
+    parts = rel[:-3].split(os.sep)
+    if parts and parts[0] == "src":
+        parts = parts[1:]
+    if parts and parts[-1] == "__init__":
+        parts = parts[:-1]
+    try:
+        return importlib.import_module(".".join(parts))
+    except ImportError:
+        spec = importlib.util.spec_from_file_location("_codespark_probe_target", path)
+        if spec is None or spec.loader is None:
+            raise
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+
+def _once(module: ModuleType, call: str) -> dict[str, Any]:
+    node = ast.parse(call, mode="eval").body
+    assert isinstance(node, ast.Call)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    owner: Any = None
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    try:
+        if isinstance(node.func, ast.Attribute):
+            made = node.func.value
+            assert isinstance(made, ast.Call) and isinstance(made.func, ast.Name)
+            owner = getattr(module, made.func.id)(
+                *[ast.literal_eval(a) for a in made.args],
+                **{str(k.arg): ast.literal_eval(k.value) for k in made.keywords},
+            )
+            fn = getattr(owner, node.func.attr)
+        else:
+            assert isinstance(node.func, ast.Name)
+            fn = getattr(module, node.func.id)
+        args = [ast.literal_eval(a) for a in node.args]
+        kwargs = {str(k.arg): ast.literal_eval(k.value) for k in node.keywords}
+        result = fn(*args, **kwargs)
+        outcome: dict[str, Any] = {"kind": "value", "value": _describe(result)}
+    except _Timeout:
+        outcome = {"kind": "timeout"}
+    except RecursionError:
+        outcome = {"kind": "raises", "type": "RecursionError", "message": ""}
+    except Exception as exc:  # the outcome of the call is what is compared
+        outcome = {"kind": "raises", "type": type(exc).__name__, "message": str(exc)[:300]}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        outcome["args"] = _describe([args, kwargs] if owner is None else [args, kwargs, owner])
+    except Exception:
+        outcome["args"] = "?"
+    return outcome
+
+
+def main() -> None:
+    path, calls_file, out_file = sys.argv[1:4]
+    signal.signal(signal.SIGALRM, _alarm)
+    with open(calls_file, encoding="utf-8") as f:
+        calls = json.load(f)
+    results: dict[str, Any] = {}
+    try:
+        module = _load(path)
+    except BaseException as exc:  # the module does not import here: nothing to compare
+        results = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    else:
+        for call in calls:
+            first, second = _once(module, call), _once(module, call)
+            results[call] = first if first == second else {"kind": "nondeterministic"}
+    with open(out_file, "w", encoding="utf-8") as f:
+        json.dump(results, f)
+
+
+if __name__ == "__main__":
+    main()
