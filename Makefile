@@ -30,6 +30,7 @@ serve: models
 
 test: models
 	bash scripts/ensure_postgres.sh
+	bash scripts/test_assets.sh
 	$(PY) -m pytest
 
 check: setup

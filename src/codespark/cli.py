@@ -663,6 +663,7 @@ def review(
     line_comments: Annotated[
         bool, typer.Option("--line-comments", help="--format github: also comment on lines.")
     ] = False,
+    sarif_output: Annotated[Path | None, typer.Option("--sarif-output", help="Also write SARIF 2.1.0 here.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Review the changes since --base in shadow mode: findings on changed lines only, never a block.
@@ -686,6 +687,12 @@ def review(
         raise typer.BadParameter("use codex, spark or upstream", param_hint="--engine")
     result = _run_review(Path(target), base, model, verify, engine, threshold, max_per_file, max_units, config)
     _emit_review(result, fmt, output, pr, line_comments)
+    if sarif_output is not None:
+        from codespark.review.report import render
+
+        sarif_output.parent.mkdir(parents=True, exist_ok=True)
+        sarif_output.write_text(render(result, "sarif"), encoding="utf-8")
+        console.print(f"wrote {sarif_output}")
     failing = [f for f in result.shown if severity_rank(f.severity) >= severity_rank(fail_on)]
     if enforce and failing:
         console.print(f"[red]{len(failing)} finding(s) at or above {fail_on}[/red] (--enforce)")
@@ -701,11 +708,13 @@ def _run_review(path: Path, base: str | None, model: bool, verify: bool, engine:
 
     if not path.is_dir():
         raise _fail(CodesparkError(f"{path} is not a directory. Pass the repository's root."))
-    options = ReviewOptions(model=model, verify=verify, per_file=per_file, threshold=threshold, max_units=max_units)
+    # The differential check runs the model's calls: without the model, only the deterministic checks run.
+    options = ReviewOptions(model=model, verify=verify and model, per_file=per_file, threshold=threshold,
+                            max_units=max_units)  # fmt: skip
     engines = None
     try:
         settings = load_settings(config)
-        if model or verify:
+        if model:
             needed = ("spark",) if engine == "spark" else ("codex",)
             with console.status(f"loading {needed[0]}"):
                 engines = load_engines(settings, only=needed)
@@ -791,6 +800,97 @@ def _review_log(action: str, rest: list[str], fmt: str) -> None:
     noise = "n/a" if stats.noise is None else f"{stats.noise:.0%}"
     _stdout().print(f"acceptance {rate}, noise {noise} of {stats.marked} marked; "
                     f"{stats.shown - stats.marked} shown findings not marked yet")  # fmt: skip
+
+
+@app.command("tests")
+def tests_cmd(
+    targets: Annotated[
+        list[str] | None, typer.Argument(help="path.py or path.py::function.", show_default=False)
+    ] = None,
+    changed: Annotated[bool, typer.Option("--changed", help="The functions changed since --base.")] = False,
+    base: Annotated[str | None, typer.Option(help="With --changed (default: the merge base).")] = None,
+    write: Annotated[
+        bool, typer.Option("--write", help="Write tests/test_<module>_codespark.py (replaces it).")
+    ] = False,
+    repo: Annotated[Path, typer.Option(help="The repository.")] = Path("."),
+    engine: Annotated[str, typer.Option(help="codex or spark.")] = "codex",
+    as_json: Annotated[bool, typer.Option("--json", help="The result as JSON on stdout.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Write pytest tests for functions, keep those that pass, report the failing ones as possible bugs.
+
+    Runs in a worktree copy; your tree gets a file only with --write.  Coverage before and after is
+    measured per function with coverage.py.  Exit 0, or 2 on a usage error.
+    """
+    from codespark.engine.loader import load_engines
+    from codespark.services.review import ChatAsker
+    from codespark.services.state import AppState
+    from codespark.services.testgen import TestsRequest, TestsService
+
+    if engine not in ("codex", "spark"):
+        raise typer.BadParameter("use codex or spark", param_hint="--engine")
+    request = TestsRequest(repo, tuple(targets or ()), changed, base, write)
+    try:
+        settings = load_settings(config)
+        with console.status(f"loading {engine}"):
+            engines = load_engines(settings, only=(engine,))
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    try:
+        state = AppState.build(settings, engines)
+        service = TestsService(ChatAsker(state.chat, engine), settings.cache_dir)
+        with _progress_units() as progress:
+            task = progress.add_task("writing tests", total=None)
+
+            def step(done: int, total: int, what: str) -> None:
+                progress.update(task, completed=done, total=total, description=f"testing {escape(what)}")
+
+            result = asyncio.run(service.run(request, step))
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    finally:
+        engines.close()
+    if as_json:
+        data = {"functions": [f.as_dict() for f in result.functions], "files": result.files, "written": result.written}
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    for f in result.functions:
+        gain = ""
+        if f.coverage_after is not None:
+            gain = f", coverage {f.coverage_before or 0:.0%} -> {f.coverage_after:.0%}"
+        console.print(f"[bold]{f.path}::{f.function}[/bold]: {len(f.kept)} kept, {len(f.failing)} failing, "
+                      f"{f.broken} broken{gain}")  # fmt: skip
+        for candidate, why in f.failing:
+            console.print(f"  [yellow]possible bug[/yellow] {candidate.name}: {escape(why)}")
+    for rel, text in result.files.items():
+        if rel in result.written:
+            console.print(f"[green]wrote[/green] {rel}")
+        else:
+            sys.stdout.write(f"# {rel} (not written: pass --write)\n{text}\n")
+
+
+ci_app = typer.Typer(help="Set up codespark in a CI system.", no_args_is_help=True)
+app.add_typer(ci_app, name="ci")
+
+
+@ci_app.command("init")
+def ci_init(
+    kind: Annotated[str, typer.Argument(help="github or gitlab.")],
+    repo: Annotated[Path, typer.Option(help="The repository.")] = Path("."),
+    package: Annotated[str, typer.Option(help="What the job pip-installs (a requirement or a git URL).")] = "codespark",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Write the shadow-review job: .github/workflows/codespark-review.yml, or a .gitlab-ci.yml job."""
+    from codespark.review import ci
+
+    if kind not in ci.KINDS:
+        raise typer.BadParameter("use github or gitlab", param_hint="KIND")
+    try:
+        written = ci.init(repo, kind, package, force)
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    console.print(f"[green]wrote[/green] {written.path}")
+    console.print(written.note)
 
 
 @app.command()

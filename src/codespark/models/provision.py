@@ -200,7 +200,10 @@ def ensure(spec: ModelSpec, models_dir: Path, progress: Progress | None = None, 
 
 def free_space_ok(models_dir: Path, spec: ModelSpec) -> bool:
     need = (spec.size or 200_000_000) * 2
-    return shutil.disk_usage(models_dir if models_dir.exists() else models_dir.parent).free > need
+    where = models_dir
+    while not where.exists() and where != where.parent:  # a fresh cache: the nearest folder that exists
+        where = where.parent
+    return shutil.disk_usage(where).free > need
 
 
 def resolve(ref: str, models_dir: Path, provision: bool, progress: Progress | None = None) -> tuple[str, Path]:

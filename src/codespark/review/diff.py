@@ -18,6 +18,8 @@ from unidiff.patch import PatchSet
 
 from codespark.errors import CodesparkError, InvalidRequestError
 
+OWN = ".codespark"  # codespark's own files in a repo (the findings log): never part of a review
+
 
 @dataclass(frozen=True)
 class FileChange:
@@ -29,6 +31,7 @@ class FileChange:
     deleted: bool = False
     added_text: dict[int, str] = field(default_factory=dict)  # line -> text, the added lines only
     new_text: dict[int, str] = field(default_factory=dict)  # line -> text, every new-side line of the hunks
+    removed_text: dict[int, list[str]] = field(default_factory=dict)  # new line -> the old lines removed before it
 
     def sketch(self) -> str:
         """The new file as far as the diff shows it (lines it does not show are blank)."""
@@ -59,22 +62,30 @@ def parse(diff_text: str) -> list[FileChange]:
         near: set[int] = set()
         text: dict[int, str] = {}
         new: dict[int, str] = {}
+        removed: dict[int, list[str]] = {}
         for hunk in patched:
             last_target = hunk.target_start
+            pending: list[str] = []
             for line in hunk:
+                if line.target_line_no is not None and pending:
+                    removed[line.target_line_no] = pending
+                    pending = []
                 if line.is_added and line.target_line_no is not None:
                     added.add(line.target_line_no)
                     text[line.target_line_no] = line.value.rstrip("\n")
                     last_target = line.target_line_no
                 elif line.is_removed:
                     near.add(max(1, last_target))
+                    pending.append(line.value.rstrip("\n"))
                 elif line.target_line_no is not None:
                     last_target = line.target_line_no
                 if line.target_line_no is not None:
                     new[line.target_line_no] = line.value.rstrip("\n")
+            if pending:
+                removed[last_target + 1] = pending
         old = None if patched.is_added_file else _strip(patched.source_file)
         changes.append(FileChange(path, old, frozenset(added), frozenset(near), patched.is_binary_file,
-                                  patched.is_removed_file, text, new))  # fmt: skip
+                                  patched.is_removed_file, text, new, removed))  # fmt: skip
     return changes
 
 
@@ -133,9 +144,11 @@ def resolve(root: Path, ref: str) -> str:
 
 def working_diff(root: Path, base: str) -> str:
     """The diff from ``base`` to the working tree, untracked (not ignored) files included as added."""
-    text = _git(root, "diff", "--no-color", "--no-ext-diff", "-U3", "-M", base, "--").stdout
+    text = _git(root, "diff", "--no-color", "--no-ext-diff", "-U3", "-M", base, "--", ".", f":(exclude){OWN}").stdout
     untracked = _git(root, "ls-files", "-z", "--others", "--exclude-standard").stdout.split("\0")
     for name in filter(None, untracked):
+        if name.startswith(OWN + "/"):
+            continue
         done = _git(root, "diff", "--no-color", "--no-index", "--", "/dev/null", name, check=False)
         text += done.stdout
     return text

@@ -59,6 +59,18 @@ def _load(path: str) -> ModuleType:
         return module
 
 
+def _value(node: ast.expr, module: ModuleType) -> Any:
+    """A literal, or a call of one of the module's own names with such arguments (``Point(1, 2)``)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return getattr(module, node.func.id)(
+            *[_value(a, module) for a in node.args], **{str(k.arg): _value(k.value, module) for k in node.keywords}
+        )
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        items = [_value(e, module) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items) if isinstance(node, ast.Tuple) else set(items)
+    return ast.literal_eval(node)
+
+
 def _once(module: ModuleType, call: str) -> dict[str, Any]:
     node = ast.parse(call, mode="eval").body
     assert isinstance(node, ast.Call)
@@ -78,8 +90,8 @@ def _once(module: ModuleType, call: str) -> dict[str, Any]:
         else:
             assert isinstance(node.func, ast.Name)
             fn = getattr(module, node.func.id)
-        args = [ast.literal_eval(a) for a in node.args]
-        kwargs = {str(k.arg): ast.literal_eval(k.value) for k in node.keywords}
+        args = [_value(a, module) for a in node.args]
+        kwargs = {str(k.arg): _value(k.value, module) for k in node.keywords}
         result = fn(*args, **kwargs)
         outcome: dict[str, Any] = {"kind": "value", "value": _describe(result)}
     except _Timeout:

@@ -22,7 +22,7 @@ REVIEW_SYSTEM = (
 CALLS_SYSTEM = (
     "You write example calls of a Python function to test it. Reply with one ```python code block holding "
     "only calls, one per line, with literal arguments (numbers, strings, lists, tuples, dicts, None, True, "
-    "False). No imports, no assignments, no print, no comments."
+    "False) or objects made by calling the module's own classes. No imports, no assignments, no print."
 )
 
 FINDINGS_SCHEMA: dict[str, Any] = {
@@ -64,11 +64,20 @@ def numbered(text: str, start: int, end: int, added: frozenset[int]) -> str:
     return "\n".join(out)
 
 
-def review_messages(path: str, name: str, shown: str, before: str | None, called: Sequence[str]) -> list[Message]:
-    parts = [f"File: {path}", f"`{name}` after the change (line number, + for a changed line, code):", shown]
-    if before is not None:
-        parts += ["Before the change:", f"```python\n{before.rstrip()}\n```"]
-    else:
+def with_removed(shown: str, removed: dict[int, list[str]]) -> str:
+    """``numbered`` lines with the removed lines (``-``, no number) put back before the line they preceded."""
+    out = []
+    for line in shown.splitlines():
+        number = int(line[:5])
+        out += [f"{'':>5} - {old}" for old in removed.get(number, [])]
+        out.append(line)
+    return "\n".join(out)
+
+
+def review_messages(path: str, name: str, shown: str, new: bool, called: Sequence[str]) -> list[Message]:
+    parts = [f"File: {path}", f"The change to `{name}` (line number, then + for an added line or - for a removed "
+             "one, then the code):", shown]  # fmt: skip
+    if new:
         parts.append("(new code: it did not exist before)")
     if called:
         parts += ["Definitions it calls:", "```python\n" + "\n\n".join(called) + "\n```"]
@@ -147,9 +156,26 @@ def _unwrap(body: list[ast.stmt]) -> ast.expr | None:
     return None
 
 
-def parse_calls(answer: str, name: str, limit: int = 12) -> list[str]:
-    """Calls ``name(...)`` whose arguments are all literals, normalized by ``ast.unparse``; anything else
-    in the answer is ignored (the calls run in the sandbox, but they are also shown to the user)."""
+def _evaluable(node: ast.expr, names: frozenset[str]) -> bool:
+    """A literal, or a call of one of the module's own ``names`` whose arguments are evaluable."""
+    if isinstance(node, ast.Call):
+        return (isinstance(node.func, ast.Name) and node.func.id in names
+                and all(_evaluable(a, names) for a in node.args if not isinstance(a, ast.Starred))
+                and not any(isinstance(a, ast.Starred) for a in node.args)
+                and all(k.arg is not None and _evaluable(k.value, names) for k in node.keywords))  # fmt: skip
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return all(_evaluable(e, names) for e in node.elts)
+    try:
+        ast.literal_eval(node)
+    except (ValueError, SyntaxError, TypeError, RecursionError):
+        return False
+    return True
+
+
+def parse_calls(answer: str, name: str, limit: int = 12, names: frozenset[str] = frozenset()) -> list[str]:
+    """Calls ``name(...)`` (or ``Class(...).method(...)``) whose arguments are literals or calls of the
+    module's own ``names`` with such arguments, normalized by ``ast.unparse``; anything else in the answer
+    is ignored (the calls run in the sandbox, and they are shown to the user)."""
     blocks = re.findall(r"```(?:python|py)?\n(.*?)```", answer, re.S) or [answer]
     out: list[str] = []
     for line in "\n".join(blocks).splitlines():
@@ -168,10 +194,7 @@ def parse_calls(answer: str, name: str, limit: int = 12) -> list[str]:
             k.arg is None for c in shape for k in c.keywords
         ):
             continue
-        try:
-            for arg in args:
-                ast.literal_eval(arg)
-        except (ValueError, SyntaxError, TypeError, RecursionError):
+        if not all(_evaluable(a, names) for a in args):
             continue
         call = ast.unparse(node)
         if call not in out and len(call) <= 300:

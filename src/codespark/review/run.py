@@ -26,6 +26,7 @@ from codespark.review.prompts import (
     parse_calls,
     parse_claims,
     review_messages,
+    with_removed,
 )
 
 MODEL_CONFIDENCE = 0.4  # a claim nothing supports: logged, hidden by default
@@ -76,6 +77,7 @@ class ReviewResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     threshold: float = DEFAULT_THRESHOLD
+    raw: list[Finding] = field(default_factory=list, repr=False)  # every claim before the quiet rules
 
     @property
     def shown(self) -> list[Finding]:
@@ -305,7 +307,7 @@ class Review:
         kept = [_scrub(f, secret_values) for f in on_changed_lines(found, touched)]
         final = finalize(kept, options.per_file, options.threshold)
         return ReviewResult(base, final, skipped, sum(c.changed_lines for c in changes), len(changes), len(plan_run),
-                            time.perf_counter() - started, notes, options.threshold)  # fmt: skip
+                            time.perf_counter() - started, notes, options.threshold, kept)  # fmt: skip
 
     async def _unit(
         self, change: FileChange, text: str, unit: Unit, units: list[Unit], changes: Sequence[FileChange],
@@ -320,8 +322,8 @@ class Review:
         out: list[Finding] = []
         claims = []
         if self.options.model:
-            shown = numbered(text, start, end, change.added)
-            messages = review_messages(change.path, unit.name, shown, before, _called(units, text, unit))
+            shown = with_removed(numbered(text, start, end, change.added), change.removed_text)
+            messages = review_messages(change.path, unit.name, shown, before is None, _called(units, text, unit))
             answer = await self.asker.ask(messages, 320, FINDINGS_SCHEMA)
             claims = parse_claims(answer, frozenset(range(start, end + 1)) & change.touched)
             for claim in claims:
@@ -335,7 +337,7 @@ class Review:
             assert sources.base_root is not None and sources.head_root is not None and base_text is not None
             source = "\n".join(lines[unit.start - 1 : unit.end])
             answer = await self.asker.ask(calls_messages(unit.name, source, init=_init(units, lines, unit)), 300)
-            calls = parse_calls(answer, unit.name)
+            calls = parse_calls(answer, unit.name, names=frozenset(u.name for u in units if "." not in u.name))
             shown_by = differential.show(sources.base_root, sources.head_root, change.path, unit.name, calls, base_text,
                                          text, (unit.start, unit.end)) if calls else None  # fmt: skip
             if shown_by is not None:

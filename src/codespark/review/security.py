@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -60,16 +61,19 @@ def _shape(text: str) -> str:
 
 def bandit(root: Path, paths: Iterable[str]) -> list[Finding]:
     """bandit's findings in ``paths`` (relative to ``root``), with its test ids as rule ids."""
-    from bandit.core import config as bandit_config
-    from bandit.core import manager
-
     files = [str(root / p) for p in paths if p.endswith(".py") and (root / p).is_file()]
     if not files:
         return []
     logging.getLogger("bandit").setLevel(logging.ERROR)
-    mgr = manager.BanditManager(bandit_config.BanditConfig(), "file", quiet=True)
-    mgr.discover_files(files)
-    mgr.run_tests()
+    logging.getLogger("stevedore").setLevel(logging.CRITICAL)  # bandit's optional formatter plugins
+    with warnings.catch_warnings():  # bandit loads its plugins (stevedore) on import, with a deprecation warning
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from bandit.core import config as bandit_config
+        from bandit.core import manager
+
+        mgr = manager.BanditManager(bandit_config.BanditConfig(), "file", quiet=True)
+        mgr.discover_files(files)
+        mgr.run_tests()
     out = []
     for issue in mgr.get_issue_list():
         rel = str(Path(issue.fname).resolve().relative_to(root.resolve()))

@@ -68,8 +68,9 @@ class ReviewService:
         root = diffs.repo_root(request.path.resolve())
         base = diffs.resolve(root, request.base) if request.base else diffs.default_base(root)
         changes = diffs.parse(diffs.working_diff(root, base))
-        review = Review(self.asker(), request.options)
-        with self._trees(root, base, request.options.verify and self.chat is not None) as (head, base_tree):
+        asker = self.asker()
+        review = Review(asker, request.options)
+        with self._trees(root, base, request.options.verify and asker is not None) as (head, base_tree):
 
             def head_text(path: str) -> str | None:
                 file = root / path
