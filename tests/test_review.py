@@ -30,7 +30,10 @@ CALLS = {"clamp": ["clamp(5, 0, 10)", "clamp(15, 0, 10)", "clamp(-3, 0, 10)", "c
          "area": ["area(2, 3)", "area(0, 5)"]}  # fmt: skip
 
 
-def review(root: Path, asker: object | None, options: ReviewOptions = ReviewOptions(), base: str = "main",
+DEFAULT = ReviewOptions()
+
+
+def review(root: Path, asker: object | None, options: ReviewOptions = DEFAULT, base: str = "main",
            log: bool = True) -> ReviewResult:  # fmt: skip
     service = ReviewService(None, root.parent / "cache")
     service.asker = lambda: asker  # type: ignore[assignment,method-assign,return-value]
