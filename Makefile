@@ -8,7 +8,7 @@ CODESPARK := $(VENV)/bin/codespark
 SPARK := qwen2.5-coder-0.5b-instruct
 CODEX := qwen2.5-coder-1.5b-instruct
 
-.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval bench-mgd fim-eval bench-repair bench-tools bench-clients bench-migrate bench-jumps clean
+.PHONY: setup models serve test check bench bench-latency bench-spec bench-prefill bench-redaction bench-hardening sql-eval crossfile-eval bench-mgd fim-eval bench-repair bench-tools bench-clients bench-migrate bench-jumps bench-review clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ bench-tools: models
 
 bench-clients: models
 	$(PY) benchmarks/clients.py --json bench-out/clients.json
+
+# Shadow review: 100 seeded faults in benign edits (recall), 50 benign PRs (noise per 100 changed lines).
+bench-review: models
+	$(PY) benchmarks/review.py --faults 100 --benign 50 --json bench-out/review.json
 
 bench-migrate: setup
 	$(PY) benchmarks/migrate.py --json bench-out/migrate.json

@@ -144,6 +144,12 @@ def main() -> None:
     parser.add_argument("--benign", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", default="codex", choices=("codex", "spark"))
+    parser.add_argument(
+        "--calls-engine",
+        default="spark",
+        choices=("codex", "spark"),
+        help="The engine that writes the differential check's calls.",
+    )
     parser.add_argument("--no-verify", action="store_true", help="The model alone (no differential check).")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--resume", action="store_true", help="Keep the rows checkpointed beside --json.")
@@ -164,9 +170,9 @@ def main() -> None:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
-    engines = load_engines(settings, only=(args.engine,))
+    engines = load_engines(settings, only=tuple(dict.fromkeys((args.engine, args.calls_engine))))
     state = AppState.build(settings, engines)
-    service = ReviewService(state.chat, settings.cache_dir, args.engine)
+    service = ReviewService(state.chat, settings.cache_dir, args.engine, args.calls_engine)
     started = time.perf_counter()
     try:
         asyncio.run(run(args, service, prs, cache, rows, done))
@@ -176,7 +182,8 @@ def main() -> None:
     finally:
         engines.close()
     summary = summarize(rows)
-    report = {"cpu": cpu_name(), "engine": args.engine, "verify": not args.no_verify, "seed": args.seed,
+    report = {"cpu": cpu_name(), "engine": args.engine, "calls_engine": args.calls_engine,
+              "verify": not args.no_verify, "seed": args.seed,
               "wall_s": round(time.perf_counter() - started), "interrupted": interrupted, "summary": summary,
               "rows": rows}  # fmt: skip
     print(json.dumps(summary, indent=2))

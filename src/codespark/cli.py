@@ -715,11 +715,12 @@ def _run_review(path: Path, base: str | None, model: bool, verify: bool, engine:
     try:
         settings = load_settings(config)
         if model:
-            needed = ("spark",) if engine == "spark" else ("codex",)
-            with console.status(f"loading {needed[0]}"):
+            # codex (or the upstream) reviews; spark writes the calls the differential check runs.
+            needed = ("spark",) if engine == "spark" else ("codex", "spark")
+            with console.status(f"loading {' and '.join(needed)}"):
                 engines = load_engines(settings, only=needed)
             state = AppState.build(settings, engines)
-            service = ReviewService(state.chat, settings.cache_dir, None if engine == "upstream" else engine)
+            service = ReviewService(state.chat, settings.cache_dir, None if engine == "upstream" else engine, "spark")
         else:
             service = ReviewService(None, settings.cache_dir)
         with _progress_units() as progress:
@@ -825,11 +826,11 @@ def tests_cmd(
     from codespark.engine.loader import load_engines
     from codespark.services.review import ChatAsker
     from codespark.services.state import AppState
-    from codespark.services.testgen import TestsRequest, TestsService
+    from codespark.services.testgen import WriteTestsRequest, WriteTestsService
 
     if engine not in ("codex", "spark"):
         raise typer.BadParameter("use codex or spark", param_hint="--engine")
-    request = TestsRequest(repo, tuple(targets or ()), changed, base, write)
+    request = WriteTestsRequest(repo, tuple(targets or ()), changed, base, write)
     try:
         settings = load_settings(config)
         with console.status(f"loading {engine}"):
@@ -838,7 +839,7 @@ def tests_cmd(
         raise _fail(exc) from exc
     try:
         state = AppState.build(settings, engines)
-        service = TestsService(ChatAsker(state.chat, engine), settings.cache_dir)
+        service = WriteTestsService(ChatAsker(state.chat, engine), settings.cache_dir)
         with _progress_units() as progress:
             task = progress.add_task("writing tests", total=None)
 

@@ -109,7 +109,7 @@ def parse_claims(answer: str, lines: frozenset[int]) -> list[Claim]:
     return out
 
 
-def calls_messages(name: str, source: str, count: int = 8, init: str = "") -> list[Message]:
+def calls_messages(name: str, source: str, count: int = 6, init: str = "") -> list[Message]:
     if "." in name:
         cls, method = name.split(".", 1)
         shape = f"`{cls}(...).{method}(...)`: make an instance with literal arguments, then call the method"

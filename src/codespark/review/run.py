@@ -14,7 +14,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from codespark.agent.localize import _VENDOR_PARTS, Unit, called_names, is_test_path, units_of
+from codespark.agent.localize import (
+    _VENDOR_PARTS,
+    Project,
+    Unit,
+    called_names,
+    is_test_path,
+    units_of,
+    used_definitions,
+)
 from codespark.engine.chat import Message
 from codespark.review import differential, security
 from codespark.review.diff import FileChange
@@ -30,7 +38,7 @@ from codespark.review.prompts import (
 )
 
 MODEL_CONFIDENCE = 0.4  # a claim nothing supports: logged, hidden by default
-MAX_UNIT_LINES = 150
+MAX_UNIT_LINES = 100
 
 
 class Asker(Protocol):
@@ -64,6 +72,7 @@ class Sources:
     base: Callable[[str], str | None]
     head_root: Path | None = None  # a tree to run and to scan with bandit
     base_root: Path | None = None
+    project: bool = True  # head_root is the whole project (its dependencies are declared there)
 
 
 @dataclass
@@ -164,12 +173,9 @@ def _base_unit(base_text: str | None, unit: Unit) -> str | None:
 
 def _called(units: Sequence[Unit], text: str, unit: Unit, limit: int = 6) -> list[str]:
     """Signatures of the file's other functions that ``unit`` calls."""
-    import ast
-
     lines = text.splitlines()
     try:
-        node = ast.parse("\n".join(line[len(line) - len(line.lstrip()) :] if i == 0 else line
-                                   for i, line in enumerate(lines[unit.start - 1 : unit.end])))  # fmt: skip
+        node = ast.parse(textwrap.dedent("\n".join(lines[unit.start - 1 : unit.end])))
         names = set(called_names(node))
     except SyntaxError:
         names = set()
@@ -248,9 +254,20 @@ def _tests_touch(changes: Sequence[FileChange], name: str, head: Callable[[str],
 
 
 class Review:
-    def __init__(self, asker: Asker | None, options: ReviewOptions = ReviewOptions()) -> None:
+    """``asker`` reviews; ``caller`` (default: the same model) writes the calls the differential check runs."""
+
+    def __init__(self, asker: Asker | None, options: ReviewOptions = ReviewOptions(),
+                 caller: Asker | None = None) -> None:  # fmt: skip
         self.asker = asker
         self.options = options
+        self.caller = caller or asker
+        self._projects: dict[Path, Project] = {}
+
+    def _project(self, root: Path) -> Project:
+        """The repo index the context comes from (definitions the changed code calls, in any file)."""
+        if root not in self._projects:
+            self._projects[root] = Project(root)
+        return self._projects[root]
 
     async def run(
         self, base: str, changes: Sequence[FileChange], sources: Sources, progress: Progress | None = None
@@ -276,7 +293,8 @@ class Review:
             semgrep_found, why_not = security.semgrep(sources.head_root, [c.path for c, _ in reviewed])
             found += semgrep_found
             notes += [why_not] if why_not else []
-            found += security.unknown_imports(sources.head_root, [c for c, _ in reviewed])
+            if sources.project:
+                found += security.unknown_imports(sources.head_root, [c for c, _ in reviewed])
         plan: list[tuple[FileChange, str, Unit, list[Unit]]] = []
         same = 0
         for change, text in reviewed:
@@ -323,7 +341,11 @@ class Review:
         claims = []
         if self.options.model:
             shown = with_removed(numbered(text, start, end, change.added), change.removed_text)
-            messages = review_messages(change.path, unit.name, shown, before is None, _called(units, text, unit))
+            called = _called(units, text, unit)
+            if sources.head_root is not None and sources.project and unit.kind != "module":
+                called += [d for d in used_definitions(self._project(sources.head_root), unit, limit=4)
+                           if not d.startswith(f"# {change.path}\n")]  # fmt: skip
+            messages = review_messages(change.path, unit.name, shown, before is None, called)
             answer = await self.asker.ask(messages, 320, FINDINGS_SCHEMA)
             claims = parse_claims(answer, frozenset(range(start, end + 1)) & change.touched)
             for claim in claims:
@@ -336,7 +358,8 @@ class Review:
         if can_run:
             assert sources.base_root is not None and sources.head_root is not None and base_text is not None
             source = "\n".join(lines[unit.start - 1 : unit.end])
-            answer = await self.asker.ask(calls_messages(unit.name, source, init=_init(units, lines, unit)), 300)
+            assert self.caller is not None
+            answer = await self.caller.ask(calls_messages(unit.name, source, init=_init(units, lines, unit)), 240)
             calls = parse_calls(answer, unit.name, names=frozenset(u.name for u in units if "." not in u.name))
             shown_by = differential.show(sources.base_root, sources.head_root, change.path, unit.name, calls, base_text,
                                          text, (unit.start, unit.end)) if calls else None  # fmt: skip

@@ -17,7 +17,7 @@ from codespark.review.testgen import Candidate, FunctionTests, coverage, existin
 
 
 @dataclass(frozen=True)
-class TestsRequest:
+class WriteTestsRequest:
     path: Path
     targets: tuple[str, ...] = ()  # path.py or path.py::name
     changed: bool = False
@@ -26,7 +26,7 @@ class TestsRequest:
 
 
 @dataclass
-class TestsResult:
+class WriteTestsResult:
     functions: list[FunctionTests]
     files: dict[str, str]  # test file path -> text (the kept tests)
     written: list[str]
@@ -37,12 +37,12 @@ def output_path(path: str) -> str:
     return f"tests/test_{stem}_codespark.py"
 
 
-class TestsService:
+class WriteTestsService:
     def __init__(self, asker: Asker, cache_dir: Path) -> None:
         self.asker = asker
         self.cache_dir = cache_dir
 
-    def chosen(self, root: Path, request: TestsRequest) -> list[tuple[str, Unit]]:
+    def chosen(self, root: Path, request: WriteTestsRequest) -> list[tuple[str, Unit]]:
         picked: list[tuple[str, Unit]] = []
         for target in request.targets:
             try:
@@ -63,7 +63,9 @@ class TestsService:
                                       param="target")  # fmt: skip
         return list(dict.fromkeys(picked))
 
-    async def run(self, request: TestsRequest, progress: Callable[[int, int, str], None] | None = None) -> TestsResult:
+    async def run(
+        self, request: WriteTestsRequest, progress: Callable[[int, int, str], None] | None = None
+    ) -> WriteTestsResult:
         root = diffs.repo_root(request.path.resolve())
         chosen = self.chosen(root, request)
         copy = Workspace.open(root, self.cache_dir, kind="tests", branch=False)
@@ -99,7 +101,7 @@ class TestsService:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
                 written.append(rel)
-        return TestsResult(results, files, written)
+        return WriteTestsResult(results, files, written)
 
 
 def _unique(tests: list[Candidate]) -> list[Candidate]:
