@@ -13,13 +13,17 @@ on benign PRs (benchmarks/review_set.py), with and without the differential chec
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
+import importlib
+import inspect
 import json
 import random
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -96,26 +100,42 @@ def _by_kind(rows: list[dict[str, Any]]) -> dict[str, str]:
     return {k: f"{sum(v)}/{len(v)}" for k, v in sorted(kinds.items())}
 
 
+def benign_targets() -> list[faults.Bug]:
+    """Every doctested function of the fault modules, as a "bug" with no fault (the benign PRs' targets)."""
+    out = []
+    for module_name, file in faults.MODULES:
+        module = importlib.import_module(module_name)
+        source = inspect.getsource(module)
+        functions = dict(faults._functions(ast.parse(source)))
+        for name in faults._doctested(module):
+            fn = functions.get(name)
+            if fn is not None:
+                text = faults._splice(source, fn, fn)
+                out.append(faults.Bug(f"{module_name}.{name}:benign:0", module_name, file, name, "benign", text, text))
+    return out
+
+
 def build(n_faults: int, n_benign: int, seed: int, cache: Path) -> list[review_set.PullRequest]:
     rng = random.Random(seed)
-    bugs = faults.seed_bugs(faults.FaultChecker(cache / "check"), n_faults + n_benign + 60, seed=seed)
+    bugs = faults.seed_bugs(faults.FaultChecker(cache / "check"), n_faults + 30, seed=seed)
     prs: list[review_set.PullRequest] = []
-    used_benign: set[str] = set()
-    fault_count = 0
     for bug in bugs:
-        folder = cache / "verify" / bug.bug_id.replace(":", "_")
-        if fault_count < n_faults:
-            pr = review_set.make(bug, rng, folder, fault=True)
-            if pr is not None:
-                prs.append(pr)
-                fault_count += 1
-                continue
-        key = f"{bug.module}.{bug.function}"
-        if sum(not p.fault_lines for p in prs) < n_benign and key not in used_benign:
-            pr = review_set.make(bug, rng, folder, fault=False)
-            if pr is not None:
-                prs.append(pr)
-                used_benign.add(key)
+        if len(prs) >= n_faults:
+            break
+        pr = review_set.make(bug, rng, cache / "verify" / bug.bug_id.replace(":", "_"), fault=True)
+        if pr is not None:
+            prs.append(pr)
+    targets = benign_targets()
+    rng.shuffle(targets)
+    benign = 0
+    for round_ in range(3):  # up to three PRs per function, each with its own random edits
+        for bug in targets:
+            if benign >= n_benign:
+                break
+            pr = review_set.make(bug, rng, cache / "verify" / f"{bug.bug_id.replace(':', '_')}-{round_}", fault=False)
+            if pr is not None and pr.head != pr.base:
+                prs.append(replace(pr, pr_id=f"{pr.pr_id}:{round_}"))
+                benign += 1
     return prs
 
 

@@ -10,10 +10,13 @@ import ast
 import builtins
 import difflib
 import hashlib
+import io
 import json
+import keyword
 import shlex
 import sys
 import tempfile
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,14 +64,66 @@ class Shown:
 
 
 def changes(before: str, after: str) -> list[Change]:
+    """The edits, finest first: a block that replaces as many lines as it removes is one change per line."""
     a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
-    ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
-    return [Change(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in ops if tag != "equal"]
+    out = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "replace" and i2 - i1 == j2 - j1:
+            out += [Change(i1 + k, i1 + k + 1, j1 + k, j1 + k + 1) for k in range(i2 - i1)]
+        elif tag != "equal":
+            out.append(Change(i1, i2, j1, j2))
+    return out
 
 
-def revert(before: str, after: str, change: Change) -> str:
+def revert(before: str, after: str, change: Change, names: dict[str, str] | None = None) -> str:
+    """``after`` with ``change`` undone; with ``names``, the restored lines use the new names of renamed
+    variables (a bug on a line that also renames would otherwise come back as a NameError)."""
     a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
-    return "".join(b[: change.j1] + a[change.i1 : change.i2] + b[change.j2 :])
+    restored = [rename_line(line, names) for line in a[change.i1 : change.i2]] if names else a[change.i1 : change.i2]
+    return "".join(b[: change.j1] + restored + b[change.j2 :])
+
+
+def _names(line: str) -> list[tokenize.TokenInfo] | None:
+    tokens = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line).readline):
+            tokens.append(tok)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass  # a line of a bracketed expression: the tokens before its end are enough
+    kept = [t for t in tokens if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                                                tokenize.ENDMARKER, tokenize.COMMENT)]  # fmt: skip
+    return kept or None
+
+
+def renames(before: str, after: str) -> dict[str, str]:
+    """Variables renamed by the change: lines that differ only in names, consistently (old -> new)."""
+    a, b = before.splitlines(), after.splitlines()
+    found: dict[str, str] = {}
+    clashes: set[str] = set()
+    for change in changes(before, after):
+        if change.i2 - change.i1 != change.j2 - change.j1:
+            continue
+        for old_line, new_line in zip(a[change.i1 : change.i2], b[change.j1 : change.j2], strict=True):
+            old, new = _names(old_line), _names(new_line)
+            if old is None or new is None or len(old) != len(new):
+                continue
+            pairs = [(x.string, y.string) for x, y in zip(old, new, strict=True) if x.string != y.string]
+            if pairs and all(x.type == y.type == tokenize.NAME for x, y in zip(old, new, strict=True)
+                             if x.string != y.string):  # fmt: skip
+                for x, y in pairs:
+                    if found.get(x, y) != y:
+                        clashes.add(x)
+                    found[x] = y
+    return {k: v for k, v in found.items() if k not in clashes and not keyword.iskeyword(k)}
+
+
+def rename_line(line: str, names: dict[str, str]) -> str:
+    tokens = _names(line) or []
+    out = line
+    for tok in sorted((t for t in tokens if t.type == tokenize.NAME and t.string in names), key=lambda t: -t.start[1]):
+        col = tok.start[1]
+        out = out[:col] + names[tok.string] + out[col + len(tok.string) :]
+    return out
 
 
 def probe(root: Path, path: str, calls: list[str]) -> dict[str, dict[str, Any]] | None:
@@ -114,31 +169,36 @@ def show(
     found = diverging(base, head)
     if not found:
         return None
-    culprit = _culprit(head_root, path, function, found, base_text, head_text, unit_lines)
+    culprit, names = _culprit(head_root, path, found, base_text, head_text, unit_lines)
     test = _test(base_root, head_root, path, function, found)
-    patch = _patch(path, head_text, revert(base_text, head_text, culprit)) if culprit else ""
+    patch = _patch(path, head_text, revert(base_text, head_text, culprit, names)) if culprit else ""
     return Shown(found, culprit, test, patch)
 
 
 def _culprit(
-    root: Path, path: str, function: str, found: list[Divergence], base_text: str, head_text: str,
-    unit_lines: tuple[int, int],
-) -> Change | None:  # fmt: skip
-    """The single change whose revert alone restores the base's outcomes (changes inside the function first)."""
+    root: Path, path: str, found: list[Divergence], base_text: str, head_text: str, unit_lines: tuple[int, int]
+) -> tuple[Change | None, dict[str, str]]:
+    """The single change whose revert alone restores the base's outcomes (changes inside the function first;
+    each reverted as it was, then keeping the change's renames), and the renames that revert needed."""
     start, end = unit_lines
     candidates = sorted(changes(base_text, head_text),
                         key=lambda c: (not (c.start <= end and c.end >= start), abs(c.start - start)))  # fmt: skip
     target = root / path
     calls = [d.call for d in found]
+    renamed = renames(base_text, head_text)
+    tries: list[tuple[Change, dict[str, str]]] = [(c, {}) for c in candidates[:MAX_REVERTS]]
+    if renamed:
+        tries += [(c, renamed) for c in candidates[:MAX_REVERTS]
+                  if revert(base_text, head_text, c, renamed) != revert(base_text, head_text, c)]  # fmt: skip
     try:
-        for change in candidates[:MAX_REVERTS]:
-            target.write_text(revert(base_text, head_text, change), encoding="utf-8")
+        for change, names in tries:
+            target.write_text(revert(base_text, head_text, change, names), encoding="utf-8")
             outcome = probe(root, path, calls)
             if outcome is not None and all(same(d.before, outcome.get(d.call, {})) for d in found):
-                return change
+                return change, names
     finally:
         target.write_text(head_text, encoding="utf-8")
-    return None
+    return None, {}
 
 
 def module_name(path: str) -> str:

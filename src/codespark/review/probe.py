@@ -3,7 +3,9 @@ import one module, evaluate each call twice (a 2 s alarm each), and write what h
 
     python probe.py MODULE_PATH CALLS_JSON OUT_JSON
 
-A call is ``function(...)`` or ``Class(...).method(...)``, with literal arguments only.
+A call is an expression over literals and the module's own names: ``function(...)``,
+``Class(...).method(...)``, ``Class(...) + Class(...)``, ``Class(...).attribute`` (prompts.py checks the
+shape before anything runs).
 
 Standalone on purpose (it runs in the project's tree and imports nothing of codespark).
 """
@@ -13,6 +15,7 @@ import importlib
 import importlib.util
 import itertools
 import json
+import operator
 import os
 import re
 import signal
@@ -59,40 +62,82 @@ def _load(path: str) -> ModuleType:
         return module
 
 
+_BINARY = {
+    ast.Add: "__add__",
+    ast.Sub: "__sub__",
+    ast.Mult: "__mul__",
+    ast.Div: "__truediv__",
+    ast.FloorDiv: "__floordiv__",
+    ast.Mod: "__mod__",
+    ast.Pow: "__pow__",
+    ast.BitAnd: "__and__",
+    ast.BitOr: "__or__",
+    ast.BitXor: "__xor__",
+    ast.LShift: "__lshift__",
+    ast.RShift: "__rshift__",
+}
+_COMPARE = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+_UNARY = {ast.USub: lambda a: -a, ast.UAdd: lambda a: +a, ast.Not: lambda a: not a, ast.Invert: lambda a: ~a}
+
+
 def _value(node: ast.expr, module: ModuleType) -> Any:
-    """A literal, or a call of one of the module's own names with such arguments (``Point(1, 2)``)."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-        return getattr(module, node.func.id)(
-            *[_value(a, module) for a in node.args], **{str(k.arg): _value(k.value, module) for k in node.keywords}
-        )
+    """Evaluate ``node``: literals, the module's own names, calls, attributes and operators over them."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return getattr(module, node.id)
     if isinstance(node, ast.List | ast.Tuple | ast.Set):
         items = [_value(e, module) for e in node.elts]
         return items if isinstance(node, ast.List) else tuple(items) if isinstance(node, ast.Tuple) else set(items)
-    return ast.literal_eval(node)
+    if isinstance(node, ast.Dict):
+        return {
+            _value(k, module): _value(v, module) for k, v in zip(node.keys, node.values, strict=True) if k is not None
+        }
+    if isinstance(node, ast.Call):
+        fn = _value(node.func, module)
+        return fn(
+            *[_value(a, module) for a in node.args], **{str(k.arg): _value(k.value, module) for k in node.keywords}
+        )
+    if isinstance(node, ast.Attribute):
+        return getattr(_value(node.value, module), node.attr)
+    if isinstance(node, ast.BinOp):
+        left, right = _value(node.left, module), _value(node.right, module)
+        return getattr(operator, _BINARY[type(node.op)])(left, right)
+    if isinstance(node, ast.UnaryOp):
+        return _UNARY[type(node.op)](_value(node.operand, module))
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        return _COMPARE[type(node.ops[0])](_value(node.left, module), _value(node.comparators[0], module))
+    raise ValueError(f"not evaluable: {ast.dump(node)[:80]}")
 
 
 def _once(module: ModuleType, call: str) -> dict[str, Any]:
     node = ast.parse(call, mode="eval").body
-    assert isinstance(node, ast.Call)
     signal.setitimer(signal.ITIMER_REAL, 2.0)
-    owner: Any = None
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
+    owner: Any = None
     try:
-        if isinstance(node.func, ast.Attribute):
-            made = node.func.value
-            assert isinstance(made, ast.Call) and isinstance(made.func, ast.Name)
-            owner = getattr(module, made.func.id)(
-                *[ast.literal_eval(a) for a in made.args],
-                **{str(k.arg): ast.literal_eval(k.value) for k in made.keywords},
-            )
-            fn = getattr(owner, node.func.attr)
-        else:
-            assert isinstance(node.func, ast.Name)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):  # f(...): its arguments are watched too
             fn = getattr(module, node.func.id)
-        args = [_value(a, module) for a in node.args]
-        kwargs = {str(k.arg): _value(k.value, module) for k in node.keywords}
-        result = fn(*args, **kwargs)
+            args = [_value(a, module) for a in node.args]
+            kwargs = {str(k.arg): _value(k.value, module) for k in node.keywords}
+            result = fn(*args, **kwargs)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):  # obj.m(...): obj is watched
+            owner = _value(node.func.value, module)
+            args = [_value(a, module) for a in node.args]
+            kwargs = {str(k.arg): _value(k.value, module) for k in node.keywords}
+            result = getattr(owner, node.func.attr)(*args, **kwargs)
+        else:
+            result = _value(node, module)
         outcome: dict[str, Any] = {"kind": "value", "value": _describe(result)}
     except _Timeout:
         outcome = {"kind": "timeout"}

@@ -112,7 +112,13 @@ def parse_claims(answer: str, lines: frozenset[int]) -> list[Claim]:
 def calls_messages(name: str, source: str, count: int = 6, init: str = "") -> list[Message]:
     if "." in name:
         cls, method = name.split(".", 1)
-        shape = f"`{cls}(...).{method}(...)`: make an instance with literal arguments, then call the method"
+        operator = {v: k for k, v in _SYMBOLS.items()}.get(method)
+        if method in ("__init__", "__new__"):
+            shape = f"`{cls}(...)`, each with different arguments"
+        elif operator:
+            shape = f"`{cls}(...) {operator} ...` (make instances with literal arguments)"
+        else:
+            shape = f"`{cls}(...).{method}(...)`: make an instance with literal arguments, then call the method"
         source = (init.rstrip() + "\n\n" if init else "") + source
     else:
         shape = f"`{name}(...)`"
@@ -122,21 +128,6 @@ def calls_messages(name: str, source: str, count: int = 6, init: str = "") -> li
         "values)."
     )
     return [Message("system", CALLS_SYSTEM), Message("user", user)]
-
-
-def _call_shape(node: ast.expr, name: str) -> list[ast.Call] | None:
-    """The calls whose arguments must be literals, when ``node`` is ``name(...)`` or ``Class(...).method(...)``."""
-    if not isinstance(node, ast.Call):
-        return None
-    if "." not in name:
-        return [node] if isinstance(node.func, ast.Name) and node.func.id == name else None
-    cls, method = name.split(".", 1)
-    func = node.func
-    if isinstance(func, ast.Attribute) and func.attr == method and isinstance(func.value, ast.Call):
-        made = func.value
-        if isinstance(made.func, ast.Name) and made.func.id == cls:
-            return [node, made]
-    return None
 
 
 def _unwrap(body: list[ast.stmt]) -> ast.expr | None:
@@ -156,27 +147,102 @@ def _unwrap(body: list[ast.stmt]) -> ast.expr | None:
     return None
 
 
-def _evaluable(node: ast.expr, names: frozenset[str]) -> bool:
-    """A literal, or a call of one of the module's own ``names`` whose arguments are evaluable."""
-    if isinstance(node, ast.Call):
-        return (isinstance(node.func, ast.Name) and node.func.id in names
-                and all(_evaluable(a, names) for a in node.args if not isinstance(a, ast.Starred))
-                and not any(isinstance(a, ast.Starred) for a in node.args)
-                and all(k.arg is not None and _evaluable(k.value, names) for k in node.keywords))  # fmt: skip
-    if isinstance(node, ast.List | ast.Tuple | ast.Set):
-        return all(_evaluable(e, names) for e in node.elts)
-    try:
-        ast.literal_eval(node)
-    except (ValueError, SyntaxError, TypeError, RecursionError):
+_BINARY_DUNDER = {
+    ast.Add: "__add__",
+    ast.Sub: "__sub__",
+    ast.Mult: "__mul__",
+    ast.Div: "__truediv__",
+    ast.FloorDiv: "__floordiv__",
+    ast.Mod: "__mod__",
+    ast.Pow: "__pow__",
+    ast.BitAnd: "__and__",
+    ast.BitOr: "__or__",
+    ast.BitXor: "__xor__",
+    ast.LShift: "__lshift__",
+    ast.RShift: "__rshift__",
+}
+_COMPARE_DUNDER = {
+    ast.Eq: "__eq__",
+    ast.NotEq: "__ne__",
+    ast.Lt: "__lt__",
+    ast.LtE: "__le__",
+    ast.Gt: "__gt__",
+    ast.GtE: "__ge__",
+    ast.In: "__contains__",
+    ast.NotIn: "__contains__",
+}
+_UNARY_DUNDER = {ast.USub: "__neg__", ast.UAdd: "__pos__", ast.Invert: "__invert__", ast.Not: "__bool__"}
+MAX_NODES = 80
+_SYMBOLS = {"+": "__add__", "-": "__sub__", "*": "__mul__", "/": "__truediv__", "//": "__floordiv__", "%": "__mod__",
+            "**": "__pow__", "&": "__and__", "|": "__or__", "^": "__xor__", "==": "__eq__", "<": "__lt__",
+            "<=": "__le__", ">": "__gt__", ">=": "__ge__"}  # fmt: skip
+
+
+def evaluable(node: ast.AST, names: frozenset[str], method: str = "") -> bool:
+    """What probe.py may evaluate: literals, the module's own ``names``, calls, attributes (no private ones
+    but ``method``) and operators over them.  Nothing else is reachable: no builtins, no imports."""
+    if sum(1 for _ in ast.walk(node)) > MAX_NODES:
         return False
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            if n.id not in names or not isinstance(n.ctx, ast.Load):
+                return False
+        elif isinstance(n, ast.Attribute):
+            if n.attr.startswith("_") and n.attr != method:
+                return False
+        elif isinstance(n, ast.Call):
+            if any(isinstance(a, ast.Starred) for a in n.args) or any(k.arg is None for k in n.keywords):
+                return False
+        elif isinstance(n, ast.Compare):
+            if len(n.ops) != 1 or type(n.ops[0]) not in _COMPARE_DUNDER:
+                return False
+        elif isinstance(n, ast.BinOp):
+            if type(n.op) not in _BINARY_DUNDER:
+                return False
+        elif isinstance(n, ast.UnaryOp):
+            if type(n.op) not in _UNARY_DUNDER:
+                return False
+        elif isinstance(n, ast.Dict):
+            if any(k is None for k in n.keys):
+                return False
+        elif not isinstance(n, ast.Constant | ast.List | ast.Tuple | ast.Set | ast.expr_context | ast.keyword
+                            | ast.operator | ast.unaryop | ast.cmpop):  # fmt: skip
+            return False
     return True
 
 
+def mentions(node: ast.AST, name: str) -> bool:
+    """Whether the expression exercises ``name``: calls the function, or (``Class.method``) uses the method,
+    its operator, or the constructor for ``__init__``/``__new__``."""
+    nodes = list(ast.walk(node))
+    if "." not in name:
+        return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name for n in nodes)
+    cls, method = name.split(".", 1)
+    if not any(isinstance(n, ast.Name) and n.id == cls for n in nodes):
+        return False
+    if method in ("__init__", "__new__", "__post_init__"):
+        return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == cls for n in nodes)
+    for n in nodes:
+        if isinstance(n, ast.Attribute) and n.attr == method:
+            return True
+        if isinstance(n, ast.BinOp):
+            dunder = _BINARY_DUNDER[type(n.op)]
+            if method in (dunder, "__r" + dunder[2:]):
+                return True
+        if isinstance(n, ast.Compare) and _COMPARE_DUNDER.get(type(n.ops[0])) == method:
+            return True
+        if isinstance(n, ast.UnaryOp) and _UNARY_DUNDER.get(type(n.op)) == method:
+            return True
+    return method in ("__repr__", "__str__", "__hash__", "__len__", "__iter__", "__bool__")
+
+
 def parse_calls(answer: str, name: str, limit: int = 12, names: frozenset[str] = frozenset()) -> list[str]:
-    """Calls ``name(...)`` (or ``Class(...).method(...)``) whose arguments are literals or calls of the
-    module's own ``names`` with such arguments, normalized by ``ast.unparse``; anything else in the answer
-    is ignored (the calls run in the sandbox, and they are shown to the user)."""
+    """Expressions that exercise ``name`` (``f(...)``, ``Class(...).method(...)``, ``Class(...) + Class(...)``)
+    over literals and the module's own ``names``, normalized by ``ast.unparse``; anything else in the answer is
+    ignored (they run in the sandbox, and they are shown to the user)."""
     blocks = re.findall(r"```(?:python|py)?\n(.*?)```", answer, re.S) or [answer]
+    method = name.split(".", 1)[1] if "." in name else ""
+    allowed = names | {name.split(".")[0]}
     out: list[str] = []
     for line in "\n".join(blocks).splitlines():
         line = line.strip().rstrip(";")
@@ -186,15 +252,7 @@ def parse_calls(answer: str, name: str, limit: int = 12, names: frozenset[str] =
             node = _unwrap(ast.parse(line).body)
         except SyntaxError:
             continue
-        shape = _call_shape(node, name) if node is not None else None
-        if shape is None or node is None:
-            continue
-        args = [a for c in shape for a in (*c.args, *(k.value for k in c.keywords))]
-        if any(isinstance(a, ast.Starred) for c in shape for a in c.args) or any(
-            k.arg is None for c in shape for k in c.keywords
-        ):
-            continue
-        if not all(_evaluable(a, names) for a in args):
+        if node is None or not evaluable(node, allowed, method) or not mentions(node, name):
             continue
         call = ast.unparse(node)
         if call not in out and len(call) <= 300:

@@ -244,7 +244,7 @@ def unchanged(unit: Unit, text: str, base_text: str | None) -> bool:
     return new is not None and new == _semantic(old)
 
 
-def _tests_touch(changes: Sequence[FileChange], name: str, head: Callable[[str], str | None]) -> bool:
+def _tests_touch(changes: Sequence[FileChange], name: str) -> bool:
     """Whether the diff changes a test file that mentions ``name`` (new behaviour, tested on purpose)."""
     pattern = re.compile(rf"\b{re.escape(name)}\b")
     for change in changes:
@@ -364,9 +364,7 @@ class Review:
             shown_by = differential.show(sources.base_root, sources.head_root, change.path, unit.name, calls, base_text,
                                          text, (unit.start, unit.end)) if calls else None  # fmt: skip
             if shown_by is not None:
-                out.append(
-                    _behaviour(change, unit, shown_by, claims, lines, _tests_touch(changes, unit.name, sources.head))
-                )
+                out.append(_behaviour(change, unit, shown_by, claims, lines, _tests_touch(changes, unit.name)))
         return out
 
 
