@@ -77,6 +77,8 @@ _BINARY = {
     ast.LShift: "__lshift__",
     ast.RShift: "__rshift__",
 }
+
+
 def _in(a: Any, b: Any) -> bool:
     return a in b
 
