@@ -90,7 +90,7 @@ class Scripted:
                     return json.dumps({"findings": items})
             return '{"findings": []}'
         for name, calls in self.calls.items():
-            if f"calls to `{name}`" in prompt or f"form `{name}(" in prompt:
+            if f"form `{name}(" in prompt or f"form `{name}" in prompt:
                 return "```python\n" + "\n".join(calls) + "\n```"
         return "```python\n```"
 

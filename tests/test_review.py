@@ -221,3 +221,23 @@ def test_cli_shadow_mode_exits_zero_and_enforce_does_not(tmp_path: Path) -> None
     bad = subprocess.run([*CLI, "review", str(root), "--base", "no-such-ref", "--no-model"], capture_output=True,
                          text=True, env=env)  # fmt: skip
     assert bad.returncode == 2 and "is not a commit here" in bad.stderr
+
+
+def test_culprit_is_found_on_a_line_that_also_renames(tmp_path: Path) -> None:
+    base = {"cart.py": "def total(prices):\n    s = 0\n    for p in prices:\n        s += p\n    return s\n"}
+    pr = {"cart.py": "def total(prices):\n    acc = 0\n    for p in prices:\n        acc -= p\n    return acc\n"}
+    root = pr_repo(tmp_path / "repo", base, pr)
+    [finding] = review(root, Scripted(calls={"total": ["total([1, 2])", "total([])"]})).shown
+    assert (finding.start, finding.end) == (4, 4) and "Reverting line 4 alone" in finding.message
+    assert "+        acc += p" in finding.patch  # the old behaviour, with the new name
+
+
+def test_operator_methods_are_exercised_through_their_operator(tmp_path: Path) -> None:
+    money = ("class Money:\n    def __init__(self, cents):\n        self.cents = cents\n\n"
+             "    def __add__(self, other):\n        return Money(self.cents {op} other.cents)\n\n"
+             "    def __repr__(self):\n        return f'Money({{self.cents}})'\n")  # fmt: skip
+    root = pr_repo(tmp_path / "repo", {"money.py": money.format(op="+")}, {"money.py": money.format(op="-")})
+    asker = Scripted(calls={"Money(...) +": ["Money(3) + Money(4)", "Money(0) + Money(0)"]})
+    [finding] = review(root, asker).shown
+    assert finding.function == "Money.__add__" and finding.start == 6 and finding.verified
+    assert "returned Money(7) before" in finding.message

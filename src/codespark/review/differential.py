@@ -223,9 +223,12 @@ def assertion(function: str, d: Divergence) -> str | None:
     call = d.call
     before = d.before
     node = ast.parse(call, mode="eval").body
-    assert isinstance(node, ast.Call)
     if before.get("args") != d.after.get("args"):
-        if not isinstance(node.func, ast.Name) or not _literal(str(before.get("args"))):
+        if (
+            not isinstance(node, ast.Call)
+            or not isinstance(node.func, ast.Name)
+            or not _literal(str(before.get("args")))
+        ):
             return None
         args = "[" + ", ".join(ast.unparse(a) for a in node.args) + "]"
         kwargs = "{" + ", ".join(f"{k.arg!r}: {ast.unparse(k.value)}" for k in node.keywords) + "}"
@@ -254,7 +257,8 @@ def _test(base_root: Path, head_root: Path, path: str, function: str, found: lis
         if body is None:
             continue
         test = f"test_{function.replace('.', '_')}_keeps_its_earlier_result"
-        text = f"import pytest\n\nfrom {module} import {name}\n\n\ndef {test}():\n{body}"
+        used = {n.id for n in ast.walk(ast.parse(d.call, mode="eval")) if isinstance(n, ast.Name)} | {name}
+        text = f"import pytest\n\nfrom {module} import {', '.join(sorted(used))}\n\n\ndef {test}():\n{body}"
         if _passes(base_root, text) and not _passes(head_root, text):
             return text
     return ""

@@ -6,6 +6,7 @@ capped, thresholded).  Nothing is silently dropped: what was not reviewed is lis
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import textwrap
 import time
@@ -24,6 +25,7 @@ from codespark.agent.localize import (
     used_definitions,
 )
 from codespark.engine.chat import Message
+from codespark.errors import CodesparkError
 from codespark.review import differential, security
 from codespark.review.diff import FileChange
 from codespark.review.findings import DEFAULT_THRESHOLD, Finding, finalize, on_changed_lines, visible
@@ -37,6 +39,7 @@ from codespark.review.prompts import (
     with_removed,
 )
 
+log = logging.getLogger(__name__)
 MODEL_CONFIDENCE = 0.4  # a claim nothing supports: logged, hidden by default
 MAX_UNIT_LINES = 100
 
@@ -318,7 +321,16 @@ class Review:
         for i, (change, text, unit, units) in enumerate(plan_run):
             if progress is not None:
                 progress(i, len(plan_run), f"{change.path}: {unit.name}")
-            found += await self._unit(change, text, unit, units, changes, sources)
+            try:
+                found += await self._unit(change, text, unit, units, changes, sources)
+            except (
+                OSError,
+                ValueError,
+                SyntaxError,
+                RuntimeError,
+            ) as exc:  # one function's failure is not the review's
+                log.warning("review of %s %s failed: %s", change.path, unit.name, exc)
+                skipped.append(Skipped(change.path, f"the review failed: {type(exc).__name__}", unit.name))
         if progress is not None:
             progress(len(plan_run), len(plan_run), "done")
         touched = {c.path: c.touched for c in changes}
