@@ -323,12 +323,9 @@ class Review:
                 progress(i, len(plan_run), f"{change.path}: {unit.name}")
             try:
                 found += await self._unit(change, text, unit, units, changes, sources)
-            except (
-                OSError,
-                ValueError,
-                SyntaxError,
-                RuntimeError,
-            ) as exc:  # one function's failure is not the review's
+            except CodesparkError:
+                raise  # the engine is gone: the review cannot go on
+            except Exception as exc:  # one function's failure (a bug in its check) does not lose the review
                 log.warning("review of %s %s failed: %s", change.path, unit.name, exc)
                 skipped.append(Skipped(change.path, f"the review failed: {type(exc).__name__}", unit.name))
         if progress is not None:
