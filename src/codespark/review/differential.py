@@ -23,6 +23,7 @@ from typing import Any
 
 from codespark.agent import sandbox
 from codespark.agent.sandbox import Limits
+from codespark.migrate.plan import module_name
 
 PROBE = Path(__file__).with_name("probe.py")
 _LIMITS = Limits(timeout_s=60, cpu_s=60, memory_bytes=4 * 2**30, output_bytes=64 * 1024)
@@ -199,15 +200,6 @@ def _culprit(
     finally:
         target.write_text(head_text, encoding="utf-8")
     return None, {}
-
-
-def module_name(path: str) -> str:
-    parts = list(Path(path).with_suffix("").parts)
-    if parts and parts[0] == "src":
-        parts = parts[1:]
-    if parts and parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
 
 
 def _literal(text: str) -> bool:

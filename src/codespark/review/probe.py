@@ -7,7 +7,8 @@ A call is an expression over literals and the module's own names: ``function(...
 ``Class(...).method(...)``, ``Class(...) + Class(...)``, ``Class(...).attribute`` (prompts.py checks the
 shape before anything runs).
 
-Standalone on purpose (it runs in the project's tree and imports nothing of codespark).
+Standalone on purpose: it runs in the project's tree and imports nothing of codespark (so its operator
+tables repeat the ones prompts.py checks calls against).
 """
 
 import ast

@@ -22,7 +22,7 @@ from codespark.agent.localize import Unit, is_test_path, units_of
 from codespark.agent.sandbox import Limits, run
 from codespark.agent.testrun import TestCommand
 from codespark.engine.chat import Message
-from codespark.review.differential import module_name
+from codespark.migrate.plan import module_name
 from codespark.review.run import Asker
 
 SYSTEM = (
