@@ -65,10 +65,13 @@ def test_http_review_returns_findings(http: TestClient) -> None:
     assert any(f["rule_id"] == "bandit/B602" for f in sketch["findings"])
 
 
+OUTSIDE = DIFF.replace("a/app.py", "a/../../etc/app.py").replace("b/app.py", "b/../../etc/app.py")
+
+
 @pytest.mark.parametrize(
     "body",
     [{"diff": "this is not a diff\n"}, {"diff": DIFF, "files": {"../etc/passwd": "x"}}, {"diff": DIFF, "threshold": 2},
-     {"files": {}}, {"diff": DIFF.replace("a/app.py", "a/../../etc/app.py").replace("b/app.py", "b/../../etc/app.py")}],
+     {"files": {}}, {"diff": "", "files": {"": ""}}, {"diff": DIFF, "files": {"a/": "x"}}, {"diff": OUTSIDE}],
 )  # fmt: skip
 def test_http_review_rejects_bad_input_with_a_4xx(http: TestClient, body: dict[str, Any]) -> None:
     response = http.post("/v1/review", json=body)

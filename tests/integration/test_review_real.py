@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.review_repos import BASE as CLAMP_BASE
+from tests.review_repos import PR as CLAMP_PR
 from tests.review_repos import pr_repo
 
 pytestmark = pytest.mark.integration
@@ -26,7 +28,7 @@ def in_stock(levels, item):
     return levels.get(item, 0) > 0
 ''',
 }
-# A docstring reworded, a variable renamed, and the seeded bug: at exactly one item left, in_stock says no.
+# For codespark tests: a docstring reworded, a variable renamed, and a bug at exactly one item left.
 PR = {
     "inventory.py": '''def restock(levels, item, amount):
     """Add amount to the stock of item (unknown items start at zero); return the new level."""
@@ -48,13 +50,14 @@ def codespark(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
 
 
 def test_review_shows_the_seeded_bug(tmp_path: Path) -> None:
-    root = pr_repo(tmp_path / "repo", BASE, PR)
+    # clamp's upper bound returns the lower one (line 6); area's parameters are renamed (benign).
+    root = pr_repo(tmp_path / "repo", CLAMP_BASE, CLAMP_PR)
     proc = codespark("review", str(root), "--format", "json", "--sarif-output", str(tmp_path / "out.sarif"))
     assert proc.returncode == 0, proc.stderr  # shadow mode
     data = json.loads(proc.stdout)
     shown = [f for f in data["findings"] if f["shown"]]
-    assert any(f["path"] == "inventory.py" and f["start"] - 3 <= 10 <= f["end"] + 3 for f in shown), data
-    assert all(f["function"] != "restock" for f in shown)  # the docstring edit is not a finding
+    assert any(f["path"] == "shapes.py" and f["start"] - 3 <= 6 <= f["end"] + 3 for f in shown), data
+    assert all(f["function"] != "area" for f in shown)  # the rename is not a finding
     assert json.loads((tmp_path / "out.sarif").read_text())["runs"][0]["results"]
 
 

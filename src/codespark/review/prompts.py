@@ -260,3 +260,36 @@ def parse_calls(answer: str, name: str, limit: int = 12, names: frozenset[str] =
         if len(out) >= limit:
             break
     return out
+
+
+def constants(lines: Sequence[str]) -> list[int]:
+    """The integers written in the changed (added and removed) lines, and their neighbours, with the small
+    values where edge cases live (-1, 0, 1, 2): where a comparison, a bound or an index changed, the inputs
+    worth trying sit at those values."""
+    found: set[int] = {-1, 0, 1, 2}
+    for line in lines:
+        for m in re.finditer(r"(?<![\w.])(\d{1,6})(?![\w.])", line):
+            value = int(m.group(1))
+            found.update((value - 1, value, value + 1))
+    return sorted(found)[:12]
+
+
+def at_boundaries(calls: Sequence[str], values: Sequence[int], limit: int = 12) -> list[str]:
+    """More calls: the model's, with each integer argument set to each of ``values`` in turn."""
+    out: list[str] = []
+    for call in calls[:4]:
+        tree = ast.parse(call, mode="eval")
+        spots = [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and type(n.value) is int]
+        for spot in spots[:3]:
+            original = spot.value
+            for value in values:
+                if value == original:
+                    continue
+                spot.value = value
+                text = ast.unparse(tree)
+                if text not in calls and text not in out:
+                    out.append(text)
+                if len(out) >= limit:
+                    return out
+            spot.value = original
+    return out

@@ -31,7 +31,9 @@ from codespark.review.diff import FileChange
 from codespark.review.findings import DEFAULT_THRESHOLD, Finding, finalize, on_changed_lines, visible
 from codespark.review.prompts import (
     FINDINGS_SCHEMA,
+    at_boundaries,
     calls_messages,
+    constants,
     numbered,
     parse_calls,
     parse_claims,
@@ -370,6 +372,11 @@ class Review:
             assert self.caller is not None
             answer = await self.caller.ask(calls_messages(unit.name, source, init=_init(units, lines, unit)), 240)
             calls = parse_calls(answer, unit.name, names=frozenset(u.name for u in units if "." not in u.name))
+            changed = [lines[n - 1] for n in change.added if unit.start <= n <= unit.end and n <= len(lines)]
+            changed += [
+                old for n, olds in change.removed_text.items() if unit.start <= n <= unit.end + 1 for old in olds
+            ]
+            calls += at_boundaries(calls, constants(changed))
             shown_by = differential.show(sources.base_root, sources.head_root, change.path, unit.name, calls, base_text,
                                          text, (unit.start, unit.end)) if calls else None  # fmt: skip
             if shown_by is not None:

@@ -119,18 +119,28 @@ class ReviewService:
         if not changes and diff_text.strip():
             raise InvalidRequestError("No file changes found in the diff: send a unified diff (git diff).",
                                       param="diff")  # fmt: skip
-        for path in [*files, *base_files, *(c.path for c in changes), *(c.old_path or "" for c in changes)]:
-            if Path(path).is_absolute() or ".." in Path(path).parts:
+        for path in [*files, *base_files, *(c.path for c in changes), *(c.old_path for c in changes if c.old_path)]:
+            if not _relative(path):
                 raise InvalidRequestError(f"File paths are relative to the repository: {path!r}.", param="files")
         review = Review(self.asker(), ReviewOptions(**{**options.__dict__, "verify": False}))
         with tempfile.TemporaryDirectory(prefix="codespark-review-") as tmp:
             root = Path(tmp)
             shown = {c.path: files.get(c.path) or c.sketch() for c in changes if not c.deleted}
-            for path, text in {**files, **shown}.items():
-                target = root / path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
+            try:
+                for path, text in {**files, **shown}.items():
+                    target = root / path
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(text, encoding="utf-8")
+            except (OSError, ValueError) as exc:  # a name the file system refuses (too long, a folder's name)
+                raise InvalidRequestError(f"A file could not be written for review: {exc}.", param="files") from exc
             sources = file_sources({**files, **shown}, base_files)
             # The editor's project is not installed here: the import check needs the whole project.
             sources = Sources(sources.head, sources.base, root, None, project=False)
             return await review.run("(diff)", changes, sources)
+
+
+def _relative(path: str) -> bool:
+    """A file path inside the repository: not empty, not absolute, no ``..``, not a folder, no NUL."""
+    parts = Path(path).parts
+    return (bool(path) and "\0" not in path and not path.endswith("/") and not Path(path).is_absolute()
+            and ".." not in parts and bool(parts) and parts != (".",))  # fmt: skip
