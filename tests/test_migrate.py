@@ -3,6 +3,7 @@ fidelity check catching a lost test, and the run in a real git repo with real py
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -13,9 +14,18 @@ import pytest
 from codespark.agent.workspace import Workspace
 from codespark.migrate.plan import order
 from codespark.migrate.recipe import Rewrite
-from codespark.migrate.run import Migration, fidelity
+from codespark.migrate.run import Event, Migration, fidelity
 from codespark.migrate.unittest_pytest import UnittestToPytestRecipe, convert
 from tests.fix_repos import git, make_repo, tree_state
+
+
+def collect(migration: Migration) -> list[Event]:
+    """A migration's events, run to the end."""
+
+    async def events() -> list[Event]:
+        return [e async for e in migration.events()]
+
+    return asyncio.run(events())
 
 SUITE = '''"""Tests of the shapes module."""
 import math
@@ -168,7 +178,7 @@ def test_a_run_migrates_a_repo_and_leaves_the_users_tree_alone(tmp_path: Path) -
     before = tree_state(repo)
     ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
     try:
-        events = list(Migration(ws, UnittestToPytestRecipe(), None).events())
+        events = collect(Migration(ws, UnittestToPytestRecipe(), None))
         finished = events[-1].data
         assert events[0].data["modules"] == ["tests/helpers.py", "tests/test_shapes.py", "tests/test_more.py"]
         assert finished["status"] == "migrated", json.dumps(finished)[:2000]
@@ -198,7 +208,7 @@ def test_a_migration_that_drops_a_test_is_caught_and_the_module_restored(tmp_pat
     repo = make_repo(tmp_path / "repo", FILES)
     ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
     try:
-        events = list(Migration(ws, DropsATest(), None).events())
+        events = collect(Migration(ws, DropsATest(), None))
         module = next(e.data for e in events if e.kind == "module" and e.data["path"] == "tests/test_shapes.py")
         assert module["status"] == "failed" and "lost tests/test_shapes.py::ShapeTests::test_skipif" in module["reason"]
         assert ws.read("tests/test_shapes.py") == (repo / "tests/test_shapes.py").read_text()  # put back
@@ -247,7 +257,7 @@ def test_py2_code_is_migrated_and_its_tests_run_on_python3(tmp_path: Path) -> No
     repo = make_repo(tmp_path / "repo", PY2)
     ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
     try:
-        events = list(Migration(ws, Py2ToPy3Recipe(), None).events())
+        events = collect(Migration(ws, Py2ToPy3Recipe(), None))
         modules = {e.data["path"]: e.data for e in events if e.kind == "module"}
         suite = next(e.data for e in events if e.kind == "suite")
         assert (
@@ -270,7 +280,7 @@ def test_a_module_that_does_not_parse_is_reported_and_the_run_goes_on(tmp_path: 
     repo = make_repo(tmp_path / "repo", {"bad.py": "def f(:\n", "good.py": "print 'x'\n"})
     ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
     try:
-        events = list(Migration(ws, Py2ToPy3Recipe(), None).events())
+        events = collect(Migration(ws, Py2ToPy3Recipe(), None))
         modules = {e.data["path"]: e.data for e in events if e.kind == "module"}
         assert modules["bad.py"]["status"] == "failed" and "does not parse" in modules["bad.py"]["reason"]
         assert modules["good.py"]["status"] == "verified" and events[-1].data["status"] == "partial"
@@ -291,7 +301,7 @@ def test_py2_package_with_implicit_relative_imports_and_a_latin1_source(tmp_path
     )
     ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
     try:
-        events = list(Migration(ws, Py2ToPy3Recipe(), None).events())
+        events = collect(Migration(ws, Py2ToPy3Recipe(), None))
         assert "from . import helper" in ws.read("pkg/main.py")
         assert "pkg/__init__.py" not in events[-1].data["changed"]  # an empty module stays as it is
         assert (ws.root / "pkg/helper.py").read_bytes().decode("latin-1").endswith("NAME = 'caf\xe9'\n")
@@ -351,13 +361,13 @@ def test_a_crashed_run_resumes_without_redoing_verified_modules(tmp_path: Path) 
     ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
     try:
         with pytest.raises(SystemExit):
-            list(Migration(ws, CrashesOnTheSecond(), None, options).events())
+            collect(Migration(ws, CrashesOnTheSecond(), None, options))
     finally:
         ws.close()
     assert journal.exists()
     ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
     try:
-        events = list(Migration(ws, UnittestToPytestRecipe(), None, options).events())
+        events = collect(Migration(ws, UnittestToPytestRecipe(), None, options))
         modules = {e.data["path"]: e.data for e in events if e.kind == "module"}
         assert "earlier run" in modules["tests/test_shapes.py"]["reason"]  # the first module that changed
         assert (

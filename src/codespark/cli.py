@@ -7,7 +7,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -436,34 +436,76 @@ def migrate(
     apply: Annotated[bool, typer.Option("--apply", help="Put the migration into your tree (atomic).")] = False,
     test_cmd: Annotated[str | None, typer.Option("--test-cmd", help="The project's pytest command.")] = None,
     modules: Annotated[str | None, typer.Option("--modules", help="Only paths matching this glob.")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Who repairs what the rewrite leaves failing (py2-to-py3): auto, codex, spark, "
+            "upstream, or none for the deterministic rewrites only."
+        ),
+    ] = "auto",
+    rounds: Annotated[int, typer.Option(min=1, max=20, help="The fix loop's rounds on the failing tests.")] = 3,
+    candidates: Annotated[int, typer.Option(min=1, max=16, help="Candidates per repair round.")] = 3,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the final report there (.md: Markdown; .json: JSON).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Migrate code module by module, each verified before the next: it must compile, and a test recipe must
-    keep the same tests with the same outcomes.  Works in a git worktree until --apply.
+    keep the same tests with the same outcomes.  For py2-to-py3 the project's tests then run on Python 3,
+    and the model (the fix loop) repairs what still fails.  Works in a git worktree until --apply.
     Exit 0: every module verified; 1: some failed (they are left as they were); 2: usage error.
     """
     from codespark.migrate.registry import RECIPES
-    from codespark.services.migrate import MigrateRequest, MigrateService
+    from codespark.migrate.report import write_report
+    from codespark.services.fix import ENGINES
+    from codespark.services.migrate import NO_MODEL, MigrateRequest, MigrateService
 
     if recipe not in RECIPES:
         raise typer.BadParameter(f"use one of {', '.join(RECIPES)}", param_hint="--recipe")
+    if engine not in (*ENGINES, NO_MODEL):
+        raise typer.BadParameter(f"use one of {', '.join((*ENGINES, NO_MODEL))}", param_hint="--engine")
     if not path.is_dir():
         raise _fail(CodesparkError(f"{path} is not a directory. Pass the project's root."))
-    status = "failed"
+    request = MigrateRequest(path, recipe, test_cmd, modules, apply, engine, rounds, candidates)
+    engines = None
     try:
         settings = load_settings(config)
-        service = MigrateService(settings.cache_dir)
-        for event in service.start(MigrateRequest(path, recipe, test_cmd, modules, apply)):
+        if RECIPES[recipe].repairable and engine != NO_MODEL:
+            from codespark.engine.loader import load_engines
+            from codespark.services.state import AppState
+
+            needed = {"auto": ("spark", "codex"), "codex": ("codex",), "spark": ("spark",),
+                      "upstream": ("codex",)}[engine]  # fmt: skip
+            with console.status(f"loading {' and '.join(needed)} (for the repairs; --engine none skips them)"):
+                engines = load_engines(settings, only=needed)
+            service = AppState.build(settings, engines).migrate
+        else:
+            service = MigrateService(settings.cache_dir)
+    except CodesparkError as exc:
+        raise _fail(exc) from exc
+    events: list[MigrationEvent] = []
+
+    async def drive() -> None:
+        async for event in service.start(request):
+            events.append(event)
             if as_json:
                 sys.stdout.write(json.dumps(event.as_dict()) + "\n")
                 sys.stdout.flush()
             else:
                 _show_migration(event)
-            if event.kind == "finished":
-                status = event.data["status"]
+
+    try:
+        asyncio.run(drive())
     except CodesparkError as exc:
         raise _fail(exc) from exc
+    finally:
+        if engines is not None:
+            engines.close()
+    if report is not None:
+        write_report(report, events)
+        console.print(f"report: {report}")
+    status = next((e.data["status"] for e in events if e.kind == "finished"), "failed")
     raise typer.Exit(0 if status == "migrated" else 1)
 
 
@@ -477,7 +519,8 @@ def _show_migration(event: MigrationEvent) -> None:
     elif event.kind == "baseline":
         console.print(f"baseline: {data['tests']} tests {data['outcomes']}")
     elif event.kind == "module":
-        mark = {"verified": "[green]verified[/green]", "unchanged": "[dim]unchanged[/dim]"}.get(
+        mark = {"verified": "[green]verified[/green]", "unchanged": "[dim]unchanged[/dim]",
+                "repaired": "[green]repaired[/green]", "needs-repair": "[yellow]to repair[/yellow]"}.get(
             data["status"], "[red]failed[/red]")  # fmt: skip
         kept = f"; kept {len(data['kept'])}: {', '.join(data['kept'][:3])}" if data.get("kept") else ""
         review = f"; to review: {'; '.join(data['needs_model'])}" if data.get("needs_model") else ""
@@ -489,14 +532,30 @@ def _show_migration(event: MigrationEvent) -> None:
             f"; failing: {', '.join(data['failing'][:5])}" if data["failing"] else ""))  # fmt: skip
         for error in data.get("collect_errors", [])[:3]:
             console.print(f"[red]could not collect[/red]: {error}", markup=False)
+    elif event.kind == "repair":
+        _show_repair(data)
     elif event.kind == "applied":
         console.print(f"[green]applied[/green] to {len(data['changed'])} files")
     elif event.kind == "finished":
         if data["diff"]:
             _stdout().print(data["diff"], highlight=False, markup=False, end="")
         where = f" on branch {data['branch']}" if data.get("branch") else ""
-        console.print(f"[bold]{data['status']}[/bold]: {len(data['verified'])} verified, "
-                      f"{len(data['failed'])} failed{where}")  # fmt: skip
+        repaired = f" ({len(data['repaired'])} repaired by the model)" if data.get("repaired") else ""
+        model = f"; the model changed {', '.join(data['model_changed'])}" if data.get("model_changed") else ""
+        console.print(f"[bold]{data['status']}[/bold]: {len(data['verified'])} verified{repaired}, "
+                      f"{len(data['failed'])} failed{where}{model}")  # fmt: skip
+
+
+def _show_repair(data: dict[str, Any]) -> None:
+    """One step of the model's repair of a migration (the fix loop's events, a line each)."""
+    kind = data["event"]
+    if kind == "round":
+        console.print(f"repair round {data['round']}: {data.get('target') or data.get('why')}"
+                      + (f" ({data['engine']})" if data.get("engine") else ""))  # fmt: skip
+    elif kind == "candidate":
+        console.print(f"  candidate {data['index'] + 1}: {data['reason']} [{data['seconds']} s]", markup=False)
+    elif kind in ("baseline", "best", "finished"):
+        console.print(f"repair {kind}: {data.get('status', '')} {data['summary']}".replace("  ", " "))
 
 
 @app.command()

@@ -143,13 +143,13 @@ class Workspace:
         _git(self.copy_top, *_GIT_ID, "commit", "--quiet", "--no-verify", "--allow-empty", "-m", message)
         return _git(self.copy_top, "rev-parse", "HEAD").strip()
 
-    def changed(self) -> list[str]:
-        """Files (relative to the repo root) the fix changed."""
-        out = _git(self.copy_top, "diff", "--name-only", self.baseline, "HEAD")
+    def changed(self, since: str | None = None) -> list[str]:
+        """Files (relative to the repo root) the run changed (since the commit ``since``, when given)."""
+        out = _git(self.copy_top, "diff", "--name-only", since or self.baseline, "HEAD")
         return [line for line in out.splitlines() if line]
 
-    def diff(self) -> str:
-        return _git(self.copy_top, "diff", self.baseline, "HEAD")
+    def diff(self, since: str | None = None) -> str:
+        return _git(self.copy_top, "diff", since or self.baseline, "HEAD")
 
     def apply(self) -> list[str]:
         """Put the fix into the user's tree: every changed file or none.  Refuses (``ApplyConflictError``) when

@@ -1,17 +1,27 @@
-"""Python 2 → 3, the deterministic part: lib2to3's classic fixers, through fissix (the maintained fork that
-runs where ``lib2to3`` is gone).
+"""Python 2 → 3: deterministic rewrites first, then the model where the tests still fail.
 
-The fixers do the syntax and the renamed APIs (print, except/raise forms, dict views and ``has_key``,
-``unicode``/``basestring``, backticks, ``__nonzero__``, moved stdlib modules, implicit relative imports).
-What they cannot decide is reported per module instead of guessed: ``/`` on what may be integers
-(Python 2 floored them), and imports of modules removed from Python 3 (``imp``, ``asyncore``,
-``distutils``…).  Every module must compile on 3.x; the project's tests run on the result at the end.
+1. lib2to3's classic fixers, through fissix (the maintained fork that runs where ``lib2to3`` is gone): the
+   syntax and the renamed APIs (print, except/raise forms, dict views and ``has_key``, ``unicode``/
+   ``basestring``, backticks, ``__nonzero__``, moved stdlib modules, implicit relative imports).
+2. What the fixers leave but has one meaning (``py3semantics``): ``__cmp__`` ordering, ``cmp=`` sorts and
+   the ``cmp`` builtin.
+3. pyupgrade to Python 3.8 syntax (``super()``, set literals, ``OSError``, f-strings where safe…).
+4. Reported per module, not guessed: ``/`` on what may be integers (Python 2 floored them), and imports of
+   modules removed from Python 3 (``imp``, ``asyncore``, ``distutils``…).
+
+Every module must compile on 3.x; the project's tests run on the result at the end.  When they fail (or a
+module does not compile), the fix loop repairs the code with the model (``repairable``): bytes vs str,
+the division's intent, what a removed module did.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
+import tempfile
 import tokenize
 from pathlib import Path
 
@@ -19,7 +29,10 @@ from fissix import pygram
 from fissix.pgen2.parse import ParseError
 from fissix.refactor import RefactoringTool, get_fixers_from_package
 
+from codespark.migrate import py3semantics
 from codespark.migrate.recipe import Check, RecipeError, Rewrite
+
+PYUPGRADE_TARGET = "--py38-plus"
 
 # lib2to3's "explicit" fixers: style changes 2to3 itself runs only on request.
 _EXPLICIT = {"fissix.fixes.fix_buffer", "fissix.fixes.fix_idioms", "fissix.fixes.fix_set_literal",
@@ -40,8 +53,9 @@ class Py2ToPy3Recipe:
     """The ``py2-to-py3`` recipe: every Python module of the project, tests included."""
 
     name = "py2-to-py3"
-    description = "lib2to3's fixers (fissix); int division and removed modules reported for review"
+    description = "lib2to3's fixers (fissix), __cmp__/cmp, pyupgrade; then the model until the tests pass"
     checks: tuple[Check, ...] = ("compile", "tests")
+    repairable = True
 
     def __init__(self) -> None:
         fixers = [f for f in get_fixers_from_package("fissix.fixes") if f not in _EXPLICIT]
@@ -61,14 +75,51 @@ class Py2ToPy3Recipe:
             tree = self._tool.refactor_string(source, where)
         except ParseError as exc:
             raise RecipeError(f"{path} does not parse as Python 2 or 3: {exc.msg} ({exc.context[1]})") from exc
-        out = str(tree)
-        changed = sum(a != b for a, b in zip(out.splitlines(), source.splitlines(), strict=False))
+        out, semantic = py3semantics.rewrite(str(tree))
+        out = _pyupgrade(out)
+        changed = semantic + sum(a != b for a, b in zip(out.splitlines(), source.splitlines(), strict=False))
         removed = sorted({m.group(1) for m in _REMOVED_IMPORT.finditer(out)})
         review = [f"imports {name}, removed from Python 3" for name in removed]
         divisions = _divisions(out)
         if divisions:
             review.append(f"{divisions} uses of / : Python 2 floored integers, check the intent")
         return Rewrite(out, changed, needs_model=tuple(review))
+
+
+def _pyupgrade(text: str) -> str:
+    """``text`` after pyupgrade (unchanged when it does not compile: pyupgrade only reads valid Python 3)."""
+    try:
+        compile(text, "<module>", "exec", dont_inherit=True)
+    except SyntaxError:
+        return text
+    fd, name = tempfile.mkstemp(suffix=".py", prefix="codespark-pyupgrade-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
+            out.write(text)
+        command = [sys.executable, "-m", "pyupgrade", PYUPGRADE_TARGET, "--exit-zero-even-if-changed", name]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            return text
+        out = Path(name).read_text(encoding="utf-8", errors="surrogateescape")
+    finally:
+        os.unlink(name)
+    return _keep_coding(text, out)
+
+
+_CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
+
+
+def _keep_coding(before: str, after: str) -> str:
+    """``after`` with ``before``'s encoding declaration (pyupgrade drops it, but the file is written back in
+    the encoding it declares, e.g. Latin-1)."""
+    head = before.splitlines(keepends=True)[:2]
+    for i, line in enumerate(head):
+        if _CODING.match(line):
+            lines = after.splitlines(keepends=True)
+            if line not in lines[:2]:
+                lines.insert(min(i, len(lines)), line)
+            return "".join(lines)
+    return after
 
 
 def _divisions(text: str) -> int:

@@ -31,6 +31,9 @@ class Recipe(Protocol):
     name: str
     description: str
     checks: tuple[Check, ...]  # "compile": the module must compile; "fidelity": the same tests, same outcomes
+    # Whether the model may change code after the rewrite (the fix loop, when the suite fails).  Not for a
+    # recipe whose output is the tests themselves: a model that edits tests until they pass proves nothing.
+    repairable: bool
 
     def applies_to(self, path: str, text: str) -> bool:
         """Whether ``path`` (relative to the project) is one of the modules this recipe migrates."""

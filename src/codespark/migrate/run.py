@@ -10,15 +10,17 @@ migration module by module; the user's tree changes only with ``apply`` (all or 
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hashlib
 import json
 import os
+import re
 import tokenize
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from codespark.agent.sandbox import Limits
 from codespark.agent.testrun import TestCommand, TestReport, project_python
@@ -29,7 +31,7 @@ from codespark.migrate.recipe import Recipe, RecipeError, python_files
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # plan | baseline | module | suite | finished
+    kind: str  # plan | baseline | module | repair | suite | finished
     data: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
@@ -105,17 +107,28 @@ def pytest_command(root: Path, given: TestCommand | None) -> TestCommand:
     return TestCommand("pytest", command, "pytest collects the unittest suite")
 
 
+class Repair(Protocol):
+    """The model's part: given the failing suite, change the code until it passes (the fix loop)."""
+
+    def events(self, workspace: Workspace, command: TestCommand) -> AsyncIterator[dict[str, Any]]: ...
+
+
 class Migration:
     def __init__(self, workspace: Workspace, recipe: Recipe, command: TestCommand | None,
-                 options: MigrateOptions | None = None) -> None:  # fmt: skip
+                 options: MigrateOptions | None = None, repair: Repair | None = None) -> None:  # fmt: skip
         self.ws = workspace
         self.recipe = recipe
         self.options = options or MigrateOptions()
         self.command = pytest_command(workspace.root, command)
+        self.repair = repair if recipe.repairable else None
         self.results: list[dict[str, Any]] = []
         self.journal = Journal(self.options.journal)
+        self._originals: dict[str, tuple[str, str]] = {}  # path -> (original text, encoding), for repair
 
     def plan(self) -> list[str]:
+        return order(self._texts())
+
+    def _texts(self) -> dict[str, str]:
         root = self.ws.root
         texts = {}
         for path in python_files(root):
@@ -124,7 +137,7 @@ class Migration:
             text = (root / path).read_text(encoding=source_encoding(root / path), errors="replace")
             if self.recipe.applies_to(path, text):
                 texts[path] = text
-        return order(texts)
+        return texts
 
     def _run(self, only: tuple[str, ...] = ()) -> dict[str, str]:
         return dict(self._report(only).outcomes)
@@ -132,37 +145,77 @@ class Migration:
     def _report(self, only: tuple[str, ...] = ()) -> TestReport:
         return self.command.run(self.ws.root, self.options.limits, only, self.options.test_timeout_s)
 
-    def events(self) -> Iterator[Event]:
-        plan = self.plan()
+    async def events(self) -> AsyncIterator[Event]:
+        """``plan``, ``baseline`` (test recipes), ``module`` per module, ``repair`` (the model's steps, when
+        the suite fails and the recipe allows it), ``suite`` and ``finished``."""
+        texts = await asyncio.to_thread(self._texts)
+        plan = order(texts)
+        defined = defined_tests(texts)
         yield Event("plan", {"recipe": self.recipe.name, "modules": plan, "checks": list(self.recipe.checks),
-                             "runner": self.command.command, "branch": self.ws.branch})  # fmt: skip
-        baseline = self._run() if "fidelity" in self.recipe.checks else {}
-        if "fidelity" in self.recipe.checks:
+                             "runner": self.command.command, "branch": self.ws.branch,
+                             "repair": self.repair is not None})  # fmt: skip
+        fidelity_check = "fidelity" in self.recipe.checks
+        baseline = await asyncio.to_thread(self._run) if fidelity_check else {}
+        if fidelity_check:
             yield Event("baseline", {"tests": len(baseline), "outcomes": _counts(baseline)})
         for path in plan:
-            result = self._module(path, baseline)
+            result = await asyncio.to_thread(self._module, path, baseline)
             self.results.append(result)
             yield Event("module", result)
-        problems = fidelity(baseline, self._run()) if "fidelity" in self.recipe.checks and self.results else []
+        problems = fidelity(baseline, await asyncio.to_thread(self._run)) if fidelity_check and self.results else []
         if problems:
             yield Event("suite", {"ok": False, "problems": problems[:50]})
+        model: dict[str, Any] = {}
         if "tests" in self.recipe.checks:
-            report = self._report()
+            report = await asyncio.to_thread(self._report)
+            if self.repair is not None and not _tests_ok(report):
+                before = self.ws.commit(f"migrate {self.recipe.name}: before the model's repair")
+                async for step in self.repair.events(self.ws, self.command):
+                    yield Event("repair", step)
+                for event in await asyncio.to_thread(self._settle_repaired):
+                    yield event
+                model = {"files": self.ws.changed(since=before), "diff": self.ws.diff(since=before)}
+                report = await asyncio.to_thread(self._report)
             outcomes = dict(report.outcomes)
-            tests_ok = bool(outcomes) and "failed" not in outcomes.values() and not report.collect_errors
-            if not tests_ok:
+            lost = _lost(defined, outcomes, report)
+            if not _tests_ok(report):
                 problems.append("the tests on the result " + ("did not run" if not outcomes else "fail"))
-            yield Event("suite", {"ok": tests_ok, "outcomes": _counts(outcomes),
+            if lost:
+                problems.append(f"{len(lost)} tests the original defines were not collected: {', '.join(lost[:5])}")
+            yield Event("suite", {"ok": _tests_ok(report) and not lost, "outcomes": _counts(outcomes),
+                                  "defined": len(defined), "lost": lost[:50],
                                   "failing": sorted(t for t, o in outcomes.items() if o == "failed")[:50],
                                   "collect_errors": [e[-300:] for e in report.collect_errors[:10]]})  # fmt: skip
-        verified = [r["path"] for r in self.results if r["status"] == "verified"]
+        verified = [r["path"] for r in self.results if r["status"] in ("verified", "repaired")]
         failed = [r["path"] for r in self.results if r["status"] == "failed"]
         status = "migrated" if not failed and not problems else "partial" if verified else "failed"
         self.journal.close()
         yield Event("finished", {"status": status, "verified": verified, "failed": failed,
+                                 "repaired": [r["path"] for r in self.results if r["status"] == "repaired"],
                                  "unchanged": [r["path"] for r in self.results if r["status"] == "unchanged"],
                                  "suite_problems": problems[:50], "changed": self.ws.changed(),
+                                 "model_changed": model.get("files", []), "model_diff": model.get("diff", ""),
                                  "branch": self.ws.branch, "diff": self.ws.diff()})  # fmt: skip
+
+    def _settle_repaired(self) -> list[Event]:
+        """After the model's repair: each module that did not compile after the rewrite either compiles now
+        (repaired) or is put back as it was (failed)."""
+        out = []
+        for result in self.results:
+            if result["status"] != "needs-repair":
+                continue
+            path = result["path"]
+            original, encoding = self._originals[path]
+            problem = _compiles(self.ws.read(path, encoding), path)
+            if problem is None:
+                result.update(status="repaired", reason="the fixers' output did not compile; the model repaired it")
+            else:
+                self.ws.write(path, original, encoding)
+                result.update(status="failed", reason=f"{result['reason']}; the model's repair did not fix it")
+            out.append(Event("module", dict(result)))
+        if out:
+            self.ws.commit(f"migrate {self.recipe.name}: after the model's repair")
+        return out
 
     def _module(self, path: str, baseline: Mapping[str, str]) -> dict[str, Any]:
         encoding = source_encoding(self.ws.root / path)  # old code declares latin-1 and the like
@@ -182,6 +235,12 @@ class Migration:
         if rewrite.text == original:
             return {**info, "status": "unchanged", "reason": "nothing to rewrite"}
         problem = _compiles(rewrite.text, path)
+        if problem is not None and self.repair is not None:
+            # Kept as the fixers left it: the model repairs it with the suite (a failing module is put back then).
+            self.ws.write(path, rewrite.text, encoding)
+            self.ws.commit(f"migrate {self.recipe.name}: {path} (fixers; {problem})")
+            self._originals[path] = (original, encoding)
+            return {**info, "status": "needs-repair", "reason": problem}
         if problem is None and "fidelity" in self.recipe.checks:
             self.ws.write(path, rewrite.text, encoding)
             differences = fidelity(baseline, self._run((path,)), path)
@@ -193,6 +252,65 @@ class Migration:
         self.ws.commit(f"migrate {self.recipe.name}: {path}")
         self.journal.record(path, original, rewrite.text)
         return {**info, "status": "verified", "reason": f"{rewrite.converted} rewritten, checks held"}
+
+
+def _tests_ok(report: TestReport) -> bool:
+    outcomes = dict(report.outcomes)
+    return bool(outcomes) and "failed" not in outcomes.values() and not report.collect_errors
+
+
+_CLASS = re.compile(r"^class\s+(\w+)\s*(?:\(([^)]*)\))?\s*:", re.MULTILINE)
+_METHOD = re.compile(r"^(\s*)def\s+(test\w*)\s*\(", re.MULTILINE)
+
+
+def defined_tests(texts: Mapping[str, str]) -> dict[str, set[str]]:
+    """The tests each module defines, read from its source (Python 2 or 3, so no parser): top-level
+    ``test*`` functions, and ``test*`` methods of classes that derive from a ``TestCase`` (directly or
+    through a class of the same module), as pytest ids without the module: ``Class::test_x``, ``test_y``."""
+    out: dict[str, set[str]] = {}
+    for path, text in texts.items():
+        bases = {name: (base or "") for name, base in _CLASS.findall(text)}
+
+        def is_case(name: str, bases: dict[str, str] = bases, seen: frozenset[str] = frozenset()) -> bool:
+            base = bases.get(name, "")
+            if "TestCase" in base:
+                return True
+            parents = [b.strip() for b in base.split(",")]
+            return any(p in bases and p not in seen and is_case(p, bases, seen | {name}) for p in parents)
+
+        classes = [(c.start(), c.group(1)) for c in _CLASS.finditer(text)]
+        names: set[str] = set()
+        for method in _METHOD.finditer(text):
+            if not method.group(1):
+                names.add(method.group(2))
+                continue
+            owner = next((name for start, name in reversed(classes) if start < method.start()), None)
+            if owner is not None and is_case(owner):
+                names.add(f"{owner}::{method.group(2)}")
+        if names:
+            out[path] = names
+    return out
+
+
+def _lost(defined: Mapping[str, set[str]], outcomes: Mapping[str, str], report: TestReport) -> list[str]:
+    """Tests the original defines in the modules the runner collected from (or failed to collect) that are
+    not among the results: the migration lost them.  (pytest's ids are relative to its rootdir, which may
+    be a subfolder: a module is matched by its path's ending.)"""
+
+    def module_of(file: str) -> str | None:
+        return next((p for p in defined if p == file or p.endswith("/" + file)), None)
+
+    found: dict[str, set[str]] = {}
+    for test in outcomes:
+        file, _, name = test.partition("::")
+        module = module_of(file)
+        if module is not None:
+            found.setdefault(module, set()).add(name.split("[", 1)[0])
+    for error in report.collect_errors:
+        module = module_of(error.split(":", 1)[0])
+        if module is not None:
+            found.setdefault(module, set())
+    return [f"{path}::{name}" for path in sorted(found) for name in sorted(defined[path] - found[path])]
 
 
 def source_encoding(path: Path) -> str:

@@ -341,6 +341,7 @@ class UnittestToPytestRecipe:
     name = "unittest-to-pytest"
     description = "unittest assert methods, assertRaises and skip decorators to pytest; test ids kept"
     checks: tuple[Check, ...] = ("compile", "fidelity")
+    repairable = False
 
     def applies_to(self, path: str, text: str) -> bool:
         return is_test_path(path) and "unittest" in text

@@ -50,6 +50,7 @@ class AppState:
         )
         never_send = NeverSend.load(settings.never_send, settings.workspace_dir)
         chat = ChatService(router, settings, metrics, never_send, repo)
+        fix = FixService(chat, router, settings.cache_dir, settings.workspaces)
         return cls(
             settings=settings,
             engines=engines,
@@ -60,8 +61,8 @@ class AppState:
             chat=chat,
             completion=CompletionService(router, settings, metrics),
             sql=sql,
-            fix=FixService(chat, router, settings.cache_dir, settings.workspaces),
-            migrate=MigrateService(settings.cache_dir, settings.workspaces),
+            fix=fix,
+            migrate=MigrateService(settings.cache_dir, settings.workspaces, fix),
             review=ReviewService(chat, settings.cache_dir, "codex" if "codex" in engines.routes else None),
             repo=repo,
         )
