@@ -27,6 +27,7 @@ def collect(migration: Migration) -> list[Event]:
 
     return asyncio.run(events())
 
+
 SUITE = '''"""Tests of the shapes module."""
 import math
 import unittest

@@ -260,12 +260,25 @@ def localize(report: TestReport, project: Project, allow_test_edits: bool = Fals
                 if allow_test_edits or not is_test_path(unit.path):
                     credit(unit, 2.0 if name in in_line else 1.0, f"called by the failing test {failure.test}")
     for error in report.collect_errors:
-        for path, line in re.findall(r"([\w./\-]+\.py):(\d+)", error):
-            if editable(path):
+        # Traceback lines ("pkg/mod.py:12: in <module>") and a SyntaxError's ('File "/abs/mod.py", line 3').
+        places = re.findall(r"([\w./\-]+\.py):(\d+)", error) + re.findall(r'File "([^"]+\.py)", line (\d+)', error)
+        for where, line in places:
+            path = _relative(project, where)
+            if path is not None and editable(path):
                 unit = enclosing(project.units(path), int(line))
                 if unit is not None:
                     credit(unit, 3.0, f"a collection error points here ({path}:{line})")
     return sorted(scores.values(), key=lambda t: -t.score)
+
+
+def _relative(project: Project, path: str) -> str | None:
+    """``path`` relative to the project (None for an absolute path outside it)."""
+    if not path.startswith("/"):
+        return path
+    try:
+        return Path(path).resolve().relative_to(project.root.resolve()).as_posix()
+    except ValueError:
+        return None
 
 
 def _user_frame(failure: Failure, unit: Unit) -> Frame | None:

@@ -94,16 +94,16 @@ def _pyupgrade(text: str) -> str:
         return text
     fd, name = tempfile.mkstemp(suffix=".py", prefix="codespark-pyupgrade-")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
-            out.write(text)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(text)
         command = [sys.executable, "-m", "pyupgrade", PYUPGRADE_TARGET, "--exit-zero-even-if-changed", name]
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0:
             return text
-        out = Path(name).read_text(encoding="utf-8", errors="surrogateescape")
+        upgraded = Path(name).read_text(encoding="utf-8", errors="surrogateescape")
     finally:
         os.unlink(name)
-    return _keep_coding(text, out)
+    return _keep_coding(text, upgraded)
 
 
 _CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")

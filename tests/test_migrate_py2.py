@@ -1,0 +1,163 @@
+"""``py2-to-py3`` beyond the fixers: the rewrites with one meaning (``__cmp__``, ``cmp``), the tests the
+original defines checked against what ran, the model's repair through the fix loop (a scripted sampler,
+real git repos, real pytest runs), and the final report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from codespark.agent.loop import FixOptions
+from codespark.agent.workspace import Workspace
+from codespark.migrate.py2to3 import Py2ToPy3Recipe
+from codespark.migrate.py3semantics import rewrite
+from codespark.migrate.report import markdown, summary
+from codespark.migrate.run import Event, Migration, defined_tests
+from codespark.services.migrate import FixLoopRepair
+from tests.fix_repos import Scripted, make_repo, tree_state
+
+
+def collect(migration: Migration) -> list[Event]:
+    async def events() -> list[Event]:
+        return [e async for e in migration.events()]
+
+    return asyncio.run(events())
+
+
+def test_cmp_ordering_and_cmp_sorts_keep_their_python2_meaning() -> None:
+    source = (
+        "class Version(object):\n    def __init__(self, n):\n        self.n = n\n\n"
+        "    def __cmp__(self, other):\n        return cmp(self.n, other.n)\n\n\n"
+        "def newest_first(vs):\n    vs.sort(lambda a, b: cmp(b, a))\n    return vs\n\n\n"
+        "def by_length(words):\n    return sorted(words, cmp=lambda a, b: cmp(len(a), len(b)))\n"
+    )
+    out, changed = rewrite(source)
+    assert changed == 4 and "import functools" in out
+    namespace: dict[str, object] = {}
+    exec(compile(out, "m.py", "exec"), namespace)
+    version: Any = namespace["Version"]
+    a, b = version(1), version(2)
+    assert a < b and b >= a and a == version(1) and a != b and sorted([b, a]) == [a, b]
+    assert len({a, b}) == 2  # still hashable, as in Python 2
+    assert [v.n for v in namespace["newest_first"]([a, b])] == [2, 1]  # type: ignore[operator]
+    assert namespace["by_length"](["ccc", "a", "bb"]) == ["a", "bb", "ccc"]  # type: ignore[operator]
+    already = (
+        "class V:\n    def __cmp__(self, o):\n        return 0\n\n    def __lt__(self, o):\n        return False\n"
+    )
+    assert rewrite(already) == (already, 0)  # a class with its own rich comparisons is left alone
+
+
+def test_the_tests_an_original_defines_are_read_from_python2_source() -> None:
+    text = (
+        "import unittest\n\n\nclass Base(unittest.TestCase):\n    def testOne(self):\n        print 'x'\n\n\n"
+        "class More(Base):\n    def test_two(self):\n        pass\n\n\nclass Mixin(object):\n"
+        "    def test_not_collected(self):\n        pass\n\n\ndef test_plain():\n    assert 1\n"
+    )
+    assert defined_tests({"t.py": text}) == {"t.py": {"Base::testOne", "More::test_two", "test_plain"}}
+
+
+# fissix turns the prints and the except form; `/` stays (Python 2 floored it): the model's part.
+PY2_DIVISION = {
+    "pages.py": (
+        'def middle(items):\n    """The middle item (the left one of two)."""\n'
+        "    print 'items', len(items)\n    return items[(len(items) - 1) / 2]\n"
+    ),
+    "tests/test_pages.py": (
+        "import unittest\nfrom pages import middle\n\n\nclass T(unittest.TestCase):\n"
+        "    def test_odd(self):\n        self.assertEqual(middle([1, 2, 3]), 2)\n\n"
+        "    def test_even(self):\n        self.assertEqual(middle([1, 2, 3, 4]), 2)\n"
+    ),
+}
+FIXED_MIDDLE = (
+    '```python\ndef middle(items):\n    """The middle item (the left one of two)."""\n'
+    "    print('items', len(items))\n    return items[(len(items) - 1) // 2]\n```"
+)
+
+
+def test_the_model_repairs_what_the_fixers_leave_failing(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", PY2_DIVISION)
+    before = tree_state(repo)
+    sampler = Scripted(["```python\ndef middle(items):\n    return items[0]\n```", FIXED_MIDDLE])
+    repair = FixLoopRepair([sampler], None, FixOptions(rounds=2, candidates=2))
+    ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
+    try:
+        events = collect(Migration(ws, Py2ToPy3Recipe(), None, repair=repair))
+        kinds = [e.kind for e in events]
+        assert "repair" in kinds and kinds.index("repair") < kinds.index("suite")
+        suite = next(e.data for e in events if e.kind == "suite")
+        assert suite["ok"] and suite["outcomes"] == {"passed": 2} and suite["defined"] == 2 and not suite["lost"]
+        done = events[-1].data
+        assert done["status"] == "migrated" and done["model_changed"] == ["pages.py"]
+        assert "+    return items[(len(items) - 1) // 2]" in done["model_diff"]
+        assert "TypeError" in sampler.prompts[0] or "integer" in sampler.prompts[0]  # the failure was shown
+        report = markdown(summary(events))
+        assert "What the model changed" in report and "`pages.py` | verified" in report
+    finally:
+        ws.close()
+    assert tree_state(repo) == before  # no --apply: the user's tree is as it was
+
+
+def test_a_module_the_fixers_leave_uncompilable_is_repaired_or_put_back(tmp_path: Path) -> None:
+    files = {
+        "fast.py": "def scale(xs, k, True=True):\n    return [x * k for x in xs]\n",
+        "tests/test_fast.py": "from fast import scale\n\n\ndef test_scale():\n    assert scale([1, 2], 3) == [3, 6]\n",
+    }
+    fixed = "```python\ndef scale(xs, k):\n    return [x * k for x in xs]\n```"
+    for answers, status in (([fixed], "repaired"), ([], "failed")):
+        repo = make_repo(tmp_path / status, files)
+        repair = FixLoopRepair([Scripted(answers)], None, FixOptions(rounds=1, candidates=1))
+        ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
+        try:
+            events = collect(Migration(ws, Py2ToPy3Recipe(), None, repair=repair))
+            modules = [e.data for e in events if e.kind == "module" and e.data["path"] == "fast.py"]
+            assert modules[0]["status"] == "needs-repair" and modules[-1]["status"] == status, (status, modules)
+            if status == "failed":  # put back as it was, and said so
+                assert ws.read("fast.py") == files["fast.py"] and "did not fix" in modules[-1]["reason"]
+                assert events[-1].data["status"] != "migrated"
+            else:
+                assert events[-1].data["status"] == "migrated" and events[-1].data["repaired"] == ["fast.py"]
+        finally:
+            ws.close()
+
+
+def test_tests_that_no_longer_run_are_reported_as_lost(tmp_path: Path) -> None:
+    files = {
+        "lib.py": "def one():\n    return 1\n",
+        # exec with a tuple: fissix makes it exec(...), but the module still needs what Python 2 did.
+        "tests/test_lib.py": (
+            "import unittest\nimport sgmllib\nfrom lib import one\n\n\nclass T(unittest.TestCase):\n"
+            "    def test_one(self):\n        self.assertEqual(one(), 1)\n"
+        ),
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
+    try:
+        events = collect(Migration(ws, Py2ToPy3Recipe(), None))
+        suite = next(e.data for e in events if e.kind == "suite")
+        assert not suite["ok"] and suite["lost"] == ["tests/test_lib.py::T::test_one"]
+        assert any("not collected" in p for p in events[-1].data["suite_problems"])
+    finally:
+        ws.close()
+
+
+def test_the_cli_writes_the_report_without_a_model(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "print 'hi'\n", "test_a.py": "def test_a():\n    import a\n"})
+    for name in ("report.md", "report.json"):
+        out = tmp_path / name
+        done = subprocess.run([sys.executable, "-m", "codespark", "migrate", str(repo), "--recipe", "py2-to-py3",
+                               "--engine", "none", "--report", str(out)], capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        text = out.read_text()
+        if name.endswith(".json"):
+            data = json.loads(text)
+            assert data["status"] == "migrated" and data["suite"]["outcomes"] == {"passed": 1}
+            assert next(m for m in data["modules"] if m["path"] == "a.py")["diff_lines"] == 2
+        else:
+            assert text.startswith("# Migration report: py2-to-py3") and "| `a.py` | verified |" in text
+    bad = subprocess.run([sys.executable, "-m", "codespark", "migrate", str(repo), "--recipe", "py2-to-py3",
+                          "--engine", "gpt"], capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "none" in bad.stderr
