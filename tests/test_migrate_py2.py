@@ -161,3 +161,21 @@ def test_the_cli_writes_the_report_without_a_model(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "codespark", "migrate", str(repo), "--recipe", "py2-to-py3",
                           "--engine", "gpt"], capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "none" in bad.stderr
+
+
+def test_removed_stdlib_names_with_an_exact_successor_are_renamed() -> None:
+    source = (
+        "import base64\nimport cgi\nimport string\nimport sys\n\n\ndef f(s, words):\n"
+        "    return (string.lower(s), string.join(words), string.join(words, '-'), string.replace(s + 'x', 'a', 'b'),\n"
+        "            base64.decodestring(b'aGk='), sys.maxint, string.letters[:2], cgi.escape('<\"a\">'),\n"
+        "            string.atoi('7'))\n"
+    )
+    out, changed = rewrite(source)
+    assert changed == 9 and "import html" in out and "string.lower" not in out
+    namespace: dict[str, Any] = {}
+    exec(compile(out, "m.py", "exec"), namespace)
+    assert namespace["f"]("AbA", ["x", "y"]) == (
+        "aba", "x y", "x-y", "AbAx".replace("a", "b"), b"hi", sys.maxsize, "ab", '&lt;"a"&gt;', 7,
+    )  # fmt: skip
+    shadowed = "def string_tools(string):\n    return string.lower(string)\n"  # no `import string`: not the module
+    assert rewrite(shadowed) == (shadowed, 0)

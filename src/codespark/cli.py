@@ -548,7 +548,7 @@ def _show_migration(event: MigrationEvent) -> None:
 
 def _show_repair(data: dict[str, Any]) -> None:
     """One step of the model's repair of a migration (the fix loop's events, a line each)."""
-    kind = data["event"]
+    kind = data["step"]
     if kind == "round":
         console.print(f"repair round {data['round']}: {data.get('target') or data.get('why')}"
                       + (f" ({data['engine']})" if data.get("engine") else ""))  # fmt: skip

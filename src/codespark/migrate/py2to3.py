@@ -46,6 +46,8 @@ _REMOVED = (
     "pipes", "crypt", "audioop", "sndhdr", "sunau", "uu", "xdrlib", "msilib", "nis", "spwd", "ossaudiodev",
     "mailcap", "chunk", "aifc", "lib2to3",
 )  # fmt: skip  # fmt: skip
+# Removed modules that a maintained package on PyPI brings back under the same name.
+_PORTS = {"sgmllib": "sgmllib3k", "asyncore": "pyasyncore", "asynchat": "pyasynchat", "distutils": "setuptools"}
 _REMOVED_IMPORT = re.compile(rf"^\s*(?:import|from)\s+({'|'.join(_REMOVED)})\b", re.MULTILINE)
 
 
@@ -79,7 +81,8 @@ class Py2ToPy3Recipe:
         out = _pyupgrade(out)
         changed = semantic + sum(a != b for a, b in zip(out.splitlines(), source.splitlines(), strict=False))
         removed = sorted({m.group(1) for m in _REMOVED_IMPORT.finditer(out)})
-        review = [f"imports {name}, removed from Python 3" for name in removed]
+        ports = {name: f" (the {_PORTS[name]} package provides it)" for name in removed if name in _PORTS}
+        review = [f"imports {name}, removed from Python 3{ports.get(name, '')}" for name in removed]
         divisions = _divisions(out)
         if divisions:
             review.append(f"{divisions} uses of / : Python 2 floored integers, check the intent")

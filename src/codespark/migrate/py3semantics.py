@@ -4,6 +4,10 @@
   ``__cmp__``; its hash stays what it was (Python 3 drops ``__hash__`` from a class that defines ``__eq__``).
 - ``sorted(x, cmp=f)``, ``x.sort(cmp=f)`` and ``x.sort(f)`` become ``key=functools.cmp_to_key(f)``.
 - The ``cmp`` builtin (gone) gets a module-level definition with Python 2's result for ordered values.
+- Standard-library names removed after 3.0 that have an exact successor: ``base64.encodestring`` and
+  ``decodestring``, ``sys.maxint``, ``string.letters`` and the like, ``time.clock`` (CPU time, as on
+  Unix in Python 2), ``cgi.escape``; and the ``string`` module's functions, which became ``str`` methods
+  (``string.lower(s)`` → ``s.lower()``, ``string.join(words, sep)`` → ``sep.join(words)``).
 
 What needs judgement (bytes vs str, integer division) is not here: the tests and the model decide it.
 """
@@ -17,6 +21,22 @@ import libcst.matchers as m
 
 _RICH = (("__eq__", "=="), ("__ne__", "!="), ("__lt__", "<"), ("__le__", "<="), ("__gt__", ">"), ("__ge__", ">="))
 _CMP_HELPER = "def cmp(a, b):\n    return (a > b) - (a < b)\n"
+# (module, name) -> the successor's (module, name), for names that are the same thing under a new name.
+_RENAMED = {
+    ("base64", "encodestring"): ("base64", "encodebytes"),
+    ("base64", "decodestring"): ("base64", "decodebytes"),
+    ("sys", "maxint"): ("sys", "maxsize"),
+    ("string", "letters"): ("string", "ascii_letters"),
+    ("string", "lowercase"): ("string", "ascii_lowercase"),
+    ("string", "uppercase"): ("string", "ascii_uppercase"),
+    ("time", "clock"): ("time", "process_time"),
+}
+# The string module's functions that became methods of str: string.f(s, *rest) -> s.f(*rest).
+_STRING_METHODS = {
+    "lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit", "replace", "find", "rfind", "index",
+    "rindex", "count", "capitalize", "swapcase", "ljust", "rjust", "center", "zfill", "expandtabs",
+}  # fmt: skip
+_STRING_CONVERSIONS = {"atoi": "int", "atol": "int", "atof": "float"}
 
 
 def _defines(body: cst.BaseSuite, name: str) -> bool:
@@ -31,9 +51,11 @@ def _defines(body: cst.BaseSuite, name: str) -> bool:
 
 
 class _Semantics(cst.CSTTransformer):
-    def __init__(self) -> None:
+    def __init__(self, imported: set[str]) -> None:
+        self.imported = imported  # modules the file imports whole (``import string``)
         self.changed = 0
         self.needs_functools = False
+        self.needs_html = False
         self.uses_cmp = False
         self.defines_cmp = False
 
@@ -60,10 +82,26 @@ class _Semantics(cst.CSTTransformer):
         self.changed += 1
         return updated.with_changes(body=body.with_changes(body=[*body.body, *added]))
 
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
+    def _module_attr(self, node: cst.BaseExpression) -> tuple[str, str] | None:
+        if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value in self.imported:
+            return node.value.value, node.attr.value
+        return None
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
+        found = self._module_attr(updated)
+        if found in _RENAMED:
+            self.changed += 1
+            return updated.with_changes(attr=cst.Name(_RENAMED[found][1]))
+        return updated
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         func = updated.func
         if isinstance(func, cst.Name) and func.value == "cmp":
             self.uses_cmp = True
+        replaced = self._string_function(updated)
+        if replaced is not None:
+            self.changed += 1
+            return replaced
         is_sorted = isinstance(func, cst.Name) and func.value == "sorted"
         is_sort = isinstance(func, cst.Attribute) and func.attr.value == "sort"
         if not (is_sorted or is_sort):
@@ -81,6 +119,50 @@ class _Semantics(cst.CSTTransformer):
                 self.changed += 1
                 self.needs_functools = True
         return updated.with_changes(args=args)
+
+    def _string_function(self, call: cst.Call) -> cst.BaseExpression | None:
+        """``string.lower(s)`` and the like as ``str`` methods, ``string.atoi(s)`` as ``int(s)``, ``cgi.escape``
+        as ``html.escape`` (which escapes quotes only when asked, as ``cgi.escape`` did)."""
+        found = self._module_attr(call.func)
+        args = list(call.args)
+        if found is None or not args or any(a.star or a.keyword for a in args[:1]):
+            return None
+        module, name = found
+        if module == "cgi" and name == "escape":
+            self.needs_html = True
+            if len(args) == 1:
+                tight = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))
+                args.append(cst.Arg(cst.Name("False"), keyword=cst.Name("quote"), equal=tight))
+            return call.with_changes(func=cst.Attribute(cst.Name("html"), cst.Name("escape")), args=args)
+        if module != "string":
+            return None
+        first = args[0].value
+        atom = isinstance(first, cst.Name | cst.Attribute | cst.Call | cst.Subscript | cst.SimpleString)
+        target = first if atom else first.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        if name in _STRING_CONVERSIONS and len(args) == 1:
+            return call.with_changes(func=cst.Name(_STRING_CONVERSIONS[name]))
+        if name in _STRING_METHODS:
+            rest = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) if i == len(args) - 2 else a
+                    for i, a in enumerate(args[1:])]  # fmt: skip
+            return call.with_changes(func=cst.Attribute(target, cst.Name(name)), args=rest)
+        if name in ("join", "joinfields") and len(args) <= 2:
+            sep = args[1].value if len(args) == 2 else cst.SimpleString('" "')
+            return call.with_changes(func=cst.Attribute(sep, cst.Name("join")), args=[args[0].with_changes(
+                comma=cst.MaybeSentinel.DEFAULT)])  # fmt: skip
+        return None
+
+
+def _imported_modules(module: cst.Module) -> set[str]:
+    """The modules a file imports whole at its top level, under their own names."""
+    out = set()
+    for stmt in module.body:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, cst.Import):
+                    for alias in small.names:
+                        if alias.asname is None and isinstance(alias.name, cst.Name):
+                            out.add(alias.name.value)
+    return out
 
 
 def _after_imports(body: Sequence[cst.BaseStatement]) -> int:
@@ -103,12 +185,14 @@ def rewrite(text: str) -> tuple[str, int]:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError:
         return text, 0
-    semantics = _Semantics()
+    semantics = _Semantics(_imported_modules(module))
     new = module.visit(semantics)
     changed = semantics.changed
     extra: list[str] = []
     if semantics.needs_functools and "import functools" not in text:
         extra.append("import functools\n")
+    if semantics.needs_html and "import html" not in text:
+        extra.append("import html\n")
     if semantics.uses_cmp and not semantics.defines_cmp:
         extra.append("\n\n" + _CMP_HELPER + "\n\n")
         changed += 1

@@ -50,9 +50,9 @@ class FixLoopRepair:
     async def events(self, workspace: Workspace, command: TestCommand) -> AsyncIterator[dict[str, Any]]:
         loop = FixLoop(workspace, command, self.samplers, self.options, self.cheap)
         async for event in loop.events():
-            data = event.as_dict()
-            data.pop("diff", None)  # the migration's own events carry the diffs
-            yield data
+            # The fix loop's event kind is the step (the migration's event is "repair"); the migration's
+            # own events carry the diffs.
+            yield {"step": event.kind, **{k: v for k, v in event.data.items() if k != "diff"}}
 
 
 class MigrateService:
