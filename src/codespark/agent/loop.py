@@ -52,6 +52,7 @@ class FixOptions:
     test_timeout_s: float = 10.0  # one pytest test running longer fails (an endless loop), the run goes on
     seed: int = 1
     escalate_after: int = 1  # rounds on one sampler before the next one in the ladder
+    brief: str = ""  # what the caller knows of the failures (a migration: "written for Python 2…"), in the prompt
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ class FixLoop:
         return prompts.fix_messages(
             unit.path, unit.name, unit.kind, source, prompts.header(project.text(unit.path)),
             feedback(best, project, unit), used_definitions(project, unit), problems, earlier,
-            prompts.specification(source) if anew else None,
+            prompts.specification(source) if anew else None, self.options.brief,
         )  # fmt: skip
 
     async def _candidates(

@@ -56,10 +56,11 @@ def fix_messages(
     problems: Sequence[str],
     earlier: Sequence[str],
     spec: str | None = None,
+    brief: str = "",
 ) -> list[Message]:
     """The chat for one rewrite of ``name``: from its code (a fix), or, given ``spec``, anew from its
-    signature and docstring."""
-    parts = [f"The tests fail. Fix the {kind} `{name}` in `{path}`."]
+    signature and docstring; ``brief`` says what the caller knows of why the tests fail."""
+    parts = [f"The tests fail. Fix the {kind} `{name}` in `{path}`." + (f" {brief}" if brief else "")]
     if file_header:
         parts.append(f"The file starts with:\n```python\n{file_header}\n```")
     if spec is not None:

@@ -58,6 +58,11 @@ class Py2ToPy3Recipe:
     description = "lib2to3's fixers (fissix), __cmp__/cmp, pyupgrade; then the model until the tests pass"
     checks: tuple[Check, ...] = ("compile", "tests")
     repairable = True
+    brief = (
+        "The code was written for Python 2 and converted by 2to3's fixers; it now runs on Python 3, so fix what "
+        "still assumes Python 2: bytes vs str (str has no .decode, bytes literals need b''), integer division "
+        "(// where Python 2 floored), removed methods and modules, keyword-only or reserved names."
+    )
 
     def __init__(self) -> None:
         fixers = [f for f in get_fixers_from_package("fissix.fixes") if f not in _EXPLICIT]

@@ -34,6 +34,7 @@ class Recipe(Protocol):
     # Whether the model may change code after the rewrite (the fix loop, when the suite fails).  Not for a
     # recipe whose output is the tests themselves: a model that edits tests until they pass proves nothing.
     repairable: bool
+    brief: str  # for the model's repairs: what the rewrite did and what is likely left (one or two sentences)
 
     def applies_to(self, path: str, text: str) -> bool:
         """Whether ``path`` (relative to the project) is one of the modules this recipe migrates."""

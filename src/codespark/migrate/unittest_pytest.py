@@ -342,6 +342,7 @@ class UnittestToPytestRecipe:
     description = "unittest assert methods, assertRaises and skip decorators to pytest; test ids kept"
     checks: tuple[Check, ...] = ("compile", "fidelity")
     repairable = False
+    brief = ""
 
     def applies_to(self, path: str, text: str) -> bool:
         return is_test_path(path) and "unittest" in text

@@ -78,7 +78,8 @@ class MigrateService:
         if request.engine == "auto" and not self.fix.router.engines.routes:
             return None
         samplers, cheap = self.fix.samplers(request.engine)
-        options = FixOptions(rounds=request.rounds, candidates=request.candidates)
+        brief = RECIPES[request.recipe].brief
+        options = FixOptions(rounds=request.rounds, candidates=request.candidates, brief=brief)
         return FixLoopRepair(samplers, cheap, options)
 
     def start(self, request: MigrateRequest) -> AsyncIterator[Event]:
