@@ -324,6 +324,26 @@ def test_endless_candidate_is_timed_out_and_the_search_goes_on(tmp_path: Path) -
     assert events[-1].data["endless_tests"] >= 1
 
 
+def test_an_import_error_fixed_with_another_behind_it_counts_as_progress(tmp_path: Path) -> None:
+    # Every test imports the module, so each error at import time fails them all: fixing the first one only
+    # shows as the error moving on to the second.
+    files = {
+        "m.py": (
+            "def one():\n    return 1 / 0\n\n\nONE = one()\n\n\n"
+            "def two():\n    raise ValueError('two')\n\n\nTWO = two()\n"
+        ),
+        "tests/test_m.py": "from m import ONE, TWO\n\n\ndef test_values():\n    assert (ONE, TWO) == (1, 2)\n",
+    }
+    root = make_repo(tmp_path / "r", files)
+    answers = ["```python\ndef one():\n    return 1\n```", "```python\ndef two():\n    return 2\n```"]
+    events, ws = run_loop(root, tmp_path / "cache", Scripted(answers), candidates=1, rounds=2)
+    try:
+        assert [e.data["unit"] for e in events if e.kind == "best"] == ["one", "two"]
+        assert events[-1].data["status"] == "fixed"
+    finally:
+        ws.close()
+
+
 def test_already_green_does_nothing(tmp_path: Path) -> None:
     files = {**CALC, "calc/ops.py": "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n"}
     root = make_repo(tmp_path / "r", files)

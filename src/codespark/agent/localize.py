@@ -260,15 +260,26 @@ def localize(report: TestReport, project: Project, allow_test_edits: bool = Fals
                 if allow_test_edits or not is_test_path(unit.path):
                     credit(unit, 2.0 if name in in_line else 1.0, f"called by the failing test {failure.test}")
     for error in report.collect_errors:
-        # Traceback lines ("pkg/mod.py:12: in <module>") and a SyntaxError's ('File "/abs/mod.py", line 3').
-        places = re.findall(r"([\w./\-]+\.py):(\d+)", error) + re.findall(r'File "([^"]+\.py)", line (\d+)', error)
-        for where, line in places:
-            path = _relative(project, where)
-            if path is not None and editable(path):
-                unit = enclosing(project.units(path), int(line))
+        for path, line in error_places(project, error):
+            if editable(path):
+                unit = enclosing(project.units(path), line)
                 if unit is not None:
                     credit(unit, 3.0, f"a collection error points here ({path}:{line})")
     return sorted(scores.values(), key=lambda t: -t.score)
+
+
+def error_places(project: Project, error: str) -> list[tuple[str, int]]:
+    """The project's files and lines a collection error names: traceback lines ("pkg/mod.py:12: in
+    <module>") and a SyntaxError's ('File "/abs/pkg/mod.py", line 3')."""
+    found = re.findall(r"([\w./\-]+\.py):(\d+)", error) + re.findall(r'File "([^"]+\.py)", line (\d+)', error)
+    places = [(_relative(project, where), int(line)) for where, line in found]
+    return [(path, line) for path, line in places if path is not None]
+
+
+def blames(report: TestReport, project: Project, unit: Unit) -> bool:
+    """Whether one of the report's collection errors points into ``unit``."""
+    return any(path == unit.path and unit.start <= line <= unit.end
+               for error in report.collect_errors for path, line in error_places(project, error))  # fmt: skip
 
 
 def _relative(project: Project, path: str) -> str | None:

@@ -22,7 +22,16 @@ from typing import Any, Protocol, TypeVar
 
 from codespark.agent import prompts, sandbox, static
 from codespark.agent.edit import Edit, RefusedEdit, replace_unit
-from codespark.agent.localize import Project, Target, Unit, feedback, is_test_path, localize, used_definitions
+from codespark.agent.localize import (
+    Project,
+    Target,
+    Unit,
+    blames,
+    feedback,
+    is_test_path,
+    localize,
+    used_definitions,
+)
 from codespark.agent.sandbox import Limits
 from codespark.agent.testrun import TestCommand, TestReport
 from codespark.agent.workspace import Workspace
@@ -91,7 +100,7 @@ class _Tried:
     report: TestReport | None  # the full run when it passed the failing tests, else the failing tests' run
     full: bool
     reason: str
-    failing: int  # estimated tests failing over the whole suite
+    failing: float  # estimated tests failing over the whole suite (see FixLoop._score)
     seconds: float
 
 
@@ -186,7 +195,7 @@ class FixLoop:
                 self.project.forget(chosen.edit.path)
                 if report is None:
                     report = await self._run_tests()
-                if _failing(report) < _failing(best):
+                if self._score(report, best, target.unit) < _failing(best):
                     best = report
                     ws.commit(f"codespark fix round {round_no}: {chosen.edit.unit} ({best.summary()})")
                     earlier.clear()
@@ -203,6 +212,15 @@ class FixLoop:
                 break
         self._finish("fixed" if best.green else "not-fixed", rounds, best)
         yield self._finished_event()
+
+    def _score(self, report: TestReport, best: TestReport, unit: Unit) -> float:
+        """Tests failing; half a test fewer when the best run's collection errors pointed into ``unit`` and
+        this run's no longer do: the next error was hidden behind that one (a module every test imports,
+        with one Python 2 leftover after another), so the count alone cannot show the progress."""
+        score = float(_failing(report))
+        if report.collect_errors and blames(best, self.project, unit) and not blames(report, self.project, unit):
+            score -= 0.5
+        return score
 
     def _syntax_broken(self, unit: Unit) -> bool:
         try:
@@ -316,7 +334,8 @@ class FixLoop:
                     why = _why(sub)
                     return _Tried(index, edit, sub, False, why, estimate, time.perf_counter() - started)
             full = self._test()
-            return _Tried(index, edit, full, True, _why(full), _failing(full), time.perf_counter() - started)
+            score = self._score(full, best, unit)
+            return _Tried(index, edit, full, True, _why(full), score, time.perf_counter() - started)
         finally:
             self.ws.write(edit.path, edit.before)
             self.project.forget(edit.path)
