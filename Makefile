@@ -75,8 +75,9 @@ bench-clients: models
 bench-review: models
 	$(PY) benchmarks/review.py --faults 100 --benign 50 --json bench-out/review.json
 
-bench-migrate: setup
+bench-migrate: models
 	$(PY) benchmarks/migrate.py --json bench-out/migrate.json
+	$(PY) benchmarks/migrate_py2.py --json bench-out/migrate-py2.json
 
 sql-eval: models
 	$(PY) benchmarks/sql_eval.py --engines codex spark --styles ddl compact --json bench-out/sql_eval.json

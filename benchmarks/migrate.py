@@ -14,6 +14,7 @@ what lands; the peers' figures count what their output does.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from benchmarks.harness import cpu_name
 from codespark.agent.sandbox import Limits
 from codespark.agent.testrun import TestCommand
 from codespark.agent.workspace import Workspace
-from codespark.migrate.run import MigrateOptions, Migration, fidelity
+from codespark.migrate.run import Event, MigrateOptions, Migration, fidelity
 from codespark.migrate.unittest_pytest import UnittestToPytestRecipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +83,10 @@ def _score(before: dict[str, str], after: dict[str, str], problems: list[str]) -
             "problems": problems[:20]}  # fmt: skip
 
 
+async def _events(migration: Migration) -> list[Event]:
+    return [e async for e in migration.events()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=None)
@@ -97,7 +102,7 @@ def main() -> None:
         ws = Workspace.open(base / "original", base / "cache", kind="migrate")
         try:
             migration = Migration(ws, UnittestToPytestRecipe(), None, MigrateOptions(test_timeout_s=120))
-            events = list(migration.events())
+            events = asyncio.run(_events(migration))
             after = outcomes(ws.root)
         finally:
             ws.close()

@@ -330,11 +330,31 @@ def feedback(report: TestReport, project: Project, unit: Unit, max_failures: int
     rest = len(report.failed) - len(blocks)
     if rest > 0:
         blocks.append(f"({rest} more failing tests not shown.)")
-    for error in report.collect_errors[:2]:
-        blocks.append(f"Collecting the tests failed:\n{_clip(error, 1500)}")
+    shown_errors: dict[str, int] = {}  # an error's text without its test module -> test modules failing so
+    for error in report.collect_errors:
+        shown_errors[_import_trace(error)] = shown_errors.get(_import_trace(error), 0) + 1
+    for trace, count in list(shown_errors.items())[:2]:
+        also = f" ({count} test modules fail this way)" if count > 1 else ""
+        places = error_places(project, trace)
+        here = [line for path, line in places if path == unit.path and unit.start <= line <= unit.end]
+        where = ""
+        if here:
+            source = project.text(unit.path).splitlines()[here[-1] - 1].strip()
+            where = f"\nRaised in {unit.name} at line {here[-1] - unit.start + 1} of it: `{source}`"
+        blocks.append(f"Collecting the tests failed{also}:\n{trace}{where}")
     if not blocks and report.run.output:
         blocks.append("The test run's output ends with:\n" + report.run.output[-2000:])
     return "\n\n".join(blocks)
+
+
+def _import_trace(error: str, limit: int = 1500) -> str:
+    """A collection error for the prompt: without the test module's name and the import machinery's frames
+    (``<frozen importlib…>``, ``???``), and its end kept when cut, since the exception is at the end."""
+    _, _, text = error.partition(": ") if error.split(": ", 1)[0].endswith(".py") else ("", "", error)
+    noise = ("<frozen importlib", "importlib/__init__.py", "_bootstrap._gcd_import")
+    lines = [line for line in text.splitlines() if line.strip() != "???" and not any(n in line for n in noise)]
+    kept = "\n".join(lines).strip()
+    return kept if len(kept) <= limit else "[...]\n" + kept[-limit:]
 
 
 def _test_source(project: Project, failure: Failure, max_lines: int = 30) -> str:

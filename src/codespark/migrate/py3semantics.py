@@ -4,6 +4,8 @@
   ``__cmp__``; its hash stays what it was (Python 3 drops ``__hash__`` from a class that defines ``__eq__``).
 - ``sorted(x, cmp=f)``, ``x.sort(cmp=f)`` and ``x.sort(f)`` become ``key=functools.cmp_to_key(f)``.
 - The ``cmp`` builtin (gone) gets a module-level definition with Python 2's result for ordered values.
+- ``s.decode('hex')``, ``s.encode('base64')`` and the other codecs that only ``codecs`` still runs become
+  ``codecs.decode(s, 'hex')`` and the like.
 - Standard-library names removed after 3.0 that have an exact successor: ``base64.encodestring`` and
   ``decodestring``, ``sys.maxint``, ``string.letters`` and the like, ``time.clock`` (CPU time, as on
   Unix in Python 2), ``cgi.escape``; and the ``string`` module's functions, which became ``str`` methods
@@ -37,6 +39,8 @@ _STRING_METHODS = {
     "rindex", "count", "capitalize", "swapcase", "ljust", "rjust", "center", "zfill", "expandtabs",
 }  # fmt: skip
 _STRING_CONVERSIONS = {"atoi": "int", "atol": "int", "atof": "float"}
+# Codecs Python 2 ran through str.encode/decode that Python 3 keeps only in codecs.encode/decode.
+_BYTES_CODECS = {"hex", "hex_codec", "base64", "base64_codec", "zlib", "zip", "bz2", "uu", "quopri", "rot13", "rot_13"}
 
 
 def _defines(body: cst.BaseSuite, name: str) -> bool:
@@ -56,6 +60,7 @@ class _Semantics(cst.CSTTransformer):
         self.changed = 0
         self.needs_functools = False
         self.needs_html = False
+        self.needs_codecs = False
         self.uses_cmp = False
         self.defines_cmp = False
 
@@ -98,7 +103,7 @@ class _Semantics(cst.CSTTransformer):
         func = updated.func
         if isinstance(func, cst.Name) and func.value == "cmp":
             self.uses_cmp = True
-        replaced = self._string_function(updated)
+        replaced = self._string_function(updated) or self._codec_call(updated)
         if replaced is not None:
             self.changed += 1
             return replaced
@@ -119,6 +124,19 @@ class _Semantics(cst.CSTTransformer):
                 self.changed += 1
                 self.needs_functools = True
         return updated.with_changes(args=args)
+
+    def _codec_call(self, call: cst.Call) -> cst.BaseExpression | None:
+        """``x.decode('hex')`` → ``codecs.decode(x, 'hex')`` (a literal codec name only)."""
+        func = call.func
+        if not (isinstance(func, cst.Attribute) and func.attr.value in ("encode", "decode")) or len(call.args) != 1:
+            return None
+        codec = call.args[0].value
+        if not isinstance(codec, cst.SimpleString) or codec.evaluated_value not in _BYTES_CODECS:
+            return None
+        self.needs_codecs = True
+        target = cst.Attribute(cst.Name("codecs"), cst.Name(func.attr.value))
+        return cst.Call(target, [cst.Arg(func.value, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))),
+                                 cst.Arg(codec)])  # fmt: skip
 
     def _string_function(self, call: cst.Call) -> cst.BaseExpression | None:
         """``string.lower(s)`` and the like as ``str`` methods, ``string.atoi(s)`` as ``int(s)``, ``cgi.escape``
@@ -193,6 +211,8 @@ def rewrite(text: str) -> tuple[str, int]:
         extra.append("import functools\n")
     if semantics.needs_html and "import html" not in text:
         extra.append("import html\n")
+    if semantics.needs_codecs and "import codecs" not in text:
+        extra.append("import codecs\n")
     if semantics.uses_cmp and not semantics.defines_cmp:
         extra.append("\n\n" + _CMP_HELPER + "\n\n")
         changed += 1
