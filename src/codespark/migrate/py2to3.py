@@ -82,7 +82,9 @@ class Py2ToPy3Recipe:
             tree = self._tool.refactor_string(source, where)
         except ParseError as exc:
             raise RecipeError(f"{path} does not parse as Python 2 or 3: {exc.msg} ({exc.context[1]})") from exc
-        out, semantic = py3semantics.rewrite(str(tree))
+        out, dropped = _drop_constant_parameters(str(tree))
+        out, semantic = py3semantics.rewrite(out)
+        semantic += dropped
         out = _pyupgrade(out)
         changed = semantic + sum(a != b for a, b in zip(out.splitlines(), source.splitlines(), strict=False))
         removed = sorted({m.group(1) for m in _REMOVED_IMPORT.finditer(out)})
@@ -92,6 +94,51 @@ class Py2ToPy3Recipe:
         if divisions:
             review.append(f"{divisions} uses of / : Python 2 floored integers, check the intent")
         return Rewrite(out, changed, needs_model=tuple(review))
+
+
+def _drop_constant_parameters(text: str) -> tuple[str, int]:
+    """Python 2's speed trick ``def f(x, True=True, long=long):`` (builtins bound as locals) does not compile
+    on 3: ``True``/``False``/``None`` are keywords, and the fixers make ``long=long`` a second ``int=int``.
+    Those parameters are dropped (the same values: constants, or the builtin the first one binds)."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return text, 0
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+
+    def at(position: tuple[int, int]) -> int:
+        return offsets[position[0] - 1] + position[1]
+
+    cuts: list[tuple[int, int]] = []
+    bound: set[str] = set()  # the def's ``name=name`` parameters so far
+    depth = 0  # parentheses inside a def's parameter list
+    for i, token in enumerate(tokens):
+        if token.string == "def" and i + 2 < len(tokens) and tokens[i + 2].string == "(":
+            depth = -1  # the next "(" opens the parameters
+            bound = set()
+        elif token.string == "(" and depth != 0:
+            depth = 1 if depth == -1 else depth + 1
+        elif token.string == ")" and depth > 0:
+            depth -= 1
+        elif depth == 1 and token.type == tokenize.NAME and i + 2 < len(tokens):
+            if tokens[i + 1].string != "=" or tokens[i + 2].string != token.string or tokens[i - 1].string == "=":
+                continue
+            if token.string in ("True", "False", "None") or token.string in bound:
+                end = tokens[i + 3] if i + 3 < len(tokens) and tokens[i + 3].string == "," else tokens[i + 2]
+                cuts.append((at(token.start), at(end.end)))
+            bound.add(token.string)
+    for start, end in reversed(cuts):
+        line_start = text.rfind("\n", 0, start) + 1
+        line_end = text.find("\n", end)
+        line_end = len(text) if line_end < 0 else line_end
+        if not text[line_start:start].strip() and not text[end:line_end].strip():
+            text = text[:line_start] + text[line_end + 1 :]  # the parameter had its own line: the line goes
+        else:
+            text = text[:start] + text[end:].lstrip(" ")
+    return text, len(cuts)
 
 
 def _pyupgrade(text: str) -> str:
