@@ -127,8 +127,8 @@ def _drop_constant_parameters(text: str) -> tuple[str, int]:
             if tokens[i + 1].string != "=" or tokens[i + 2].string != token.string or tokens[i - 1].string == "=":
                 continue
             if token.string in ("True", "False", "None") or token.string in bound:
-                end = tokens[i + 3] if i + 3 < len(tokens) and tokens[i + 3].string == "," else tokens[i + 2]
-                cuts.append((at(token.start), at(end.end)))
+                last = tokens[i + 3] if i + 3 < len(tokens) and tokens[i + 3].string == "," else tokens[i + 2]
+                cuts.append((at(token.start), at(last.end)))
             bound.add(token.string)
     for start, end in reversed(cuts):
         line_start = text.rfind("\n", 0, start) + 1
