@@ -179,3 +179,39 @@ def test_removed_stdlib_names_with_an_exact_successor_are_renamed() -> None:
     )  # fmt: skip
     shadowed = "def string_tools(string):\n    return string.lower(string)\n"  # no `import string`: not the module
     assert rewrite(shadowed) == (shadowed, 0)
+
+
+def test_python2_only_idioms_that_do_not_compile_or_run_on_3_are_rewritten() -> None:
+    from codespark.migrate.py2to3 import Py2ToPy3Recipe
+
+    source = (
+        "def constants():\n    return '7FF8'.decode('hex'), 'abc'.encode('rot13'), u'x'.encode('utf-8')\n\n\n"
+        "def fast(items, key,\n        ## hand-optimized: builtins as locals\n        True=True,\n"
+        "        isinstance=isinstance,\n        basestring=basestring,\n        str=str,\n    ):\n"
+        "    return [i for i in items if isinstance(i, basestring) and True]\n"
+    )
+    out = Py2ToPy3Recipe().rewrite("m.py", source).text
+    namespace: dict[str, Any] = {}
+    exec(compile(out, "m.py", "exec"), namespace)
+    assert namespace["constants"]() == (b"\x7f\xf8", "nop", b"x")
+    assert namespace["fast"](["a", 1], None) == ["a"] and "True=True" not in out and out.count("str=str") == 1
+
+
+def test_collection_errors_reach_the_prompt_without_the_import_machinery(tmp_path: Path) -> None:
+    from codespark.agent.localize import Project, feedback, localize
+    from codespark.agent.sandbox import Limits
+    from codespark.agent.testrun import detect
+
+    files = {
+        "pkg/__init__.py": "from pkg.core import VALUE\n",
+        "pkg/core.py": "def make():\n    return 'ab'.decode('hex')\n\n\nVALUE = make()\n",
+    }
+    files |= {f"tests/test_{n}.py": "import pkg\n\n\ndef test_it():\n    assert pkg.VALUE\n" for n in ("a", "b", "c")}
+    root = make_repo(tmp_path / "r", files)
+    report = detect(root).run(root, Limits(timeout_s=120))
+    project = Project(root)
+    target = localize(report, project)[0]
+    text = feedback(report, project, target.unit)
+    assert target.unit.name == "make" and "(3 test modules fail this way)" in text
+    assert "AttributeError: 'str' object has no attribute 'decode'" in text and "<frozen importlib" not in text
+    assert "Raised in make at line 2 of it: `return 'ab'.decode('hex')`" in text

@@ -348,11 +348,15 @@ def feedback(report: TestReport, project: Project, unit: Unit, max_failures: int
 
 
 def _import_trace(error: str, limit: int = 1500) -> str:
-    """A collection error for the prompt: without the test module's name and the import machinery's frames
-    (``<frozen importlib…>``, ``???``), and its end kept when cut, since the exception is at the end."""
-    _, _, text = error.partition(": ") if error.split(": ", 1)[0].endswith(".py") else ("", "", error)
+    """A collection error for the prompt: from the test module's own import line on (so that test modules
+    failing the same way read the same), without the import machinery's frames (``<frozen importlib…>``,
+    ``???``), and its end kept when cut, since the exception is at the end."""
+    module, _, text = error.partition(": ") if error.split(": ", 1)[0].endswith(".py") else ("", "", error)
     noise = ("<frozen importlib", "importlib/__init__.py", "_bootstrap._gcd_import")
     lines = [line for line in text.splitlines() if line.strip() != "???" and not any(n in line for n in noise)]
+    own = [i for i, line in enumerate(lines) if module and line.startswith(f"{module}:")]
+    if own and own[-1] + 2 < len(lines):
+        lines = lines[own[-1] + 2 :]  # after the test module's frame and its source line
     kept = "\n".join(lines).strip()
     return kept if len(kept) <= limit else "[...]\n" + kept[-limit:]
 
