@@ -34,9 +34,11 @@ from codespark.migrate.recipe import Check, RecipeError, Rewrite
 
 PYUPGRADE_TARGET = "--py38-plus"
 
-# lib2to3's "explicit" fixers: style changes 2to3 itself runs only on request.
+# lib2to3's "explicit" fixers (style changes 2to3 itself runs only on request), and fix_next, which also
+# renames data attributes called ``next`` (a linked list's ``node.next`` becomes ``node.__next__``);
+# py3semantics does the iterator protocol instead.
 _EXPLICIT = {"fissix.fixes.fix_buffer", "fissix.fixes.fix_idioms", "fissix.fixes.fix_set_literal",
-             "fissix.fixes.fix_ws_comma"}  # fmt: skip
+             "fissix.fixes.fix_ws_comma", "fissix.fixes.fix_next"}  # fmt: skip
 _REMOVED = (
     # gone in 3.0 and not renamed by a fixer
     "sgmllib", "htmllib", "md5", "sha", "sets", "commands", "popen2", "mimetools", "rfc822", "new", "mhlib",

@@ -4,6 +4,10 @@
   ``__cmp__``; its hash stays what it was (Python 3 drops ``__hash__`` from a class that defines ``__eq__``).
 - ``sorted(x, cmp=f)``, ``x.sort(cmp=f)`` and ``x.sort(f)`` become ``key=functools.cmp_to_key(f)``.
 - The ``cmp`` builtin (gone) gets a module-level definition with Python 2's result for ordered values.
+- The iterator protocol: a class's ``def next(self)`` also becomes its ``__next__``, and ``x.next()``
+  becomes ``next(x)``; a data attribute called ``next`` is left alone (lib2to3's fix_next renamed those).
+- ``raise StopIteration`` in a generator ends it in Python 2 and is a ``RuntimeError`` since 3.7 (PEP 479):
+  it becomes ``return``.
 - ``s.decode('hex')``, ``s.encode('base64')`` and the other codecs that only ``codecs`` still runs become
   ``codecs.decode(s, 'hex')`` and the like.
 - Standard-library names removed after 3.0 that have an exact successor: ``base64.encodestring`` and
@@ -73,7 +77,16 @@ class _Semantics(cst.CSTTransformer):
         if isinstance(bound, cst.Name) and bound.value == "cmp":
             self.defines_cmp = True
 
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        if not _is_generator(updated):
+            return updated
+        ends = _GeneratorEnds()
+        body = updated.body.visit(ends)
+        self.changed += ends.changed
+        return updated.with_changes(body=body) if ends.changed else updated
+
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        updated = self._iterator(updated)
         body = updated.body
         if not _defines(body, "__cmp__") or any(_defines(body, name) for name, _ in _RICH):
             return updated
@@ -99,8 +112,26 @@ class _Semantics(cst.CSTTransformer):
             return updated.with_changes(attr=cst.Name(_RENAMED[found][1]))
         return updated
 
+    def _iterator(self, node: cst.ClassDef) -> cst.ClassDef:
+        """``__next__ = next`` after a ``def next(self)`` (Python 3's iterators call ``__next__``)."""
+        body = node.body
+        if not isinstance(body, cst.IndentedBlock) or _defines(body, "__next__"):
+            return node
+        statements = list(body.body)
+        for i, stmt in enumerate(statements):
+            if isinstance(stmt, cst.FunctionDef) and stmt.name.value == "next" and len(stmt.params.params) == 1:
+                alias = cst.parse_statement("__next__ = next\n")
+                self.changed += 1
+                return node.with_changes(
+                    body=body.with_changes(body=[*statements[: i + 1], alias, *statements[i + 1 :]])
+                )
+        return node
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         func = updated.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "next" and not updated.args:
+            self.changed += 1
+            return cst.Call(cst.Name("next"), [cst.Arg(func.value)])
         if isinstance(func, cst.Name) and func.value == "cmp":
             self.uses_cmp = True
         replaced = self._string_function(updated) or self._codec_call(updated)
@@ -168,6 +199,49 @@ class _Semantics(cst.CSTTransformer):
             return call.with_changes(func=cst.Attribute(sep, cst.Name("join")), args=[args[0].with_changes(
                 comma=cst.MaybeSentinel.DEFAULT)])  # fmt: skip
         return None
+
+
+class _OwnBody(cst.CSTTransformer):
+    """A pass over one function's own body: nested functions, lambdas and classes are not entered."""
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+
+class _Yields(_OwnBody):
+    def __init__(self) -> None:
+        self.found = False
+
+    def visit_Yield(self, node: cst.Yield) -> None:
+        self.found = True
+
+
+def _is_generator(function: cst.FunctionDef) -> bool:
+    yields = _Yields()
+    function.body.visit(yields)
+    return yields.found
+
+
+class _GeneratorEnds(_OwnBody):
+    """``raise StopIteration`` (or ``StopIteration()``, no argument) → ``return``."""
+
+    def __init__(self) -> None:
+        self.changed = 0
+
+    def leave_Raise(self, original: cst.Raise, updated: cst.Raise) -> cst.BaseSmallStatement:
+        exc = updated.exc
+        plain = isinstance(exc, cst.Name) and exc.value == "StopIteration"
+        called = m.matches(exc, m.Call(func=m.Name("StopIteration"), args=[])) if exc is not None else False
+        if (plain or called) and updated.cause is None:
+            self.changed += 1
+            return cst.Return(value=None)
+        return updated
 
 
 def _imported_modules(module: cst.Module) -> set[str]:
