@@ -344,6 +344,27 @@ def test_an_import_error_fixed_with_another_behind_it_counts_as_progress(tmp_pat
         ws.close()
 
 
+def test_a_long_function_is_fixed_through_a_window_around_the_failing_line(tmp_path: Path) -> None:
+    steps = "".join(f"    total += {i}\n" for i in range(60))
+    code = (
+        f"def long_sum(values):\n    total = 0\n{steps}    for v in values:\n        total += v / 0\n    return total\n"
+    )
+    test = "from calc.long import long_sum\n\n\ndef test_sum():\n    assert long_sum([1, 2]) == 1773\n"
+    files = {"calc/__init__.py": "", "calc/long.py": code, "tests/test_long.py": test}
+    root = make_repo(tmp_path / "r", files)
+    window = "".join(f"    total += {i}\n" for i in range(39, 60))  # the 24 lines around the failing one
+    answer = f"```python\n{window}    for v in values:\n        total += v\n    return total\n```"
+    sampler = Scripted(["```python\n    total += v / 0\n```", answer])
+    events, ws = run_loop(root, tmp_path / "cache", sampler, candidates=2, rounds=1)
+    try:
+        assert events[-1].data["status"] == "fixed", events[-1].data
+        assert ws.read("calc/long.py") == code.replace("v / 0", "v")
+        prompt = sampler.prompts[0]
+        assert "rewrite these" in prompt and "total += 30" not in prompt  # a window, not the whole function
+    finally:
+        ws.close()
+
+
 def test_already_green_does_nothing(tmp_path: Path) -> None:
     files = {**CALC, "calc/ops.py": "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n"}
     root = make_repo(tmp_path / "r", files)

@@ -282,6 +282,20 @@ def blames(report: TestReport, project: Project, unit: Unit) -> bool:
                for error in report.collect_errors for path, line in error_places(project, error))  # fmt: skip
 
 
+def focus_line(report: TestReport, project: Project, unit: Unit) -> int | None:
+    """The line of ``unit`` the failures point at most often (traceback frames, collection errors)."""
+    lines: list[int] = []
+    for failure in report.failures:
+        frame = _user_frame(failure, unit)
+        if frame is not None:
+            lines.append(frame.line)
+    for error in report.collect_errors:
+        lines += [
+            line for path, line in error_places(project, error) if path == unit.path and unit.start <= line <= unit.end
+        ]
+    return max(set(lines), key=lines.count) if lines else None
+
+
 def _relative(project: Project, path: str) -> str | None:
     """``path`` relative to the project (None for an absolute path outside it)."""
     if not path.startswith("/"):

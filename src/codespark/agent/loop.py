@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from codespark.agent import prompts, sandbox, static
+from codespark.agent import prompts, sandbox, static, window
 from codespark.agent.edit import Edit, RefusedEdit, replace_unit
 from codespark.agent.localize import (
     Project,
@@ -28,6 +28,7 @@ from codespark.agent.localize import (
     Unit,
     blames,
     feedback,
+    focus_line,
     is_test_path,
     localize,
     used_definitions,
@@ -268,13 +269,27 @@ class FixLoop:
         Even candidates fix the current code; odd ones (for a function with a specification) write it anew
         from its signature and docstring, since a small model shown wrong code mostly writes it again."""
         opts = self.options
-        fix = self._messages(target, best, earlier)
-        anew = self._messages(target, best, earlier, anew=True)
-        if prompts.specification(self.project.source(target.unit)) is None:
-            anew = fix
-        # Room for the unit rewritten half as long again, within max_tokens (code is ~3.5 characters a token):
+        unit = target.unit
+        focus = focus_line(best, self.project, unit)
+        frame = window.choose(self.project, unit, focus) if focus is not None else None
+        if frame is not None:  # a long unit: only a window of it is rewritten
+            excerpt = window.excerpt(self.project, unit, frame)
+            problems = [
+                str(p) for p in static.problems(self.project, [unit.path]) if frame.start <= p.line <= frame.end
+            ]
+            fix = anew = prompts.window_messages(unit.path, unit.name, unit.kind, excerpt, frame.relative(unit),
+                                                 feedback(best, self.project, unit), problems, earlier,
+                                                 opts.brief)  # fmt: skip
+            size = len("".join(self.project.text(unit.path).splitlines(keepends=True)[frame.start - 1 : frame.end]))
+        else:
+            fix = self._messages(target, best, earlier)
+            anew = self._messages(target, best, earlier, anew=True)
+            if prompts.specification(self.project.source(unit)) is None:
+                anew = fix
+            size = len(self.project.source(unit))
+        # Room for the code rewritten half as long again, within max_tokens (code is ~3.5 characters a token):
         # a sampled small model that loses its way would otherwise ramble to the limit.
-        budget = min(opts.max_tokens, 160 + len(self.project.source(target.unit)) // 2)
+        budget = min(opts.max_tokens, 160 + size // 2)
 
         def params(i: int) -> SamplingParams:
             # Only the very first is greedy: greedy from the same code or specification mostly gives the
@@ -298,7 +313,7 @@ class FixLoop:
                     return
                 if i + 1 < opts.candidates:
                     pending = asyncio.create_task(sampler.sample(messages(i + 1), params(i + 1)))
-                tried = await _in_thread(self._try, i, target.unit, answer, best, seen)
+                tried = await _in_thread(self._try, i, unit, answer, best, seen, frame)
                 yield tried
                 if tried.full and tried.report is not None and tried.report.green:
                     break
@@ -307,12 +322,16 @@ class FixLoop:
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
 
-    def _try(self, index: int, unit: Unit, answer: str, best: TestReport, seen: set[str]) -> _Tried:
-        """Apply one answer in the workspace, test it, and put the best version back."""
+    def _try(self, index: int, unit: Unit, answer: str, best: TestReport, seen: set[str],
+             frame: window.Window | None = None) -> _Tried:  # fmt: skip
+        """Apply one answer in the workspace (to the unit, or to its window), test it, put the best back."""
         started = time.perf_counter()
         baseline = _failing(best)
         try:
-            edit = replace_unit(self.project, unit, answer, self.options.allow_test_edits)
+            if frame is not None:
+                edit = window.replace_window(self.project, unit, frame, answer, self.options.allow_test_edits)
+            else:
+                edit = replace_unit(self.project, unit, answer, self.options.allow_test_edits)
         except RefusedEdit as exc:
             return _Tried(index, None, None, False, str(exc), baseline, time.perf_counter() - started)
         if edit.after in seen:

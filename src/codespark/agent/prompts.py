@@ -14,6 +14,13 @@ SYSTEM = (
 )
 
 
+WINDOW_SYSTEM = (
+    "You fix bugs in Python code so that failing tests pass. You are shown part of a long function and "
+    "rewrite only the marked lines. Reply with those lines corrected, in one ```python code block, and "
+    "nothing else."
+)
+
+
 def header(text: str, limit: int = 25) -> str:
     """The file's imports and module-level names, for context."""
     keep = [
@@ -79,3 +86,22 @@ def fix_messages(
         "make it correct for every input the tests and its docstring describe."
     )
     return [Message("system", SYSTEM), Message("user", "\n\n".join(parts))]
+
+
+def window_messages(path: str, name: str, kind: str, excerpt: str, lines: tuple[int, int], failure: str,
+                    problems: Sequence[str], earlier: Sequence[str], brief: str = "") -> list[Message]:  # fmt: skip
+    """The chat for rewriting a window of a long unit: only the lines between the markers come back."""
+    first, last = lines
+    parts = [f"The tests fail. Fix the {kind} `{name}` in `{path}`." + (f" {brief}" if brief else ""),
+             f"It is long, so only lines {first}-{last} of it are to be rewritten (between the markers):\n"
+             f"```python\n{excerpt}\n```"]  # fmt: skip
+    if problems:
+        parts.append("Static checks found:\n" + "\n".join(f"- {p}" for p in problems))
+    parts.append(failure)
+    if earlier:
+        parts.append("Earlier attempts did not work:\n" + "\n".join(f"- {e}" for e in earlier))
+    parts.append(
+        f"Write the corrected lines {first}-{last} only, in one ```python block, with their indentation; "
+        "nothing before or after them, no markers."
+    )
+    return [Message("system", WINDOW_SYSTEM), Message("user", "\n\n".join(parts))]
