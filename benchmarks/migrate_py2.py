@@ -36,7 +36,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.harness import cpu_name
 from codespark.agent.sandbox import Limits
-from codespark.agent.testrun import TestCommand
+from codespark.agent.testrun import TestCommand, project_python
 from codespark.migrate.run import Event, defined_tests
 from codespark.services.migrate import MigrateRequest, MigrateService
 
@@ -47,6 +47,7 @@ class Release:
     version: str
     tests: tuple[str, ...]  # the test files, relative to the unpacked folder
     why: str  # why it runs on Python 2 only
+    ports: tuple[str, ...] = ()  # PyPI ports of removed modules the migration names, installed as it advises
 
     @property
     def folder(self) -> str:
@@ -56,7 +57,8 @@ class Release:
 RELEASES = (
     Release("python-dateutil", "1.5", ("test.py",), "the last 1.x release; 2.0 was the Python 3 port"),
     Release("simplejson", "2.6.2", ("simplejson/tests",), "3.0 (2013) added Python 3; `except X, e`, `ur''`"),
-    Release("BeautifulSoup", "3.2.1", ("BeautifulSoupTests.py",), "built on sgmllib, removed in Python 3.0"),
+    Release("BeautifulSoup", "3.2.1", ("BeautifulSoupTests.py",), "built on sgmllib, removed in Python 3.0",
+            ("sgmllib3k==1.0.0",)),
     Release("python-gflags", "2.0", ("tests/gflags_unittest.py", "tests/gflags_helpxml_test.py",
                                      "tests/gflags_validators_test.py"), "3.0 added Python 3; print statements"),
 )  # fmt: skip
@@ -95,13 +97,23 @@ def test_files(root: Path, release: Release) -> list[str]:
     return out
 
 
-def command(release: Release) -> str:
-    return f"{sys.executable} -m pytest --continue-on-collection-errors -p no:randomly {' '.join(release.tests)}"
+def command(root: Path, release: Release) -> str:
+    """The release's tests, run by the project's interpreter (its own .venv, when ports were installed)."""
+    return f"{project_python(root)} -m pytest --continue-on-collection-errors {' '.join(release.tests)}"
+
+
+def install_ports(root: Path, release: Release) -> None:
+    """A project venv (seeing this environment's packages) with the ports the migration report names."""
+    if release.ports:
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(root / ".venv")], check=True)
+        subprocess.run([str(root / ".venv/bin/python"), "-m", "pip", "install", "--quiet", *release.ports],
+                       check=True)  # fmt: skip
 
 
 def passing(root: Path, release: Release, defined: dict[str, set[str]]) -> dict[str, Any]:
     """How many of the tests the original defines pass in ``root`` now."""
-    report = TestCommand("pytest", command(release), "benchmark").run(root, Limits(timeout_s=900), test_timeout_s=60)
+    runner = TestCommand("pytest", command(root, release), "benchmark")
+    report = runner.run(root, Limits(timeout_s=900), test_timeout_s=60)
     passed = set()
     for test, outcome in report.outcomes.items():
         file, _, name = test.partition("::")
@@ -114,7 +126,8 @@ def passing(root: Path, release: Release, defined: dict[str, set[str]]) -> dict[
 
 
 async def migrate(service: MigrateService, root: Path, release: Release, engine: str) -> list[Event]:
-    request = MigrateRequest(root, "py2-to-py3", command(release), apply=True, engine=engine, rounds=4, candidates=3)
+    request = MigrateRequest(root, "py2-to-py3", command(root, release), apply=True, engine=engine, rounds=4,
+                             candidates=3)  # fmt: skip
     events = []
     async for event in service.start(request):
         events.append(event)
@@ -170,6 +183,7 @@ def main() -> None:
                 print(f"{release.folder}: {row['tests_defined']} tests", file=sys.stderr, flush=True)
                 copy = Path(tmp) / "2to3"
                 shutil.copytree(original, copy)
+                install_ports(copy, release)
                 started = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "fissix", "-w", "-n", "--no-diffs", "."], cwd=copy,
                                capture_output=True, check=False)  # fmt: skip
@@ -178,6 +192,7 @@ def main() -> None:
                 for way, service, engine in ways:
                     copy = Path(tmp) / way
                     shutil.copytree(original, copy)
+                    install_ports(copy, release)
                     started = time.perf_counter()
                     events = asyncio.run(migrate(service, copy, release, engine))
                     row[way] = {**passing(copy, release, defined), **modules_row(events),

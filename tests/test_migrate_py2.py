@@ -215,3 +215,20 @@ def test_collection_errors_reach_the_prompt_without_the_import_machinery(tmp_pat
     assert target.unit.name == "make" and "(3 test modules fail this way)" in text
     assert "AttributeError: 'str' object has no attribute 'decode'" in text and "<frozen importlib" not in text
     assert "Raised in make at line 2 of it: `return 'ab'.decode('hex')`" in text
+
+
+def test_next_is_renamed_for_iterators_and_kept_for_data_attributes() -> None:
+    from codespark.migrate.py2to3 import Py2ToPy3Recipe
+
+    linked = (
+        "class Node(object):\n    def __init__(self, value):\n        self.value = value\n        self.next = None\n\n\n"
+        "def values(node):\n    while node is not None:\n        yield node.value\n        node = node.next\n"
+    )
+    iterating = "def firsts(items):\n    it = iter(items)\n    get = it.next\n    return get(), it.next()\n"
+    namespace: dict[str, Any] = {}
+    recipe = Py2ToPy3Recipe()
+    exec(compile(recipe.rewrite("a.py", linked).text + recipe.rewrite("b.py", iterating).text, "m.py", "exec"),
+         namespace)  # fmt: skip
+    a, b = namespace["Node"](1), namespace["Node"](2)
+    a.next = b
+    assert list(namespace["values"](a)) == [1, 2] and namespace["firsts"]("xy") == ("x", "y")

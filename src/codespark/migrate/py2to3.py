@@ -34,11 +34,14 @@ from codespark.migrate.recipe import Check, RecipeError, Rewrite
 
 PYUPGRADE_TARGET = "--py38-plus"
 
-# lib2to3's "explicit" fixers (style changes 2to3 itself runs only on request), and fix_next, which also
-# renames data attributes called ``next`` (a linked list's ``node.next`` becomes ``node.__next__``);
-# py3semantics does the iterator protocol instead.
+# lib2to3's "explicit" fixers: style changes 2to3 itself runs only on request.
 _EXPLICIT = {"fissix.fixes.fix_buffer", "fissix.fixes.fix_idioms", "fissix.fixes.fix_set_literal",
-             "fissix.fixes.fix_ws_comma", "fissix.fixes.fix_next"}  # fmt: skip
+             "fissix.fixes.fix_ws_comma"}  # fmt: skip
+# fix_next renames every ``x.next`` to ``x.__next__``: right for an iterator's method (``it.next`` passed
+# around), wrong for a data attribute (a linked list's ``node.next``).  A module that assigns to ``.next``
+# has such an attribute: it gets the fixers without fix_next (py3semantics does its iterator protocol).
+_FIX_NEXT = "fissix.fixes.fix_next"
+_NEXT_ASSIGNED = re.compile(r"\.next\s*=(?!=)")
 _REMOVED = (
     # gone in 3.0 and not renamed by a fixer
     "sgmllib", "htmllib", "md5", "sha", "sets", "commands", "popen2", "mimetools", "rfc822", "new", "mhlib",
@@ -69,6 +72,7 @@ class Py2ToPy3Recipe:
     def __init__(self) -> None:
         fixers = [f for f in get_fixers_from_package("fissix.fixes") if f not in _EXPLICIT]
         self._tool = RefactoringTool(fixers)
+        self._tool_keeping_next = RefactoringTool([f for f in fixers if f != _FIX_NEXT])
         self._grammar = pygram.python_grammar
 
     def applies_to(self, path: str, text: str) -> bool:
@@ -81,7 +85,8 @@ class Py2ToPy3Recipe:
         # The file's real location: the relative-import fixer looks beside it for the modules it imports.
         where = str(root / path) if root is not None else path
         try:
-            tree = self._tool.refactor_string(source, where)
+            tool = self._tool_keeping_next if _NEXT_ASSIGNED.search(source) else self._tool
+            tree = tool.refactor_string(source, where)
         except ParseError as exc:
             raise RecipeError(f"{path} does not parse as Python 2 or 3: {exc.msg} ({exc.context[1]})") from exc
         out, dropped = _drop_constant_parameters(str(tree))
