@@ -77,7 +77,7 @@ bench-review: models
 
 bench-migrate: models
 	$(PY) benchmarks/migrate.py --json bench-out/migrate.json
-	$(PY) benchmarks/migrate_py2.py --json bench-out/migrate-py2.json
+	$(PY) benchmarks/migrate_py2.py --rounds 2 --candidates 3 --json bench-out/migrate-py2.json
 
 sql-eval: models
 	$(PY) benchmarks/sql_eval.py --engines codex spark --styles ddl compact --json bench-out/sql_eval.json

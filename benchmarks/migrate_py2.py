@@ -10,7 +10,7 @@ ways on copies of the same files, then its own tests run on this Python:
 The score is the share of the tests the original defines (read from its test files) that pass after the
 migration.  Python 2 is not installed here, so the originals' own pass rate on Python 2 is not measured.
 
-    python benchmarks/migrate_py2.py --json bench-out/migrate-py2.json
+    python benchmarks/migrate_py2.py --rounds 2 --candidates 3 --json bench-out/migrate-py2.json
 """
 
 from __future__ import annotations
@@ -125,9 +125,10 @@ def passing(root: Path, release: Release, defined: dict[str, set[str]]) -> dict[
             "collect_errors": len(report.collect_errors)}  # fmt: skip
 
 
-async def migrate(service: MigrateService, root: Path, release: Release, engine: str) -> list[Event]:
-    request = MigrateRequest(root, "py2-to-py3", command(root, release), apply=True, engine=engine, rounds=4,
-                             candidates=3)  # fmt: skip
+async def migrate(service: MigrateService, root: Path, release: Release, engine: str, rounds: int,
+                  candidates: int) -> list[Event]:  # fmt: skip
+    request = MigrateRequest(root, "py2-to-py3", command(root, release), apply=True, engine=engine, rounds=rounds,
+                             candidates=candidates)  # fmt: skip
     events = []
     async for event in service.start(request):
         events.append(event)
@@ -158,6 +159,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--releases", nargs="*", default=None, help="Names of the releases to run (default: all).")
     parser.add_argument("--no-model", action="store_true", help="Only 2to3 and the deterministic part.")
+    parser.add_argument("--rounds", type=int, default=2, help="The fix loop's rounds per release.")
+    parser.add_argument("--candidates", type=int, default=3)
     args = parser.parse_args()
     releases = [r for r in RELEASES if args.releases is None or r.name in args.releases]
     plain = MigrateService(Path(tempfile.gettempdir()) / "codespark-bench-cache")
@@ -194,7 +197,7 @@ def main() -> None:
                     shutil.copytree(original, copy)
                     install_ports(copy, release)
                     started = time.perf_counter()
-                    events = asyncio.run(migrate(service, copy, release, engine))
+                    events = asyncio.run(migrate(service, copy, release, engine, args.rounds, args.candidates))
                     row[way] = {**passing(copy, release, defined), **modules_row(events),
                                 "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
                 print(json.dumps(row)[:900], file=sys.stderr, flush=True)
@@ -205,7 +208,8 @@ def main() -> None:
     totals = {way: {"passed": sum(r[way]["passed"] for r in rows if way in r),
                     "of": sum(r["tests_defined"] for r in rows if way in r)}
               for way in ("2to3", "fixers", "model")}  # fmt: skip
-    report = {"cpu": cpu_name(), "python": sys.version.split()[0], "rows": rows, "totals": totals}
+    report = {"cpu": cpu_name(), "python": sys.version.split()[0], "rounds": args.rounds,
+              "candidates": args.candidates, "rows": rows, "totals": totals}  # fmt: skip
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
