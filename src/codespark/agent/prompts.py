@@ -67,20 +67,15 @@ def fix_messages(
 ) -> list[Message]:
     """The chat for one rewrite of ``name``: from its code (a fix), or, given ``spec``, anew from its
     signature and docstring; ``brief`` says what the caller knows of why the tests fail."""
-    parts = [f"The tests fail. Fix the {kind} `{name}` in `{path}`." + (f" {brief}" if brief else "")]
+    parts = [_task(path, name, kind, brief)]
     if file_header:
         parts.append(f"The file starts with:\n```python\n{file_header}\n```")
     if spec is not None:
         parts.append(f"Its code is wrong. Write it anew from its specification:\n```python\n{spec.rstrip()}\n```")
     else:
         parts.append(f"The {kind} now:\n```python\n{source.rstrip()}\n```")
-    if problems:
-        parts.append("Static checks found:\n" + "\n".join(f"- {p}" for p in problems))
-    parts.append(failure)
-    if uses:
-        parts.append("Definitions it uses, from the project:\n```python\n" + "\n\n".join(uses) + "\n```")
-    if earlier:
-        parts.append("Earlier attempts did not work:\n" + "\n".join(f"- {e}" for e in earlier))
+    uses_part = ["Definitions it uses, from the project:\n```python\n" + "\n\n".join(uses) + "\n```"] if uses else []
+    parts += _evidence(problems, failure, uses_part, earlier)
     parts.append(
         f"Write the corrected `{name}` in full, in one ```python block. Keep its name and parameters; "
         "make it correct for every input the tests and its docstring describe."
@@ -88,18 +83,27 @@ def fix_messages(
     return [Message("system", SYSTEM), Message("user", "\n\n".join(parts))]
 
 
+def _task(path: str, name: str, kind: str, brief: str) -> str:
+    return f"The tests fail. Fix the {kind} `{name}` in `{path}`." + (f" {brief}" if brief else "")
+
+
+def _evidence(problems: Sequence[str], failure: str, context: list[str], earlier: Sequence[str]) -> list[str]:
+    """What the static checks and the tests say, the context, and the earlier attempts, in that order."""
+    parts = ["Static checks found:\n" + "\n".join(f"- {p}" for p in problems)] if problems else []
+    parts += [failure, *context]
+    if earlier:
+        parts.append("Earlier attempts did not work:\n" + "\n".join(f"- {e}" for e in earlier))
+    return parts
+
+
 def window_messages(path: str, name: str, kind: str, excerpt: str, lines: tuple[int, int], failure: str,
                     problems: Sequence[str], earlier: Sequence[str], brief: str = "") -> list[Message]:  # fmt: skip
     """The chat for rewriting a window of a long unit: only the lines between the markers come back."""
     first, last = lines
-    parts = [f"The tests fail. Fix the {kind} `{name}` in `{path}`." + (f" {brief}" if brief else ""),
+    parts = [_task(path, name, kind, brief),
              f"It is long, so only lines {first}-{last} of it are to be rewritten (between the markers):\n"
              f"```python\n{excerpt}\n```"]  # fmt: skip
-    if problems:
-        parts.append("Static checks found:\n" + "\n".join(f"- {p}" for p in problems))
-    parts.append(failure)
-    if earlier:
-        parts.append("Earlier attempts did not work:\n" + "\n".join(f"- {e}" for e in earlier))
+    parts += _evidence(problems, failure, [], earlier)
     parts.append(
         f"Write the corrected lines {first}-{last} only, in one ```python block, with their indentation; "
         "nothing before or after them, no markers."
