@@ -154,6 +154,16 @@ def test_unittest_output_is_read_without_pytest(tmp_path: Path) -> None:
 # --- localization, edits, static fixes -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "path, test",
+    [("tests/helpers.py", True), ("test_ops.py", True), ("test.py", True), ("BeautifulSoupTests.py", True),
+     ("gflags_unittest.py", True), ("conftest.py", True), ("app/tests.py", True), ("ops_test.py", True),
+     ("ops.py", False), ("latest.py", False), ("contest.py", False), ("testing_tools.py", False)],
+)  # fmt: skip
+def test_what_counts_as_a_test_file(path: str, test: bool) -> None:
+    assert is_test_path(path) is test
+
+
 def test_localize_by_traceback_skips_tests_and_installed_code(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "r", {
         "app/core.py": "import json\n\ndef load(text):\n    return json.loads(text)['key']\n",

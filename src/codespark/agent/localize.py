@@ -30,9 +30,9 @@ def is_test_path(path: str) -> bool:
     return (
         name.startswith("test_")
         or name == "conftest.py"
-        or p.stem.endswith(("_test", "_tests"))
+        or p.stem.endswith(("_test", "_tests", "_unittest", "Test", "Tests"))  # gflags_unittest, FooTests
         or bool(re.search(r"\.(test|spec)\.[jt]sx?$", name))
-        or name == "tests.py"
+        or name in ("tests.py", "test.py")
     )
 
 
