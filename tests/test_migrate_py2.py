@@ -5,9 +5,11 @@ real git repos, real pytest runs), and the final report."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import subprocess
 import sys
+import unittest
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +236,21 @@ def test_next_is_renamed_for_iterators_and_kept_for_data_attributes() -> None:
     a, b = namespace["Node"](1), namespace["Node"](2)
     a.next = b
     assert list(namespace["values"](a)) == [1, 2] and namespace["firsts"]("xy") == ("x", "y")
+
+
+def test_a_testcase_override_of_a_type_assert_gets_the_msg_unittest_passes() -> None:
+    source = (
+        "import unittest\n\n\nclass TestCase(unittest.TestCase):\n    def assertListEqual(self, a, b):\n"
+        "        unittest.TestCase.assertListEqual(self, sorted(a), sorted(b))\n\n\n"
+        "class T(TestCase):\n    def test_lists(self):\n        self.assertEqual([2, 1], [1, 2])\n"
+    )
+    out, changed = rewrite(source)
+    assert changed == 1 and "def assertListEqual(self, a, b, msg=None):" in out
+    namespace: dict[str, Any] = {}
+    exec(compile(out, "t.py", "exec"), namespace)
+    result = unittest.TextTestRunner(stream=io.StringIO()).run(
+        unittest.defaultTestLoader.loadTestsFromTestCase(namespace["T"])
+    )
+    assert result.wasSuccessful()
+    plain = "class Helper(object):\n    def assertListEqual(self, a, b):\n        pass\n"
+    assert rewrite(plain) == (plain, 0)  # not a TestCase: left alone

@@ -6,6 +6,9 @@
 - The ``cmp`` builtin (gone) gets a module-level definition with Python 2's result for ordered values.
 - The iterator protocol: a class's ``def next(self)`` also becomes its ``__next__``, and ``x.next()``
   becomes ``next(x)``; a data attribute called ``next`` is left alone (lib2to3's fix_next renamed those).
+- A ``TestCase`` subclass that overrides a type-specific assert method (``assertListEqual``,
+  ``assertMultiLineEqual``…) without ``msg``: ``assertEqual`` calls those with ``msg=``, and on Python 3
+  it does so for every ``str`` (Python 2 did only for ``unicode``); the override gets ``msg=None``.
 - ``raise StopIteration`` in a generator ends it in Python 2 and is a ``RuntimeError`` since 3.7 (PEP 479):
   it becomes ``return``.
 - ``s.decode('hex')``, ``s.encode('base64')`` and the other codecs that only ``codecs`` still runs become
@@ -43,6 +46,9 @@ _STRING_METHODS = {
     "rindex", "count", "capitalize", "swapcase", "ljust", "rjust", "center", "zfill", "expandtabs",
 }  # fmt: skip
 _STRING_CONVERSIONS = {"atoi": "int", "atol": "int", "atof": "float"}
+# The assert methods unittest's assertEqual dispatches to by type, passing msg=.
+_TYPE_ASSERTS = {"assertListEqual", "assertTupleEqual", "assertDictEqual", "assertSetEqual", "assertSequenceEqual",
+                 "assertMultiLineEqual"}  # fmt: skip
 # Codecs Python 2 ran through str.encode/decode that Python 3 keeps only in codecs.encode/decode.
 _BYTES_CODECS = {"hex", "hex_codec", "base64", "base64_codec", "zlib", "zip", "bz2", "uu", "quopri", "rot13", "rot_13"}
 
@@ -86,7 +92,7 @@ class _Semantics(cst.CSTTransformer):
         return updated.with_changes(body=body) if ends.changed else updated
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
-        updated = self._iterator(updated)
+        updated = self._iterator(self._type_asserts(updated))
         body = updated.body
         if not _defines(body, "__cmp__") or any(_defines(body, name) for name, _ in _RICH):
             return updated
@@ -111,6 +117,25 @@ class _Semantics(cst.CSTTransformer):
             self.changed += 1
             return updated.with_changes(attr=cst.Name(_RENAMED[found][1]))
         return updated
+
+    def _type_asserts(self, node: cst.ClassDef) -> cst.ClassDef:
+        """``msg=None`` on a TestCase's override of a type-specific assert method that lacks it."""
+        is_case = any("TestCase" in cst.Module([]).code_for_node(base.value) for base in node.bases)
+        if not is_case or not isinstance(node.body, cst.IndentedBlock):
+            return node
+        statements = list(node.body.body)
+        for i, stmt in enumerate(statements):
+            if not isinstance(stmt, cst.FunctionDef) or stmt.name.value not in _TYPE_ASSERTS:
+                continue
+            params = stmt.params
+            names = {p.name.value for p in (*params.params, *params.kwonly_params)}
+            if "msg" in names or isinstance(params.star_kwarg, cst.Param):
+                continue
+            msg = cst.Param(cst.Name("msg"), default=cst.Name("None"),
+                            equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")))  # fmt: skip
+            statements[i] = stmt.with_changes(params=params.with_changes(params=[*params.params, msg]))
+            self.changed += 1
+        return node.with_changes(body=node.body.with_changes(body=statements))
 
     def _iterator(self, node: cst.ClassDef) -> cst.ClassDef:
         """``__next__ = next`` after a ``def next(self)`` (Python 3's iterators call ``__next__``)."""
