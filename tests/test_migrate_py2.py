@@ -254,3 +254,12 @@ def test_a_testcase_override_of_a_type_assert_gets_the_msg_unittest_passes() -> 
     assert result.wasSuccessful()
     plain = "class Helper(object):\n    def assertListEqual(self, a, b):\n        pass\n"
     assert rewrite(plain) == (plain, 0)  # not a TestCase: left alone
+
+
+def test_a_resume_journal_belongs_to_one_version_of_the_recipes(tmp_path: Path, monkeypatch: Any) -> None:
+    from codespark.services import migrate as service
+
+    key = service._key(tmp_path, "py2-to-py3")
+    assert key == service._key(tmp_path, "py2-to-py3") and key != service._key(tmp_path, "unittest-to-pytest")
+    monkeypatch.setattr(service, "__version__", "9.9.9")
+    assert service._key(tmp_path, "py2-to-py3") != key  # another codespark: its journal is not resumed

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import codespark.migrate as migrate_package
+from codespark import __version__
 from codespark.agent.loop import FixLoop, FixOptions, Sampler
 from codespark.agent.testrun import TestCommand, detect
 from codespark.agent.workspace import Workspace
@@ -117,5 +119,9 @@ class MigrateService:
 
 
 def _key(source: Path, recipe: str) -> str:
-    """One journal per project and recipe."""
-    return hashlib.sha256(f"{source.resolve()}\0{recipe}".encode()).hexdigest()[:16]
+    """One journal per project, recipe and recipe code: a run resumes only what the same rewrites verified
+    (a journal left by another codespark, whose recipes rewrite differently, is not taken)."""
+    digest = hashlib.sha256(f"{source.resolve()}\0{recipe}\0{__version__}".encode())
+    for path in sorted(Path(migrate_package.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
