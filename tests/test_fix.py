@@ -188,6 +188,23 @@ def _project(tmp_path: Path, files: dict[str, str]) -> Project:
     return Project(tmp_path)
 
 
+def test_localize_follows_the_test_files_helpers_to_what_the_failing_line_calls(tmp_path: Path) -> None:
+    test = (
+        "import unittest\nfrom app import fmt, setup_value\n\n\nclass T(unittest.TestCase):\n"
+        "    def _check(self, given, expected):\n        self.assertEqual(fmt.escape(given), expected)\n\n"
+        + "".join(f"    def test_{i}(self):\n        setup_value({i})\n        self._check('a{i}', 'a{i}')\n\n"
+                  for i in range(3))
+    )  # fmt: skip
+    files = {
+        "app/__init__.py": "from app import fmt\n\n\ndef setup_value(v):\n    return v\n",
+        "app/fmt.py": "def escape(s):\n    return s.encode('ascii')\n",
+        "tests/test_fmt.py": test,
+    }
+    root = make_repo(tmp_path / "r", files, commit=False)
+    targets = localize(detect(root).run(root, Limits()), Project(root))
+    assert targets[0].unit.name == "escape"  # on the helper's failing line, not merely called by each test
+
+
 def test_edit_replaces_a_method_given_alone_and_adds_imports(tmp_path: Path) -> None:
     project = _project(tmp_path, {"geo.py": "class Circle:\n    def __init__(self, r):\n        self.r = r\n\n"
                                             "    def area(self):\n        return 3 * self.r\n"})  # fmt: skip

@@ -217,6 +217,24 @@ def _test_node(project: Project, failure: Failure) -> ast.AST | None:
         return None
 
 
+def _helper_nodes(project: Project, failure: Failure) -> list[ast.AST]:
+    """The test-file functions the failure's traceback passes through, other than the test itself."""
+    nodes: list[ast.AST] = []
+    seen: set[Unit] = set()
+    for frame in failure.frames:
+        if frame.path != failure.path or frame.line is None or not (project.root / frame.path).is_file():
+            continue
+        unit = enclosing(units_of(project.text(frame.path), frame.path), frame.line)
+        if unit is None or unit in seen or unit.kind == "class" or unit.start <= (failure.line or 0) <= unit.end:
+            continue
+        seen.add(unit)
+        try:
+            nodes.append(ast.parse(_dedent_block(project.source(unit))))
+        except SyntaxError:
+            continue
+    return nodes
+
+
 def _dedent_block(text: str) -> str:
     import textwrap
 
@@ -249,16 +267,19 @@ def localize(report: TestReport, project: Project, allow_test_edits: bool = Fals
         test = _test_node(project, failure)
         if test is None:
             continue
+        # The assertion may sit in a helper of the test file (``self._check(...)``): what the helpers the
+        # traceback passes through call counts too, and what the failing line itself calls counts most.
         failing_line = next((f.source for f in reversed(failure.frames) if f.path == failure.path), "")
         try:
             in_line = set(called_names(ast.parse(failing_line.strip()))) if failing_line else set()
         except SyntaxError:
             in_line = set()
+        called = called_names(test) + [n for helper in _helper_nodes(project, failure) for n in called_names(helper)]
         table = project.by_name()
-        for name in dict.fromkeys(called_names(test)):
+        for name in dict.fromkeys([*called, *in_line]):
             for unit in table.get(name, []):
                 if allow_test_edits or not is_test_path(unit.path):
-                    credit(unit, 2.0 if name in in_line else 1.0, f"called by the failing test {failure.test}")
+                    credit(unit, 3.0 if name in in_line else 1.0, f"called by the failing test {failure.test}")
     for error in report.collect_errors:
         for path, line in error_places(project, error):
             if editable(path):
