@@ -131,6 +131,80 @@ def test_the_codemod_keeps_every_outcome(tmp_path: Path) -> None:
     assert list(before.values()).count("skipped") == 3  # 2 skips, and the expected failure
 
 
+FIXTURE_SUITE = """import os
+import unittest
+
+LOG = os.path.join(os.path.dirname(__file__), "order.log")
+
+
+def note(text):
+    with open(LOG, "a") as out:
+        out.write(text + "\\n")
+
+
+class Paired(unittest.TestCase):
+    def setUp(self):
+        note("setUp")
+        self.value = 1
+
+    def tearDown(self):
+        note("tearDown")
+
+    def test_passes(self):
+        note("test")
+        self.assertEqual(self.value, 1)
+
+    def test_fails(self):
+        self.assertEqual(self.value, 2)
+
+
+class BrokenSetUp(unittest.TestCase):
+    def setUp(self):
+        raise RuntimeError("no database")
+
+    def tearDown(self):
+        note("never")
+
+    def test_never_runs(self):
+        pass
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.base = True
+
+
+class Derived(Base):
+    def setUp(self):
+        super().setUp()
+        self.derived = True
+
+    def test_both(self):
+        self.assertTrue(self.base and self.derived)
+"""
+
+
+def test_setup_and_teardown_become_a_fixture_where_nothing_depends_on_them(tmp_path: Path) -> None:
+    files = {"tests/__init__.py": "", "tests/test_fixtures.py": FIXTURE_SUITE}
+    before_root = make_repo(tmp_path / "before", files, commit=False)
+    after_root = make_repo(tmp_path / "after", files, commit=False)
+    text, _ = convert(FIXTURE_SUITE)
+    (after_root / "tests/test_fixtures.py").write_text(text)
+    assert text.count("@pytest.fixture(autouse=True)") == 0  # this module calls super().setUp(): all stay
+    alone = FIXTURE_SUITE[: FIXTURE_SUITE.index("class Base(")]
+    text, _ = convert(alone)
+    assert text.count("@pytest.fixture(autouse=True)") == 2 and "def setUp" not in text
+    (before_root / "tests/test_fixtures.py").write_text(alone)
+    (after_root / "tests/test_fixtures.py").write_text(text)
+    before, after = _outcomes(before_root), _outcomes(after_root)
+    # A set-up that raises fails its test either way; pytest files it as an error at set-up (E, not F).
+    broken = "tests.test_fixtures.BrokenSetUp.test_never_runs"
+    assert before.pop(broken) == "failure" and after.pop(broken) == "error"
+    assert before == after and len(before) == 2 and list(before.values()).count("passed") == 1
+    order = [(r / "tests/order.log").read_text().split() for r in (before_root, after_root)]
+    assert order[0] == order[1] and "never" not in order[1]  # same order; no tear-down after a failed set-up
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [

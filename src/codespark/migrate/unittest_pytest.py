@@ -29,6 +29,7 @@ import libcst.matchers as m
 from libcst.metadata import PositionProvider
 
 from codespark.agent.localize import is_test_path
+from codespark.migrate.fixtures import setup_to_fixture
 from codespark.migrate.recipe import Check, RecipeError, Rewrite
 
 _COMPARE: dict[str, type[cst.BaseCompOp]] = {
@@ -329,8 +330,9 @@ def convert(source: str) -> tuple[str, Report]:
     """The module rewritten, and what was done; raises ``libcst.ParserSyntaxError`` on unparsable code."""
     module = cst.MetadataWrapper(cst.parse_module(source))
     transformer = UnittestToPytest()
-    out = module.visit(transformer)
-    if transformer.uses_pytest:
+    out, fixtures = setup_to_fixture(module.visit(transformer))
+    transformer.report.converted += fixtures
+    if transformer.uses_pytest or fixtures:
         out = _with_pytest_import(out)
     return out.code, transformer.report
 
