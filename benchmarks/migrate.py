@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.harness import cpu_name
+from benchmarks.harness import cpu_name, print_report
 from codespark.agent.sandbox import Limits
 from codespark.agent.testrun import TestCommand
 from codespark.agent.workspace import Workspace
@@ -124,10 +124,7 @@ def main() -> None:
                     rows.append({"tool": name, "error": f"{type(exc).__name__}: {exc}"[:400]})
                 print(json.dumps(rows[-1])[:600], file=sys.stderr, flush=True)
     report = {"cpu": cpu_name(), "python": sys.version.split()[0], "modules": list(MODULES), "rows": rows}
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

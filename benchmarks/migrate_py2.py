@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.harness import cpu_name
+from benchmarks.harness import cpu_name, print_report
 from codespark.agent.sandbox import Limits
 from codespark.agent.testrun import TestCommand, project_python
 from codespark.migrate.run import Event, defined_tests
@@ -210,10 +210,7 @@ def main() -> None:
               for way in ("2to3", "fixers", "model")}  # fmt: skip
     report = {"cpu": cpu_name(), "python": sys.version.split()[0], "rounds": args.rounds,
               "candidates": args.candidates, "rows": rows, "totals": totals}  # fmt: skip
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

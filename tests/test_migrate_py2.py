@@ -4,7 +4,6 @@ real git repos, real pytest runs), and the final report."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import subprocess
@@ -18,16 +17,17 @@ from codespark.agent.workspace import Workspace
 from codespark.migrate.py2to3 import Py2ToPy3Recipe
 from codespark.migrate.py3semantics import rewrite
 from codespark.migrate.report import markdown, summary
-from codespark.migrate.run import Event, Migration, defined_tests
+from codespark.migrate.run import Migration, defined_tests
 from codespark.services.migrate import FixLoopRepair
 from tests.fix_repos import Scripted, make_repo, tree_state
+from tests.test_migrate import collect
 
 
-def collect(migration: Migration) -> list[Event]:
-    async def events() -> list[Event]:
-        return [e async for e in migration.events()]
-
-    return asyncio.run(events())
+def run(text: str) -> dict[str, Any]:
+    """The names a rewritten module defines, after running it."""
+    namespace: dict[str, Any] = {}
+    exec(compile(text, "m.py", "exec"), namespace)
+    return namespace
 
 
 def test_cmp_ordering_and_cmp_sorts_keep_their_python2_meaning() -> None:
@@ -39,14 +39,13 @@ def test_cmp_ordering_and_cmp_sorts_keep_their_python2_meaning() -> None:
     )
     out, changed = rewrite(source)
     assert changed == 4 and "import functools" in out
-    namespace: dict[str, object] = {}
-    exec(compile(out, "m.py", "exec"), namespace)
+    namespace = run(out)
     version: Any = namespace["Version"]
     a, b = version(1), version(2)
     assert a < b and b >= a and a == version(1) and a != b and sorted([b, a]) == [a, b]
     assert len({a, b}) == 2  # still hashable, as in Python 2
-    assert [v.n for v in namespace["newest_first"]([a, b])] == [2, 1]  # type: ignore[operator]
-    assert namespace["by_length"](["ccc", "a", "bb"]) == ["a", "bb", "ccc"]  # type: ignore[operator]
+    assert [v.n for v in namespace["newest_first"]([a, b])] == [2, 1]
+    assert namespace["by_length"](["ccc", "a", "bb"]) == ["a", "bb", "ccc"]
     already = (
         "class V:\n    def __cmp__(self, o):\n        return 0\n\n    def __lt__(self, o):\n        return False\n"
     )
@@ -175,8 +174,7 @@ def test_removed_stdlib_names_with_an_exact_successor_are_renamed() -> None:
     )
     out, changed = rewrite(source)
     assert changed == 9 and "import html" in out and "string.lower" not in out
-    namespace: dict[str, Any] = {}
-    exec(compile(out, "m.py", "exec"), namespace)
+    namespace = run(out)
     assert namespace["f"]("AbA", ["x", "y"]) == (
         "aba", "x y", "x-y", "AbAx".replace("a", "b"), b"hi", sys.maxsize, "ab", '&lt;"a"&gt;', 7,
     )  # fmt: skip
@@ -194,8 +192,7 @@ def test_python2_only_idioms_that_do_not_compile_or_run_on_3_are_rewritten() -> 
         "    return [i for i in items if isinstance(i, basestring) and True]\n"
     )
     out = Py2ToPy3Recipe().rewrite("m.py", source).text
-    namespace: dict[str, Any] = {}
-    exec(compile(out, "m.py", "exec"), namespace)
+    namespace = run(out)
     assert namespace["constants"]() == (b"\x7f\xf8", "nop", b"x")
     assert namespace["fast"](["a", 1], None) == ["a"] and "True=True" not in out and out.count("str=str") == 1
 
@@ -229,10 +226,8 @@ def test_next_is_renamed_for_iterators_and_kept_for_data_attributes() -> None:
         "def values(node):\n    while node is not None:\n        yield node.value\n        node = node.next\n"
     )
     iterating = "def firsts(items):\n    it = iter(items)\n    get = it.next\n    return get(), it.next()\n"
-    namespace: dict[str, Any] = {}
     recipe = Py2ToPy3Recipe()
-    exec(compile(recipe.rewrite("a.py", linked).text + recipe.rewrite("b.py", iterating).text, "m.py", "exec"),
-         namespace)  # fmt: skip
+    namespace = run(recipe.rewrite("a.py", linked).text + recipe.rewrite("b.py", iterating).text)
     a, b = namespace["Node"](1), namespace["Node"](2)
     a.next = b
     assert list(namespace["values"](a)) == [1, 2] and namespace["firsts"]("xy") == ("x", "y")
@@ -246,8 +241,7 @@ def test_a_testcase_override_of_a_type_assert_gets_the_msg_unittest_passes() -> 
     )
     out, changed = rewrite(source)
     assert changed == 1 and "def assertListEqual(self, a, b, msg=None):" in out
-    namespace: dict[str, Any] = {}
-    exec(compile(out, "t.py", "exec"), namespace)
+    namespace = run(out)
     result = unittest.TextTestRunner(stream=io.StringIO()).run(
         unittest.defaultTestLoader.loadTestsFromTestCase(namespace["T"])
     )
