@@ -30,7 +30,7 @@ from fissix.pgen2.parse import ParseError
 from fissix.refactor import RefactoringTool, get_fixers_from_package
 
 from codespark.migrate import py3semantics
-from codespark.migrate.recipe import Check, RecipeError, Rewrite
+from codespark.migrate.recipe import Check, RecipeError, Rewrite, python_files
 
 PYUPGRADE_TARGET = "--py38-plus"
 
@@ -39,7 +39,8 @@ _EXPLICIT = {"fissix.fixes.fix_buffer", "fissix.fixes.fix_idioms", "fissix.fixes
              "fissix.fixes.fix_ws_comma"}  # fmt: skip
 # fix_next renames every ``x.next`` to ``x.__next__``: right for an iterator's method (``it.next`` passed
 # around), wrong for a data attribute (a linked list's ``node.next``).  A module that assigns to ``.next``
-# has such an attribute: it gets the fixers without fix_next (py3semantics does its iterator protocol).
+# has such an attribute, and so does every module of its project (its tests read ``node.next``): they get
+# the fixers without fix_next (py3semantics does the iterator protocol).
 _FIX_NEXT = "fissix.fixes.fix_next"
 _NEXT_ASSIGNED = re.compile(r"\.next\s*=(?!=)")
 _REMOVED = (
@@ -85,7 +86,7 @@ class Py2ToPy3Recipe:
         # The file's real location: the relative-import fixer looks beside it for the modules it imports.
         where = str(root / path) if root is not None else path
         try:
-            tool = self._tool_keeping_next if _NEXT_ASSIGNED.search(source) else self._tool
+            tool = self._tool_keeping_next if _assigns_next(source, root) else self._tool
             tree = tool.refactor_string(source, where)
         except ParseError as exc:
             raise RecipeError(f"{path} does not parse as Python 2 or 3: {exc.msg} ({exc.context[1]})") from exc
@@ -101,6 +102,15 @@ class Py2ToPy3Recipe:
         if divisions:
             review.append(f"{divisions} uses of / : Python 2 floored integers, check the intent")
         return Rewrite(out, changed, needs_model=tuple(review))
+
+
+def _assigns_next(source: str, root: Path | None) -> bool:
+    """Whether the module or any module of its project assigns a ``.next`` attribute."""
+    if _NEXT_ASSIGNED.search(source):
+        return True
+    if root is None:
+        return False
+    return any(_NEXT_ASSIGNED.search((root / path).read_text(errors="replace")) for path in python_files(root))
 
 
 def _drop_constant_parameters(text: str) -> tuple[str, int]:

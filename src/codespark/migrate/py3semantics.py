@@ -9,6 +9,12 @@
 - A ``TestCase`` subclass that overrides a type-specific assert method (``assertListEqual``,
   ``assertMultiLineEqual``…) without ``msg``: ``assertEqual`` calls those with ``msg=``, and on Python 3
   it does so for every ``str`` (Python 2 did only for ``unicode``); the override gets ``msg=None``.
+- Python 3's ``str()`` and ``repr()`` must return text.  A ``__str__``/``__repr__`` whose ``encoding``
+  parameter defaults to an encoding returned Python 2's byte string when called bare; its default becomes
+  None (text), an explicit encoding still gives bytes.  A class with ``__unicode__`` and no ``__str__``
+  gets ``__str__ = __unicode__`` (the fixers turn ``unicode(x)`` into ``str(x)``).
+- ``hasattr(x, '__iter__')``, Python 2's test for "a list, not a string" (str had no ``__iter__``), also
+  excludes ``str`` and ``bytes``.
 - ``raise StopIteration`` in a generator ends it in Python 2 and is a ``RuntimeError`` since 3.7 (PEP 479):
   it becomes ``return``.
 - ``s.decode('hex')``, ``s.encode('base64')`` and the other codecs that only ``codecs`` still runs become
@@ -84,6 +90,7 @@ class _Semantics(cst.CSTTransformer):
             self.defines_cmp = True
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        updated = self._text_default(updated)
         if not _is_generator(updated):
             return updated
         ends = _GeneratorEnds()
@@ -92,7 +99,7 @@ class _Semantics(cst.CSTTransformer):
         return updated.with_changes(body=body) if ends.changed else updated
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
-        updated = self._iterator(self._type_asserts(updated))
+        updated = self._unicode_alias(self._iterator(self._type_asserts(updated)))
         body = updated.body
         if not _defines(body, "__cmp__") or any(_defines(body, name) for name, _ in _RICH):
             return updated
@@ -117,6 +124,32 @@ class _Semantics(cst.CSTTransformer):
             self.changed += 1
             return updated.with_changes(attr=cst.Name(_RENAMED[found][1]))
         return updated
+
+    def _text_default(self, function: cst.FunctionDef) -> cst.FunctionDef:
+        """``def __str__(self, encoding=None)`` for a ``__str__``/``__repr__`` whose encoding had a default."""
+        if function.name.value not in ("__str__", "__repr__"):
+            return function
+        params = list(function.params.params)
+        for i, param in enumerate(params):
+            if (
+                param.name.value == "encoding"
+                and param.default is not None
+                and not m.matches(param.default, m.Name("None"))
+            ):
+                params[i] = param.with_changes(default=cst.Name("None"))
+                self.changed += 1
+                return function.with_changes(params=function.params.with_changes(params=params))
+        return function
+
+    def _unicode_alias(self, node: cst.ClassDef) -> cst.ClassDef:
+        """``__str__ = __unicode__`` in a class that only had ``__unicode__`` (Python 3 never calls it)."""
+        body = node.body
+        if not isinstance(body, cst.IndentedBlock) or not _defines(body, "__unicode__") or _defines(body, "__str__"):
+            return node
+        self.changed += 1
+        return node.with_changes(
+            body=body.with_changes(body=[*body.body, cst.parse_statement("__str__ = __unicode__\n")])
+        )
 
     def _type_asserts(self, node: cst.ClassDef) -> cst.ClassDef:
         """``msg=None`` on a TestCase's override of a type-specific assert method that lacks it."""
@@ -159,7 +192,7 @@ class _Semantics(cst.CSTTransformer):
             return cst.Call(cst.Name("next"), [cst.Arg(func.value)])
         if isinstance(func, cst.Name) and func.value == "cmp":
             self.uses_cmp = True
-        replaced = self._string_function(updated) or self._codec_call(updated)
+        replaced = self._string_function(updated) or self._codec_call(updated) or self._iterable_check(updated)
         if replaced is not None:
             self.changed += 1
             return replaced
@@ -180,6 +213,19 @@ class _Semantics(cst.CSTTransformer):
                 self.changed += 1
                 self.needs_functools = True
         return updated.with_changes(args=args)
+
+    def _iterable_check(self, call: cst.Call) -> cst.BaseExpression | None:
+        """``hasattr(x, '__iter__')`` told a list from a string in Python 2, where str had no ``__iter__``:
+        ``(hasattr(x, '__iter__') and not isinstance(x, (str, bytes)))`` keeps that (``x`` a name or an
+        attribute of one, so that reading it twice is safe)."""
+        if not m.matches(call, m.Call(func=m.Name("hasattr"), args=[m.Arg(keyword=None), m.Arg(keyword=None)])):
+            return None
+        what, attr = call.args[0].value, call.args[1].value
+        if not isinstance(attr, cst.SimpleString) or attr.evaluated_value != "__iter__" or not _pure(what):
+            return None
+        code = cst.Module([]).code_for_node(what)
+        check = cst.parse_expression(f"(hasattr({code}, '__iter__') and not isinstance({code}, (str, bytes)))")
+        return check.with_changes(lpar=[*check.lpar, *call.lpar], rpar=[*check.rpar, *call.rpar])
 
     def _codec_call(self, call: cst.Call) -> cst.BaseExpression | None:
         """``x.decode('hex')`` → ``codecs.decode(x, 'hex')`` (a literal codec name only)."""
@@ -224,6 +270,13 @@ class _Semantics(cst.CSTTransformer):
             return call.with_changes(func=cst.Attribute(sep, cst.Name("join")), args=[args[0].with_changes(
                 comma=cst.MaybeSentinel.DEFAULT)])  # fmt: skip
         return None
+
+
+def _pure(node: cst.BaseExpression) -> bool:
+    """A name, or attributes of one: reading it has no side effects worth keeping once."""
+    while isinstance(node, cst.Attribute):
+        node = node.value
+    return isinstance(node, cst.Name)
 
 
 class _OwnBody(cst.CSTTransformer):
