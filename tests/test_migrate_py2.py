@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from codespark.agent.loop import FixOptions
+from codespark.agent.testrun import TestCommand
 from codespark.agent.workspace import Workspace
 from codespark.migrate.py2to3 import Py2ToPy3Recipe
 from codespark.migrate.py3semantics import rewrite
 from codespark.migrate.report import markdown, summary
-from codespark.migrate.run import Migration, defined_tests
+from codespark.migrate.run import Migration, defined_tests, with_interpreter_flags
 from codespark.services.migrate import FixLoopRepair
 from tests.fix_repos import Scripted, make_repo, tree_state
 from tests.test_migrate import collect
@@ -100,6 +101,40 @@ def test_the_model_repairs_what_the_fixers_leave_failing(tmp_path: Path) -> None
     finally:
         ws.close()
     assert tree_state(repo) == before  # no --apply: the user's tree is as it was
+
+
+def test_the_repair_runs_under_bb_so_bytes_fail_where_they_meet_str(tmp_path: Path) -> None:
+    """Python 2's encode() gave a str; on 3 it is bytes, formatted as b'...' with no error anywhere.  Under
+    ``python -bb`` the run fails at the line where the bytes meet text, and that is what the model sees."""
+    files = {
+        "tags.py": (
+            "def safe(s):\n    return s.encode('ascii', 'xmlcharrefreplace')\n\n\n"
+            "def element(name, value):\n    return '<%s>%s</%s>' % (name, safe(value), name)\n"
+        ),
+        "tests/test_tags.py": (
+            "import unittest\nfrom tags import element\n\n\nclass T(unittest.TestCase):\n"
+            "    def test_element(self):\n        self.assertEqual(element('a', u'caf\\xe9'), '<a>caf&#233;</a>')\n"
+        ),
+    }
+    fixed = "```python\ndef element(name, value):\n    return '<%s>%s</%s>' % (name, safe(value).decode(), name)\n```"
+    sampler = Scripted([fixed])
+    repo = make_repo(tmp_path / "repo", files)
+    ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
+    try:
+        events = collect(
+            Migration(
+                ws, Py2ToPy3Recipe(), None, repair=FixLoopRepair([sampler], None, FixOptions(rounds=1, candidates=1))
+            )
+        )
+        assert "BytesWarning: str() on a bytes instance" in sampler.prompts[0]
+        assert "def element(name, value):" in sampler.prompts[0]  # localized where bytes met str
+        assert events[-1].data["status"] == "migrated"
+    finally:
+        ws.close()
+    script = TestCommand("pytest", "pytest -x", "given")
+    assert with_interpreter_flags(script, ("-bb",)) == script  # a script takes no interpreter flags
+    python = with_interpreter_flags(TestCommand("pytest", f"{sys.executable} -m pytest", "found"), ("-bb",))
+    assert python.command == f"{sys.executable} -bb -m pytest"
 
 
 def test_a_module_the_fixers_leave_uncompilable_is_repaired_or_put_back(tmp_path: Path) -> None:

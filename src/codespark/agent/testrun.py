@@ -50,6 +50,8 @@ class Failure:
 
 @dataclass(frozen=True)
 class TestReport:
+    __test__ = False
+
     run: RunResult
     outcomes: dict[str, str]  # test id -> passed | failed | skipped (empty when the runner gives none)
     failures: tuple[Failure, ...]
@@ -81,6 +83,8 @@ class TestReport:
 
 @dataclass(frozen=True)
 class TestCommand:
+    __test__ = False  # not a test class, for pytest
+
     kind: str  # one of KINDS
     command: str  # a shell command, run in the project's root
     reason: str  # why this command (shown to the user)

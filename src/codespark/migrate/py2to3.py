@@ -67,8 +67,10 @@ class Py2ToPy3Recipe:
     brief = (
         "The code was written for Python 2 and converted by 2to3's fixers; it now runs on Python 3, so fix what "
         "still assumes Python 2: bytes vs str (str has no .decode, bytes literals need b''), integer division "
-        "(// where Python 2 floored), removed methods and modules, keyword-only or reserved names."
+        "(// where Python 2 floored), removed methods and modules, keyword-only or reserved names. The tests run "
+        "under python -bb: a BytesWarning marks where bytes met str (decode the bytes, or keep text)."
     )
+    repair_flags: tuple[str, ...] = ("-bb",)
 
     def __init__(self) -> None:
         fixers = [f for f in get_fixers_from_package("fissix.fixes") if f not in _EXPLICIT]

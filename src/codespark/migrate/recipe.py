@@ -35,6 +35,9 @@ class Recipe(Protocol):
     # recipe whose output is the tests themselves: a model that edits tests until they pass proves nothing.
     repairable: bool
     brief: str  # for the model's repairs: what the rewrite did and what is likely left (one or two sentences)
+    # Interpreter flags for the test runs the repair is judged by (when the runner starts with a Python):
+    # py2-to-py3 gives -bb, so that bytes meeting str fail where they meet instead of printing b'...'.
+    repair_flags: tuple[str, ...]
 
     def applies_to(self, path: str, text: str) -> bool:
         """Whether ``path`` (relative to the project) is one of the modules this recipe migrates."""

@@ -16,9 +16,10 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import tokenize
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -107,6 +108,15 @@ def pytest_command(root: Path, given: TestCommand | None) -> TestCommand:
     return TestCommand("pytest", command, "pytest collects the unittest suite")
 
 
+def with_interpreter_flags(command: TestCommand, flags: Sequence[str]) -> TestCommand:
+    """``command`` with ``flags`` after its interpreter when it starts with one (``python -m pytest``); as it
+    is otherwise (a ``pytest`` script takes no interpreter flags)."""
+    words = shlex.split(command.command)
+    if not flags or not words or not Path(words[0]).name.startswith("python"):
+        return command
+    return replace(command, command=shlex.join([words[0], *flags, *words[1:]]))
+
+
 class Repair(Protocol):
     """The model's part: given the failing suite, change the code until it passes (the fix loop)."""
 
@@ -170,7 +180,8 @@ class Migration:
             report = await asyncio.to_thread(self._report)
             if self.repair is not None and not _tests_ok(report):
                 before = self.ws.commit(f"migrate {self.recipe.name}: before the model's repair")
-                async for step in self.repair.events(self.ws, self.command):
+                strict = with_interpreter_flags(self.command, self.recipe.repair_flags)
+                async for step in self.repair.events(self.ws, strict):
                     yield Event("repair", step)
                 for event in await asyncio.to_thread(self._settle_repaired):
                     yield event

@@ -345,6 +345,7 @@ class UnittestToPytestRecipe:
     checks: tuple[Check, ...] = ("compile", "fidelity")
     repairable = False
     brief = ""
+    repair_flags: tuple[str, ...] = ()
 
     def applies_to(self, path: str, text: str) -> bool:
         return is_test_path(path) and "unittest" in text
