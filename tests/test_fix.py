@@ -27,6 +27,7 @@ from tests.fix_repos import CALC, FIXED_ADD, Scripted, git, make_repo, tree_stat
 
 def run_loop(root: Path, cache: Path, sampler: Scripted, **options: object) -> tuple[list[Event], Workspace]:
     workspace = Workspace.open(root, cache)
+    options.setdefault("mutants", 0)  # these tests script the model; test_single_token_* cover the mutants
     loop = FixLoop(workspace, detect(root), [sampler], FixOptions(**options))  # type: ignore[arg-type]
 
     async def collect() -> list[Event]:
@@ -259,6 +260,52 @@ def test_units_of_a_file_with_a_syntax_error(tmp_path: Path) -> None:
     assert [(u.name, u.start, u.end) for u in units] == [("ok", 1, 2), ("broken", 4, 5)]
 
 
+def test_single_token_mutants_cover_the_common_slips_nearest_the_failing_line_first() -> None:
+    from codespark.agent.mutate import mutants
+
+    source = (
+        "def window(xs, k):\n    total = 0\n    for i in range(len(xs) - k):\n        if xs[i] < k:\n"
+        "            total += xs[i]\n    total\n\n\ndef ratio(a, b):\n    return divmod(a, b)[0] / 2  # é\n"
+    )
+    unit = next(u for u in units_of(source, "m.py") if u.name == "window")
+    found = mutants(source, unit, focus=4, limit=1000)
+    whats = [m.what for m in found]
+    assert whats[0].startswith("line 4:") and all(m.line <= unit.end for m in found)  # ratio is another unit
+    for expected in ("line 4: `<` → `<=`", "line 3: `len(xs) - k` → `(len(xs) - k) + 1`", "line 5: `+=` → `-=`",
+                     "line 4: `k` → `total`", "line 6: `total` → `return total`", "line 2: `0` → `1`"):  # fmt: skip
+        assert expected in whats, expected
+    fixed = next(m for m in found if m.what == "line 4: `<` → `<=`")
+    assert fixed.text == source.replace("xs[i] < k", "xs[i] <= k")  # one token; the rest as it was
+    other = next(u for u in units_of(source, "m.py") if u.name == "ratio")
+    swapped = [m for m in mutants(source, other, None, 1000) if "swapped" in m.what]
+    assert swapped and "divmod(b, a)[0] / 2  # é" in swapped[0].text  # byte columns past non-ASCII text
+    assert mutants("def broken(:\n", unit, None, 10) == []
+    assert len(mutants(source, unit, None, 5)) == 5
+
+
+def test_single_token_repair_fixes_a_slip_before_the_model_is_asked(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r")
+    sampler = Scripted([FIXED_ADD])
+    events, ws = run_loop(root, tmp_path / "cache", sampler, mutants=80)
+    try:
+        mutation = next(e.data for e in events if e.kind == "mutation")
+        assert mutation["unit"] == "add" and mutation["fixed"] == "line 2: `-` → `+`", mutation
+        assert events[-1].data["status"] == "fixed" and events[-1].data["rounds"] == 0
+        assert "+    return a + b" in events[-1].data["diff"] and not sampler.prompts  # no model needed
+    finally:
+        ws.close()
+    # A bug no single edit fixes goes on to the model, with the code as it was.
+    root = make_repo(tmp_path / "r2", {**CALC, "calc/ops.py": CALC["calc/ops.py"].replace("a - b", "(a - b) * 0")})
+    sampler = Scripted([FIXED_ADD])
+    events, ws = run_loop(root, tmp_path / "cache2", sampler, mutants=80, candidates=1)
+    try:
+        mutation = next(e.data for e in events if e.kind == "mutation")
+        assert mutation["fixed"] is None and mutation["tried"] > 0 and sampler.prompts
+        assert "(a - b) * 0" in sampler.prompts[0] and events[-1].data["status"] == "fixed"
+    finally:
+        ws.close()
+
+
 # --- workspace: never lose work ------------------------------------------------------------------------
 
 
@@ -424,7 +471,7 @@ KILL_DRIVER = textwrap.dedent(
     root, cache = Path(sys.argv[1]), Path(sys.argv[2])
     answer = "```python\\ndef add(a, b):\\n    import time; time.sleep(30)\\n    return a + b\\n```"
     ws = Workspace.open(root, cache)
-    loop = FixLoop(ws, detect(root), [Scripted([answer])], FixOptions(candidates=1))
+    loop = FixLoop(ws, detect(root), [Scripted([answer])], FixOptions(candidates=1, mutants=0))
 
     async def main():
         async for event in loop.events():

@@ -84,7 +84,7 @@ def test_the_model_repairs_what_the_fixers_leave_failing(tmp_path: Path) -> None
     repo = make_repo(tmp_path / "repo", PY2_DIVISION)
     before = tree_state(repo)
     sampler = Scripted(["```python\ndef middle(items):\n    return items[0]\n```", FIXED_MIDDLE])
-    repair = FixLoopRepair([sampler], None, FixOptions(rounds=2, candidates=2))
+    repair = FixLoopRepair([sampler], None, FixOptions(rounds=2, candidates=2, mutants=0))  # `/` → `//`: the model
     ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
     try:
         events = collect(Migration(ws, Py2ToPy3Recipe(), None, repair=repair))
@@ -121,11 +121,8 @@ def test_the_repair_runs_under_bb_so_bytes_fail_where_they_meet_str(tmp_path: Pa
     repo = make_repo(tmp_path / "repo", files)
     ws = Workspace.open(repo, tmp_path / "cache", kind="migrate")
     try:
-        events = collect(
-            Migration(
-                ws, Py2ToPy3Recipe(), None, repair=FixLoopRepair([sampler], None, FixOptions(rounds=1, candidates=1))
-            )
-        )
+        repair = FixLoopRepair([sampler], None, FixOptions(rounds=1, candidates=1, mutants=0))
+        events = collect(Migration(ws, Py2ToPy3Recipe(), None, repair=repair))
         assert "BytesWarning: str() on a bytes instance" in sampler.prompts[0]
         assert "def element(name, value):" in sampler.prompts[0]  # localized where bytes met str
         assert events[-1].data["status"] == "migrated"

@@ -347,6 +347,9 @@ def fix(
     ] = False,
     rounds: Annotated[int, typer.Option(min=1, max=20, help="Rounds of candidates at most.")] = 3,
     candidates: Annotated[int, typer.Option(min=1, max=16, help="Candidates per round.")] = 4,
+    mutants: Annotated[
+        int, typer.Option(min=0, max=1000, help="Single-token repairs tried before the model (0: the model only).")
+    ] = 80,
     engine: Annotated[str, typer.Option(help="auto, codex, spark or upstream (through the privacy guard).")] = "auto",
     allow_test_edits: Annotated[bool, typer.Option("--allow-test-edits", help="Let the fix change tests.")] = False,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds one test run may take.")] = 300.0,
@@ -371,7 +374,7 @@ def fix(
         raise typer.BadParameter(f"use one of {', '.join(ENGINES)}", param_hint="--engine")
     if not path.is_dir():
         raise _fail(CodesparkError(f"{path} is not a directory. Pass the project's root."))
-    options = FixOptions(rounds=rounds, candidates=candidates, allow_test_edits=allow_test_edits,
+    options = FixOptions(rounds=rounds, candidates=candidates, mutants=mutants, allow_test_edits=allow_test_edits,
                          limits=Limits(timeout_s=timeout))  # fmt: skip
     request = FixRequest(path, test_cmd, engine, apply, options)
     try:
@@ -445,6 +448,9 @@ def migrate(
     ] = "auto",
     rounds: Annotated[int, typer.Option(min=1, max=20, help="The fix loop's rounds on the failing tests.")] = 3,
     candidates: Annotated[int, typer.Option(min=1, max=16, help="Candidates per repair round.")] = 3,
+    mutants: Annotated[
+        int, typer.Option(min=0, max=1000, help="Single-token repairs tried before the model (0: the model only).")
+    ] = 80,
     report: Annotated[
         Path | None, typer.Option("--report", help="Write the final report there (.md: Markdown; .json: JSON).")
     ] = None,
@@ -467,7 +473,7 @@ def migrate(
         raise typer.BadParameter(f"use one of {', '.join((*ENGINES, NO_MODEL))}", param_hint="--engine")
     if not path.is_dir():
         raise _fail(CodesparkError(f"{path} is not a directory. Pass the project's root."))
-    request = MigrateRequest(path, recipe, test_cmd, modules, apply, engine, rounds, candidates)
+    request = MigrateRequest(path, recipe, test_cmd, modules, apply, engine, rounds, candidates, mutants)
     engines = None
     try:
         settings = load_settings(config)

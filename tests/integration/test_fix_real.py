@@ -34,7 +34,7 @@ def test_cli_fixes_a_bug_and_applies_it_keeping_uncommitted_work(tmp_path: Path)
     root = make_repo(tmp_path / "repo", PARITY)
     (root / "NOTES.md").write_text("work in progress\n")
     (root / "mathx" / "__init__.py").write_text("# uncommitted edit\n")
-    proc = codespark("fix", str(root), "--apply", "--rounds", "2", "--candidates", "3")
+    proc = codespark("fix", str(root), "--apply", "--rounds", "2", "--candidates", "3", "--mutants", "0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "applied" in proc.stderr and "codespark/fix-" in proc.stderr
     assert (root / "NOTES.md").read_text() == "work in progress\n"
@@ -51,7 +51,9 @@ def test_cli_json_events_on_a_folder_that_is_not_a_repo(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert events[0]["event"] == "started" and events[0]["runner"] == "pytest" and events[0]["branch"] is None
-    assert any(e["event"] == "candidate" for e in events)
+    # `== 1` for `== 0`: one token, found by the single-token repairs before the model is asked.
+    mutation = next(e for e in events if e["event"] == "mutation")
+    assert mutation["unit"] == "is_even" and mutation["fixed"] and not any(e["event"] == "candidate" for e in events)
     assert events[-1]["event"] == "finished" and events[-1]["status"] == "fixed"
     assert "mathx/parity.py" in events[-1]["changed"]
     assert tree_state(root) == before  # no --apply: untouched
@@ -71,7 +73,7 @@ def test_http_fix_streams_sse_from_a_real_server(tmp_path: Path) -> None:
     server = launch({"CODESPARK_WORKSPACES": workspaces, "CODESPARK_SPARK_MODEL": "none"}, tmp_path / "server.log")
     try:
         events = []
-        with httpx.stream("POST", server.base + "/v1/fix", json={"workspace": "parity", "candidates": 3},
+        with httpx.stream("POST", server.base + "/v1/fix", json={"workspace": "parity", "candidates": 3, "mutants": 0},
                           timeout=600) as response:  # fmt: skip
             assert response.status_code == 200
             for line in response.iter_lines():

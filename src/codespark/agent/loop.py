@@ -3,11 +3,14 @@
 1. Run the tests once (the baseline).  Green: nothing to do.
 2. Cheap fixes first: undefined names with a sure import are fixed deterministically; syntax errors go
    to the cheap engine (spark when loaded) once.
-3. Rounds: localize the unit to change; ask for ``candidates`` whole-unit rewrites (the first greedy,
+3. Single-token repairs (``mutate``): one edit of the suspected unit at a time (a comparison, an
+   operator, a bound off by one, swapped arguments, another variable, a lost return), nearest the failing
+   line first, within a count and time budget; the first that turns the suite green is kept.
+4. Rounds: localize the unit to change; ask for ``candidates`` whole-unit rewrites (the first greedy,
    the rest sampled; they share the prompt's KV cache); test each on the failing tests while the next
    one is generated; run the whole suite for any that passes them.  The best candidate by tests failing
    is kept, committed as the round, and the next round starts from it.
-4. Escalation: later rounds go to the next sampler (an upstream, when configured).
+5. Escalation: later rounds go to the next sampler (an upstream, when configured).
 
 Everything happens in a ``Workspace``; the user's tree is only written by ``Workspace.apply``.
 """
@@ -20,7 +23,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from codespark.agent import prompts, sandbox, static, window
+from codespark.agent import mutate, prompts, sandbox, static, window
 from codespark.agent.edit import Edit, RefusedEdit, replace_unit
 from codespark.agent.localize import (
     Project,
@@ -62,6 +65,8 @@ class FixOptions:
     test_timeout_s: float = 10.0  # one pytest test running longer fails (an endless loop), the run goes on
     seed: int = 1
     escalate_after: int = 1  # rounds on one sampler before the next one in the ladder
+    mutants: int = 80  # single-token repairs tried before the model (agent/mutate.py); 0: none
+    mutation_seconds: float = 60.0  # and the time they may take
     brief: str = ""  # what the caller knows of the failures (a migration: "written for Python 2…"), in the prompt
 
 
@@ -69,7 +74,7 @@ class FixOptions:
 class Event:
     """One step of a run, for the terminal view, ``--json`` lines and SSE."""
 
-    kind: str  # started | baseline | static | round | candidate | best | finished
+    kind: str  # started | baseline | static | mutation | round | candidate | best | finished
     data: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
@@ -157,6 +162,12 @@ class FixLoop:
             best = fixed
             ws.commit(f"codespark fix: imports for undefined names ({best.summary()})")
             yield Event("static", self._report_data(best))
+        if not best.green and opts.mutants > 0:
+            found, data = await _in_thread(self._mutation_pass, best)
+            yield Event("mutation", data)
+            if found is not None:
+                best = found
+                ws.commit(f"codespark fix: {data['unit']}, {data['fixed']} ({best.summary()})")
         if best.green:
             self._finish("fixed", 0, best)
             yield self._finished_event()
@@ -250,6 +261,42 @@ class FixLoop:
             self.ws.write(edit.path, edit.before)
             self.project.forget(edit.path)
         return None
+
+    def _mutation_pass(self, best: TestReport) -> tuple[TestReport | None, dict[str, Any]]:
+        """Single edits of the two most suspected units, nearest the failing line first, within the count
+        and time budget: the first that turns the whole suite green is kept (written in the workspace)."""
+        started = time.perf_counter()
+        opts = self.options
+        failing_ids = best.failed if self.command.pytest else []
+        tried = 0
+        for target in localize(best, self.project, opts.allow_test_edits)[:2]:
+            unit = target.unit
+            before = self.project.text(unit.path)
+            focus = focus_line(best, self.project, unit)
+            for mutant in mutate.mutants(before, unit, focus, opts.mutants - tried):
+                if time.perf_counter() - started > opts.mutation_seconds:
+                    break
+                tried += 1
+                self.ws.write(unit.path, mutant.text)
+                self.project.forget(unit.path)
+                green = False
+                try:
+                    sub = self._test(failing_ids) if failing_ids else None
+                    if sub is None or (sub.run.ok and not sub.failed):
+                        full = self._test()
+                        green = full.green
+                        if green:
+                            return full, {"tried": tried, "unit": unit.name, "fixed": mutant.what,
+                                          "seconds": self._since(started)}  # fmt: skip
+                finally:
+                    if not green:
+                        self.ws.write(unit.path, before)
+                        self.project.forget(unit.path)
+        return None, {"tried": tried, "unit": None, "fixed": None, "seconds": self._since(started)}
+
+    @staticmethod
+    def _since(started: float) -> float:
+        return round(time.perf_counter() - started, 2)
 
     def _messages(self, target: Target, best: TestReport, earlier: Sequence[str], anew: bool = False) -> list[Message]:
         unit, project = target.unit, self.project

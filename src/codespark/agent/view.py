@@ -34,6 +34,9 @@ class FixView:
             self.status = "looking for the cause"
         elif event.kind == "static":
             self.lines.append(f"static fixes (imports): {escape(d['summary'])}")
+        elif event.kind == "mutation":
+            found = f"fixed {d['unit']}, {d['fixed']}" if d["fixed"] else "none turned the tests green"
+            self.lines.append(f"single-token repairs: {d['tried']} tried in {d['seconds']:.0f} s, {escape(found)}")
         elif event.kind == "round":
             target = d.get("target") or "nothing to change"
             self.status = f"round {d['round']}: {target} ({d.get('engine', '')})"

@@ -31,6 +31,7 @@ class FixBody(_Request):
     engine: str = Field("auto", description="auto, codex, spark or upstream.")
     rounds: int = Field(3, ge=1, le=20)
     candidates: int = Field(4, ge=1, le=16)
+    mutants: int = Field(80, ge=0, le=1000, description="Single-token repairs tried before the model (0: none).")
     apply: bool = Field(False, description="Put the fix into the tree (only where the workspace allows it).")
     stream: bool = Field(True, description="SSE events as the run goes (false: the final event as JSON).")
 
@@ -52,7 +53,8 @@ def _sse(item: Event) -> bytes:
 @router.post("/v1/fix", response_model=None)
 async def fix(body: FixBody, state: State) -> Response:
     body.log_unknown("/v1/fix")
-    options = FixOptions(rounds=body.rounds, candidates=body.candidates, limits=Limits(timeout_s=300))
+    options = FixOptions(rounds=body.rounds, candidates=body.candidates, mutants=body.mutants,
+                         limits=Limits(timeout_s=300))  # fmt: skip
     events = state.fix.start(state.fix.for_workspace(body.workspace, body.engine, body.apply, options))
     if not body.stream:
         last: dict[str, Any] = {}

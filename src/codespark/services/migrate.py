@@ -39,6 +39,7 @@ class MigrateRequest:
     engine: str = "auto"  # who writes the repairs: an engine as for ``codespark fix``, or "none" (fixers only)
     rounds: int = 3  # the fix loop's rounds on the failing suite
     candidates: int = 3
+    mutants: int = 80  # the fix loop's single-token repairs, before the model
 
 
 class FixLoopRepair:
@@ -81,7 +82,7 @@ class MigrateService:
             return None
         samplers, cheap = self.fix.samplers(request.engine)
         brief = RECIPES[request.recipe].brief
-        options = FixOptions(rounds=request.rounds, candidates=request.candidates, brief=brief)
+        options = FixOptions(rounds=request.rounds, candidates=request.candidates, mutants=request.mutants, brief=brief)
         return FixLoopRepair(samplers, cheap, options)
 
     def start(self, request: MigrateRequest) -> AsyncIterator[Event]:

@@ -1,0 +1,223 @@
+"""Single-token repairs, tried before the model: the slips people make most (a comparison one step off, the
+other arithmetic or boolean operator, a number or a bound off by one, two arguments swapped, another
+variable of the same function, a value computed and not returned), each one edit of the suspected unit.
+
+They are enumerated nearest the failing line first and checked by the tests like any candidate: the
+failing tests first, then the whole suite, and only a change that turns the suite green is kept.  No model
+runs, so a slip costs a few test runs instead of a few hundred decoded tokens; what no single edit fixes
+goes to the model.  Edits are made on the source text at the syntax tree's positions, so the rest of the
+file keeps its formatting, and each mutant must compile.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from codespark.agent.localize import Unit
+
+_COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
+            ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in"}  # fmt: skip
+_COMPARE_ALTERNATIVES = {"<": ("<=", ">"), "<=": ("<", ">="), ">": (">=", "<"), ">=": (">", "<="),
+                         "==": ("!=",), "!=": ("==",), "is": ("is not",), "is not": ("is",),
+                         "in": ("not in",), "not in": ("in",)}  # fmt: skip
+_ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%"}
+_BOOLEAN = {ast.And: "and", ast.Or: "or"}
+# On one line: a comparison or an operator first, then bounds and numbers, swapped arguments, a lost return,
+# and another variable last (there are many of those).
+_RANK = {"operator": 0, "bound": 1, "arguments": 2, "return": 3, "name": 4}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    line: int  # the file's line of the edit
+    what: str  # e.g. "line 12: `<` → `<=`"
+    text: str  # the whole file after the edit
+    rank: int = 0  # on one line, the likelier slips first
+
+
+class _Text:
+    """The file as bytes with line offsets: the syntax tree's columns are UTF-8 byte offsets."""
+
+    def __init__(self, text: str) -> None:
+        self.data = text.encode("utf-8")
+        self.starts = [0]
+        for line in self.data.splitlines(keepends=True):
+            self.starts.append(self.starts[-1] + len(line))
+
+    def at(self, line: int, col: int) -> int:
+        return self.starts[line - 1] + col
+
+    def span(self, node: ast.AST) -> tuple[int, int]:
+        end_line, end_col = getattr(node, "end_lineno", None), getattr(node, "end_col_offset", None)
+        assert end_line is not None and end_col is not None
+        return self.at(node.lineno, node.col_offset), self.at(end_line, end_col)  # type: ignore[attr-defined]
+
+    def code(self, node: ast.AST) -> str:
+        start, end = self.span(node)
+        return self.data[start:end].decode("utf-8")
+
+    def replace(self, start: int, end: int, new: str) -> str:
+        return (self.data[:start] + new.encode("utf-8") + self.data[end:]).decode("utf-8")
+
+
+def _between(text: _Text, left: ast.AST, right: ast.AST, old: str, new: str) -> str | None:
+    """The file with the operator ``old`` between two operands replaced by ``new`` (the gap holds only the
+    operator, spaces, parentheses and line continuations)."""
+    start, _ = text.span(right)
+    _, end = text.span(left)
+    gap = text.data[end:start].decode("utf-8")
+    at = gap.find(old)
+    if at < 0 or gap.count(old) != 1 or gap.replace(old, "").strip(" \t\\\n()"):
+        return None
+    return text.replace(end, start, gap[:at] + new + gap[at + len(old) :])
+
+
+def _locals(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    names = {a.arg for a in (*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs)}
+    names |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return sorted(names - {"self", "cls"})
+
+
+def _functions(tree: ast.Module, unit: Unit) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+            and unit.def_line <= n.lineno <= unit.end]  # fmt: skip
+
+
+def _edits(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[tuple[int, str, str, str]]:
+    """(line, kind, what, new file text) for each single edit inside ``function`` (nested functions are their own)."""
+    names = _locals(function)
+    for node in ast.walk(function):
+        line = getattr(node, "lineno", function.lineno)
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            for i, op in enumerate(node.ops):
+                old = _COMPARE[type(op)]
+                for new in _COMPARE_ALTERNATIVES[old]:
+                    changed = _between(text, operands[i], operands[i + 1], old, new)
+                    if changed is not None:
+                        yield line, "operator", f"`{old}` → `{new}`", changed
+        elif isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+            old = _ARITHMETIC[type(node.op)]
+            for new in _ARITHMETIC.values():
+                changed = _between(text, node.left, node.right, old, new) if new != old else None
+                if changed is not None:
+                    yield line, "operator", f"`{old}` → `{new}`", changed
+            right = node.right
+            if isinstance(node.op, ast.Add | ast.Sub) and isinstance(right, ast.Constant) and right.value == 1:
+                start, end = text.span(node)
+                left = text.code(node.left)
+                yield line, "bound", f"`{text.code(node)}` → `{left}`", text.replace(start, end, left)
+        elif isinstance(node, ast.AugAssign) and type(node.op) in (ast.Add, ast.Sub):
+            old, new = ("+=", "-=") if isinstance(node.op, ast.Add) else ("-=", "+=")
+            changed = _between(text, node.target, node.value, old, new)
+            if changed is not None:
+                yield line, "operator", f"`{old}` → `{new}`", changed
+        elif isinstance(node, ast.BoolOp):
+            old = _BOOLEAN[type(node.op)]
+            new = "or" if old == "and" else "and"
+            for first, second in itertools.pairwise(node.values):
+                changed = _between(text, first, second, old, new)
+                if changed is not None:
+                    yield line, "operator", f"`{old}` → `{new}`", changed
+        elif isinstance(node, ast.Constant) and type(node.value) is int:
+            start, end = text.span(node)
+            for new_value in (node.value + 1, node.value - 1):
+                if new_value >= 0:
+                    yield line, "bound", f"`{node.value}` → `{new_value}`", text.replace(start, end, str(new_value))
+        elif isinstance(node, ast.Call):
+            yield from _call_edits(text, node, line)
+        elif isinstance(node, ast.Subscript):
+            bounds = [node.slice] if not isinstance(node.slice, ast.Slice) else [node.slice.lower, node.slice.upper]
+            for bound in bounds:
+                if bound is not None and not isinstance(bound, ast.Constant | ast.Tuple):
+                    yield from _plus_minus_one(text, bound, line)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in names:
+            start, end = text.span(node)
+            for other in names:
+                if other != node.id:
+                    yield line, "name", f"`{node.id}` → `{other}`", text.replace(start, end, other)
+        elif isinstance(node, ast.Expr) and _value_dropped(node, function):
+            start, end = text.span(node)
+            code = text.code(node)
+            yield line, "return", f"`{code}` → `return {code}`", text.replace(start, end, f"return {code}")
+    yield from _missing_return(text, function, names)
+
+
+def _value_dropped(statement: ast.Expr, function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """An expression statement whose value is likely the function's result: not a call made for its effect
+    (unless it ends the function), not a docstring, await or yield."""
+    value = statement.value
+    if isinstance(value, ast.Constant | ast.Await | ast.Yield | ast.YieldFrom):
+        return False
+    return not isinstance(value, ast.Call) or statement is function.body[-1]
+
+
+def _call_edits(text: _Text, call: ast.Call, line: int) -> Iterator[tuple[int, str, str, str]]:
+    args = call.args
+    for a, b in itertools.pairwise(args):
+        if isinstance(a, ast.Starred) or isinstance(b, ast.Starred) or ast.dump(a) == ast.dump(b):
+            continue
+        (a_start, a_end), (b_start, b_end) = text.span(a), text.span(b)
+        middle = text.data[a_end:b_start].decode("utf-8")
+        swapped = text.replace(a_start, b_end, text.code(b) + middle + text.code(a))
+        yield line, "arguments", f"arguments `{text.code(a)}` and `{text.code(b)}` swapped", swapped
+    if isinstance(call.func, ast.Name) and call.func.id == "range":
+        for arg in args:
+            if not isinstance(arg, ast.Constant | ast.Starred):
+                yield from _plus_minus_one(text, arg, line)
+
+
+def _plus_minus_one(text: _Text, node: ast.AST, line: int) -> Iterator[tuple[int, str, str, str]]:
+    start, end = text.span(node)
+    code = text.code(node)
+    wrapped = f"({code})" if isinstance(node, ast.BinOp | ast.BoolOp | ast.Compare | ast.IfExp | ast.Lambda) else code
+    for sign in ("+", "-"):
+        yield line, "bound", f"`{code}` → `{wrapped} {sign} 1`", text.replace(start, end, f"{wrapped} {sign} 1")
+
+
+def _missing_return(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDef,
+                    names: list[str]) -> Iterator[tuple[int, str, str, str]]:  # fmt: skip
+    """A function that never returns a value: ``return name`` after its last statement, for the names it
+    assigns (last assigned first)."""
+    if any(isinstance(n, ast.Return) and n.value is not None for n in ast.walk(function)):
+        return
+    if any(isinstance(n, ast.Yield | ast.YieldFrom) for n in ast.walk(function)):
+        return
+    last = function.body[-1]
+    _, end = text.span(last)
+    indent = " " * last.col_offset
+    assigned = [n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    for name in dict.fromkeys(reversed(assigned)):
+        if name in names:
+            line = getattr(last, "end_lineno", last.lineno) or last.lineno
+            yield line, "return", f"`return {name}` added", text.replace(end, end, f"\n{indent}return {name}")
+
+
+def mutants(source: str, unit: Unit, focus: int | None, limit: int) -> list[Mutant]:
+    """Up to ``limit`` single edits of ``unit`` in the file ``source``, nearest ``focus`` (the failing line)
+    first; each compiles.  Empty when the file does not parse."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    text = _Text(source)
+    centre = focus if focus is not None else unit.def_line
+    found: dict[str, Mutant] = {}
+    for function in _functions(tree, unit):
+        for line, kind, what, changed in _edits(text, function):
+            if changed != source and changed not in found:
+                found[changed] = Mutant(line, f"line {line}: {what}", changed, _RANK[kind])
+    ordered = sorted(found.values(), key=lambda m: (abs(m.line - centre), m.line, m.rank))
+    out: list[Mutant] = []
+    for mutant in ordered:
+        if len(out) >= limit:
+            break
+        try:
+            compile(mutant.text, unit.path, "exec", dont_inherit=True)
+        except SyntaxError:
+            continue
+        out.append(mutant)
+    return out
