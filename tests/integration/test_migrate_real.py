@@ -48,7 +48,8 @@ def test_py2_module_and_suite_are_migrated_and_the_model_repairs_the_division(tm
     report = tmp_path / "report.md"
     proc = subprocess.run([sys.executable, "-m", "codespark", "migrate", str(root), "--recipe", "py2-to-py3",
                            "--engine", "codex", "--rounds", "3", "--candidates", "3", "--mutants", "0", "--json",
-                           "--apply", "--report", str(report)], capture_output=True, text=True, timeout=1200)  # fmt: skip
+                           "--apply", "--report", str(report)],
+                          capture_output=True, text=True, timeout=1200)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     suite = [e for e in events if e["event"] == "suite"][-1]
