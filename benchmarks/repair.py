@@ -55,16 +55,23 @@ async def run_loop(
         loop = FixLoop(workspace, command, [sampler], options)
         candidates = 0
         final: dict[str, Any] = {}
+        mutation: dict[str, Any] = {"tried": 0, "fixed": None}
         async for event in loop.events():
             if event.kind == "candidate":
                 candidates += 1
                 d = event.data
                 print(f"    round {d['round']} candidate {d['index'] + 1}: {d['outcome']}, {d['failing']} failing, "
                       f"{d['seconds']} s: {d['reason'][:100]}", file=sys.stderr, flush=True)  # fmt: skip
+            if event.kind == "mutation":
+                mutation = dict(event.data)
+                print(f"    single-token repairs: {mutation['tried']} tried, {mutation['seconds']} s, fixed: "
+                      f"{mutation['fixed']}", file=sys.stderr, flush=True)  # fmt: skip
             if event.kind == "finished":
                 final = dict(event.data)
         changed = {path: workspace.read(path) for path in final.get("changed", [])}
-        return {**final, "candidates": candidates, "files": changed}
+        fixed_by = None if final.get("status") != "fixed" else "mutation" if mutation["fixed"] else "model"
+        return {**final, "candidates": candidates, "files": changed, "fixed_by": fixed_by,
+                "mutants_tried": mutation["tried"]}  # fmt: skip
     finally:
         workspace.close()
 
@@ -92,8 +99,8 @@ async def plain_solution(sampler: Sampler, problem: humaneval.Problem, folder: P
 
 
 async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[dict[str, Any]]) -> dict[str, Any]:
-    options = FixOptions(rounds=args.rounds, candidates=args.candidates, limits=Limits(timeout_s=60),
-                         test_timeout_s=5)  # fmt: skip
+    options = FixOptions(rounds=args.rounds, candidates=args.candidates, mutants=args.mutants,
+                         limits=Limits(timeout_s=60), test_timeout_s=5)  # fmt: skip
     problems = humaneval.load(args.limit)
     cache = Path(tempfile.mkdtemp(prefix="codespark-repair-"))
     done_ids = _resume(args, out, "task_id")
@@ -113,7 +120,8 @@ async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[
             result = await run_loop(folder, command, sampler, options, cache / "runs")
             final = result["files"].get(humaneval.SOLUTION, plain)
             row.update(status=result["status"], rounds=result["rounds"], candidates=result["candidates"],
-                       timeouts=result["timeouts"], endless=result["endless_tests"])  # fmt: skip
+                       timeouts=result["timeouts"], endless=result["endless_tests"], fixed_by=result["fixed_by"],
+                       mutants_tried=result["mutants_tried"])  # fmt: skip
         else:
             row.update(status="no-visible-tests", rounds=0, candidates=0, timeouts=0, endless=0)
         row["loop"] = (final == plain and plain_ok) or (final != plain and hidden_pass(problem, final))
@@ -169,8 +177,8 @@ def _changed_units(before: str, after: str, path: str) -> list[str]:
 
 
 async def bench_faults(sampler: Sampler, args: argparse.Namespace, out: list[dict[str, Any]]) -> dict[str, Any]:
-    options = FixOptions(rounds=args.rounds, candidates=args.candidates, limits=Limits(timeout_s=60),
-                         test_timeout_s=5)  # fmt: skip
+    options = FixOptions(rounds=args.rounds, candidates=args.candidates, mutants=args.mutants,
+                         limits=Limits(timeout_s=60), test_timeout_s=5)  # fmt: skip
     cache = Path(tempfile.mkdtemp(prefix="codespark-faults-"))
     bugs = faults.seed_bugs(faults.FaultChecker(cache / "check"), args.bugs, seed=args.seed)
     folder = cache / "detect"
@@ -189,7 +197,8 @@ async def bench_faults(sampler: Sampler, args: argparse.Namespace, out: list[dic
         edited_tests = [p for p in result.get("changed", []) if p != bug.file]
         units = _changed_units(bug.faulty, fixed_text, bug.file)
         row = {"bug": bug.bug_id, "kind": bug.kind, "status": result["status"], "rounds": result["rounds"],
-               "candidates": result["candidates"], "tests_edited": edited_tests, "changed_units": units,
+               "candidates": result["candidates"], "fixed_by": result["fixed_by"],
+               "mutants_tried": result["mutants_tried"], "tests_edited": edited_tests, "changed_units": units,
                "only_faulty_function": units == [bug.function], "restored_original": fixed_text == bug.original,
                "timeouts": result["timeouts"], "endless": result["endless_tests"],
                "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
@@ -215,6 +224,8 @@ def summarize_faults(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if fixed
         else 0,
         "restored_original_exactly": sum(r["restored_original"] for r in fixed),
+        "fixed_by_single_token_repair": sum(r.get("fixed_by") == "mutation" for r in fixed),
+        "fixed_by_the_model": sum(r.get("fixed_by") == "model" for r in fixed),
         "by_kind": {k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_kind.items())},
         "seconds_per_bug_median": round(statistics.median(r["seconds"] for r in rows), 1) if rows else 0,
         "timeouts": sum(r["timeouts"] for r in rows),
@@ -251,6 +262,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mutants", type=int, default=80,
+                        help="Single-token repairs tried before the model (0: the model only).")  # fmt: skip
     parser.add_argument("--engine", default="codex", choices=("codex", "spark"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--resume", action="store_true",
@@ -273,8 +286,8 @@ def main() -> None:
     finally:
         engines.close()
     report = {"part": args.part, "cpu": cpu_name(), "engine": args.engine, "rounds": args.rounds,
-              "candidates": args.candidates, "wall_s": round(time.perf_counter() - started), "summary": summary,
-              "rows": rows}  # fmt: skip
+              "candidates": args.candidates, "mutants": args.mutants,
+              "wall_s": round(time.perf_counter() - started), "summary": summary, "rows": rows}  # fmt: skip
     print(json.dumps(report["summary"], indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -279,6 +279,7 @@ def test_single_token_mutants_cover_the_common_slips_nearest_the_failing_line_fi
     other = next(u for u in units_of(source, "m.py") if u.name == "ratio")
     swapped = [m for m in mutants(source, other, None, 1000) if "swapped" in m.what]
     assert swapped and "divmod(b, a)[0] / 2  # é" in swapped[0].text  # byte columns past non-ASCII text
+    assert {m.line for m in mutants(source, unit, 4, 1000, executed={3, 9})} == {3}  # what the failing run ran
     assert mutants("def broken(:\n", unit, None, 10) == []
     assert len(mutants(source, unit, None, 5)) == 5
 
@@ -297,7 +298,7 @@ def test_single_token_repair_fixes_a_slip_before_the_model_is_asked(tmp_path: Pa
     # A bug no single edit fixes goes on to the model, with the code as it was.
     root = make_repo(tmp_path / "r2", {**CALC, "calc/ops.py": CALC["calc/ops.py"].replace("a - b", "(a - b) * 0")})
     sampler = Scripted([FIXED_ADD])
-    events, ws = run_loop(root, tmp_path / "cache2", sampler, mutants=80, candidates=1)
+    events, ws = run_loop(root, tmp_path / "cache2", sampler, mutants=10, candidates=1)
     try:
         mutation = next(e.data for e in events if e.kind == "mutation")
         assert mutation["fixed"] is None and mutation["tried"] > 0 and sampler.prompts

@@ -37,7 +37,7 @@ from codespark.agent.localize import (
     used_definitions,
 )
 from codespark.agent.sandbox import Limits
-from codespark.agent.testrun import TestCommand, TestReport
+from codespark.agent.testrun import TestCommand, TestReport, executed_lines
 from codespark.agent.workspace import Workspace
 from codespark.engine.backend import SamplingParams
 from codespark.engine.chat import Message
@@ -273,7 +273,9 @@ class FixLoop:
             unit = target.unit
             before = self.project.text(unit.path)
             focus = focus_line(best, self.project, unit)
-            for mutant in mutate.mutants(before, unit, focus, opts.mutants - tried):
+            ran = executed_lines(self.ws.root, unit.path, failing_ids, opts.limits) if failing_ids else None
+            executed = ran[0] if ran is not None else None
+            for mutant in mutate.mutants(before, unit, focus, opts.mutants - tried, executed):
                 if time.perf_counter() - started > opts.mutation_seconds:
                     break
                 tried += 1

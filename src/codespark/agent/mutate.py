@@ -86,64 +86,84 @@ def _functions(tree: ast.Module, unit: Unit) -> list[ast.FunctionDef | ast.Async
             and unit.def_line <= n.lineno <= unit.end]  # fmt: skip
 
 
+def _own_nodes(statement: ast.stmt) -> Iterator[ast.AST]:
+    """The statement and the expressions that belong to it (not those of the statements nested in it)."""
+    yield statement
+    stack = list(ast.iter_child_nodes(statement))
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, ast.stmt):
+            yield node
+            stack.extend(ast.iter_child_nodes(node))
+
+
 def _edits(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[tuple[int, str, str, str]]:
-    """(line, kind, what, new file text) for each single edit inside ``function`` (nested functions are their own)."""
+    """(line, kind, what, new file text) for each single edit inside ``function``; the line is the first of the
+    statement the edit is in (what coverage reports as executed)."""
     names = _locals(function)
-    for node in ast.walk(function):
-        line = getattr(node, "lineno", function.lineno)
-        if isinstance(node, ast.Compare):
-            operands = [node.left, *node.comparators]
-            for i, op in enumerate(node.ops):
-                old = _COMPARE[type(op)]
-                for new in _COMPARE_ALTERNATIVES[old]:
-                    changed = _between(text, operands[i], operands[i + 1], old, new)
-                    if changed is not None:
-                        yield line, "operator", f"`{old}` → `{new}`", changed
-        elif isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
-            old = _ARITHMETIC[type(node.op)]
-            for new in _ARITHMETIC.values():
-                changed = _between(text, node.left, node.right, old, new) if new != old else None
+    for statement in ast.walk(function):
+        if not isinstance(statement, ast.stmt) or statement is function:
+            continue
+        line = statement.lineno
+        for node in _own_nodes(statement):
+            yield from _node_edits(text, function, names, node, line)
+    yield from _missing_return(text, function, names)
+
+
+def _node_edits(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDef, names: list[str], node: ast.AST,
+                line: int) -> Iterator[tuple[int, str, str, str]]:  # fmt: skip
+    if isinstance(node, ast.Compare):
+        operands = [node.left, *node.comparators]
+        for i, op in enumerate(node.ops):
+            old = _COMPARE[type(op)]
+            for new in _COMPARE_ALTERNATIVES[old]:
+                changed = _between(text, operands[i], operands[i + 1], old, new)
                 if changed is not None:
                     yield line, "operator", f"`{old}` → `{new}`", changed
-            right = node.right
-            if isinstance(node.op, ast.Add | ast.Sub) and isinstance(right, ast.Constant) and right.value == 1:
-                start, end = text.span(node)
-                left = text.code(node.left)
-                yield line, "bound", f"`{text.code(node)}` → `{left}`", text.replace(start, end, left)
-        elif isinstance(node, ast.AugAssign) and type(node.op) in (ast.Add, ast.Sub):
-            old, new = ("+=", "-=") if isinstance(node.op, ast.Add) else ("-=", "+=")
-            changed = _between(text, node.target, node.value, old, new)
+    elif isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        old = _ARITHMETIC[type(node.op)]
+        for new in _ARITHMETIC.values():
+            changed = _between(text, node.left, node.right, old, new) if new != old else None
             if changed is not None:
                 yield line, "operator", f"`{old}` → `{new}`", changed
-        elif isinstance(node, ast.BoolOp):
-            old = _BOOLEAN[type(node.op)]
-            new = "or" if old == "and" else "and"
-            for first, second in itertools.pairwise(node.values):
-                changed = _between(text, first, second, old, new)
-                if changed is not None:
-                    yield line, "operator", f"`{old}` → `{new}`", changed
-        elif isinstance(node, ast.Constant) and type(node.value) is int:
+        right = node.right
+        if isinstance(node.op, ast.Add | ast.Sub) and isinstance(right, ast.Constant) and right.value == 1:
             start, end = text.span(node)
-            for new_value in (node.value + 1, node.value - 1):
-                if new_value >= 0:
-                    yield line, "bound", f"`{node.value}` → `{new_value}`", text.replace(start, end, str(new_value))
-        elif isinstance(node, ast.Call):
-            yield from _call_edits(text, node, line)
-        elif isinstance(node, ast.Subscript):
-            bounds = [node.slice] if not isinstance(node.slice, ast.Slice) else [node.slice.lower, node.slice.upper]
-            for bound in bounds:
-                if bound is not None and not isinstance(bound, ast.Constant | ast.Tuple):
-                    yield from _plus_minus_one(text, bound, line)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in names:
-            start, end = text.span(node)
-            for other in names:
-                if other != node.id:
-                    yield line, "name", f"`{node.id}` → `{other}`", text.replace(start, end, other)
-        elif isinstance(node, ast.Expr) and _value_dropped(node, function):
-            start, end = text.span(node)
-            code = text.code(node)
-            yield line, "return", f"`{code}` → `return {code}`", text.replace(start, end, f"return {code}")
-    yield from _missing_return(text, function, names)
+            left = text.code(node.left)
+            yield line, "bound", f"`{text.code(node)}` → `{left}`", text.replace(start, end, left)
+    elif isinstance(node, ast.AugAssign) and type(node.op) in (ast.Add, ast.Sub):
+        old, new = ("+=", "-=") if isinstance(node.op, ast.Add) else ("-=", "+=")
+        changed = _between(text, node.target, node.value, old, new)
+        if changed is not None:
+            yield line, "operator", f"`{old}` → `{new}`", changed
+    elif isinstance(node, ast.BoolOp):
+        old = _BOOLEAN[type(node.op)]
+        new = "or" if old == "and" else "and"
+        for first, second in itertools.pairwise(node.values):
+            changed = _between(text, first, second, old, new)
+            if changed is not None:
+                yield line, "operator", f"`{old}` → `{new}`", changed
+    elif isinstance(node, ast.Constant) and type(node.value) is int:
+        start, end = text.span(node)
+        for new_value in (node.value + 1, node.value - 1):
+            if new_value >= 0:
+                yield line, "bound", f"`{node.value}` → `{new_value}`", text.replace(start, end, str(new_value))
+    elif isinstance(node, ast.Call):
+        yield from _call_edits(text, node, line)
+    elif isinstance(node, ast.Subscript):
+        bounds = [node.slice] if not isinstance(node.slice, ast.Slice) else [node.slice.lower, node.slice.upper]
+        for bound in bounds:
+            if bound is not None and not isinstance(bound, ast.Constant | ast.Tuple):
+                yield from _plus_minus_one(text, bound, line)
+    elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in names:
+        start, end = text.span(node)
+        for other in names:
+            if other != node.id:
+                yield line, "name", f"`{node.id}` → `{other}`", text.replace(start, end, other)
+    elif isinstance(node, ast.Expr) and _value_dropped(node, function):
+        start, end = text.span(node)
+        code = text.code(node)
+        yield line, "return", f"`{code}` → `return {code}`", text.replace(start, end, f"return {code}")
 
 
 def _value_dropped(statement: ast.Expr, function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
@@ -192,13 +212,13 @@ def _missing_return(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDe
     assigned = [n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
     for name in dict.fromkeys(reversed(assigned)):
         if name in names:
-            line = getattr(last, "end_lineno", last.lineno) or last.lineno
-            yield line, "return", f"`return {name}` added", text.replace(end, end, f"\n{indent}return {name}")
+            yield last.lineno, "return", f"`return {name}` added", text.replace(end, end, f"\n{indent}return {name}")
 
 
-def mutants(source: str, unit: Unit, focus: int | None, limit: int) -> list[Mutant]:
+def mutants(source: str, unit: Unit, focus: int | None, limit: int, executed: set[int] | None = None) -> list[Mutant]:
     """Up to ``limit`` single edits of ``unit`` in the file ``source``, nearest ``focus`` (the failing line)
-    first; each compiles.  Empty when the file does not parse."""
+    first; only in statements the failing tests ``executed`` when that is known (a slip the failing run
+    never reached cannot be its cause); each compiles.  Empty when the file does not parse."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -208,7 +228,7 @@ def mutants(source: str, unit: Unit, focus: int | None, limit: int) -> list[Muta
     found: dict[str, Mutant] = {}
     for function in _functions(tree, unit):
         for line, kind, what, changed in _edits(text, function):
-            if changed != source and changed not in found:
+            if changed != source and changed not in found and (not executed or line in executed):
                 found[changed] = Mutant(line, f"line {line}: {what}", changed, _RANK[kind])
     ordered = sorted(found.values(), key=lambda m: (abs(m.line - centre), m.line, m.rank))
     out: list[Mutant] = []

@@ -273,3 +273,25 @@ def parse_output(result: RunResult, root: Path) -> TestReport:
         failures = (Failure("(run)", frames[-1].path if frames else "", frames[-1].line if frames else None,
                             exc_type, message if exc else tail, tuple(frames), result.timed_out),)  # fmt: skip
     return TestReport(result, outcomes, failures)
+
+
+def executed_lines(root: Path, path: str, tests: Sequence[str], limits: Limits) -> tuple[set[int], set[int]] | None:
+    """The lines of ``path`` that pytest running ``tests`` (ids or paths) executes, and its statements that it
+    does not (coverage.py, under the project's interpreter); None when that run gives no data."""
+    with tempfile.TemporaryDirectory(prefix="codespark-coverage-") as tmp:
+        data, out = Path(tmp) / "data", Path(tmp) / "coverage.json"
+        py = shlex.quote(project_python(root))
+        targets = " ".join(shlex.quote(t) for t in tests)
+        command = (f"{py} -m coverage run --data-file={data} --include={shlex.quote(path)} -m pytest -q "
+                   f"-p no:cacheprovider {targets}; {py} -m coverage json --data-file={data} -o {out} -q")  # fmt: skip
+        paths = os.pathsep.join(str(p) for p in (root / "src", root) if p.is_dir())
+        sandbox.run(command, root, limits, {"PYTHONPATH": paths})
+        try:
+            report = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+    files = report.get("files", {})
+    entry = files.get(path) or next((v for k, v in files.items() if k.endswith(path)), None)
+    if entry is None:
+        return set(), set()
+    return set(entry.get("executed_lines", [])), set(entry.get("missing_lines", []))

@@ -8,7 +8,6 @@ Everything runs in a worktree copy; the user's tree gets a test file only with `
 from __future__ import annotations
 
 import ast
-import json
 import re
 import shlex
 import sys
@@ -19,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from codespark.agent.localize import Unit, is_test_path, units_of
-from codespark.agent.sandbox import Limits, run
-from codespark.agent.testrun import TestCommand
+from codespark.agent.sandbox import Limits
+from codespark.agent.testrun import TestCommand, executed_lines
 from codespark.engine.chat import Message
 from codespark.migrate.plan import module_name
 from codespark.review.run import Asker
@@ -99,29 +98,15 @@ def outcomes(root: Path, rel: str) -> tuple[dict[str, str], dict[str, str]]:
 
 def coverage(root: Path, path: str, unit: Unit, tests: Sequence[str]) -> float | None:
     """The share of ``unit``'s lines that ``tests`` (pytest ids or paths) execute, by coverage.py."""
-    data = root / ".codespark-coverage"
-    out = root / ".codespark-coverage.json"
-    targets = " ".join(shlex.quote(t) for t in tests) if tests else ""
-    py = shlex.quote(sys.executable)
-    command = (f"{py} -m coverage run --data-file={data} --include={shlex.quote(path)} -m pytest -q "
-               f"-p no:cacheprovider {targets}; {py} -m coverage json --data-file={data} -o {out} -q")  # fmt: skip
-    paths = ":".join(str(p) for p in (root / "src", root) if p.is_dir())
-    run(command, root, LIMITS, {"PYTHONPATH": paths})
-    try:
-        report = json.loads(out.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    found = executed_lines(root, path, tests, LIMITS)
+    if found is None:
         return None
-    finally:
-        data.unlink(missing_ok=True)
-        out.unlink(missing_ok=True)
-    files = report.get("files", {})
-    entry = files.get(path) or next((v for k, v in files.items() if k.endswith(path)), None)
-    if entry is None:
+    ran, missed = found
+    if not ran and not missed:
         return 0.0
     lines = set(range(unit.def_line + 1, unit.end + 1))
-    executed = lines & set(entry.get("executed_lines", []))
-    statements = lines & (set(entry.get("executed_lines", [])) | set(entry.get("missing_lines", [])))
-    return round(len(executed) / len(statements), 3) if statements else None
+    statements = lines & (ran | missed)
+    return round(len(lines & ran) / len(statements), 3) if statements else None
 
 
 def existing_tests(root: Path) -> list[str]:
