@@ -75,10 +75,14 @@ def _between(text: _Text, left: ast.AST, right: ast.AST, old: str, new: str) -> 
     return text.replace(end, start, gap[:at] + new + gap[at + len(old) :])
 
 
-def _locals(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
-    names = {a.arg for a in (*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs)}
-    names |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    return sorted(names - {"self", "cls"})
+def _locals(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, int]:
+    """The function's parameters and local names, each with the line it is first bound on."""
+    params = (*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs)
+    names = {a.arg: function.lineno for a in params}
+    for node in ast.walk(function):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names[node.id] = min(names.get(node.id, node.lineno), node.lineno)
+    return {name: line for name, line in sorted(names.items()) if name not in ("self", "cls")}
 
 
 def _functions(tree: ast.Module, unit: Unit) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
@@ -110,7 +114,7 @@ def _edits(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDef) -> Ite
     yield from _missing_return(text, function, names)
 
 
-def _node_edits(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDef, names: list[str], node: ast.AST,
+def _node_edits(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDef, names: dict[str, int], node: ast.AST,
                 line: int) -> Iterator[tuple[int, str, str, str]]:  # fmt: skip
     if isinstance(node, ast.Compare):
         operands = [node.left, *node.comparators]
@@ -157,8 +161,8 @@ def _node_edits(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDef, n
                 yield from _plus_minus_one(text, bound, line)
     elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in names:
         start, end = text.span(node)
-        for other in names:
-            if other != node.id:
+        for other, bound_at in names.items():
+            if other != node.id and bound_at < line:  # a name bound before this statement (or a parameter)
                 yield line, "name", f"`{node.id}` → `{other}`", text.replace(start, end, other)
     elif isinstance(node, ast.Expr) and _value_dropped(node, function):
         start, end = text.span(node)
@@ -199,7 +203,7 @@ def _plus_minus_one(text: _Text, node: ast.AST, line: int) -> Iterator[tuple[int
 
 
 def _missing_return(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDef,
-                    names: list[str]) -> Iterator[tuple[int, str, str, str]]:  # fmt: skip
+                    names: dict[str, int]) -> Iterator[tuple[int, str, str, str]]:  # fmt: skip
     """A function that never returns a value: ``return name`` after its last statement, for the names it
     assigns (last assigned first)."""
     if any(isinstance(n, ast.Return) and n.value is not None for n in ast.walk(function)):
