@@ -47,11 +47,14 @@ def _events(text: str) -> list[dict[str, object]]:
 
 def test_fix_streams_events_and_leaves_the_tree_alone(http: TestClient, repo: Path) -> None:
     before = tree_state(repo)
-    response = http.post("/v1/fix", json={"workspace": "app", "candidates": 2})
+    response = http.post("/v1/fix", json={"workspace": "app", "candidates": 2, "mutants": 0})  # the model's path
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     assert "event: started" in response.text and response.text.rstrip().endswith("data: [DONE]")
     events = _events(response.text)
     assert [e["event"] for e in events][:3] == ["started", "baseline", "round"]
+    # By default the single-token repairs come first, and `a - b` is one token from right.
+    first = _events(http.post("/v1/fix", json={"workspace": "app", "candidates": 2}).text)
+    assert [e["event"] for e in first][:3] == ["started", "baseline", "mutation"] and first[2]["unit"] == "add"
     final = events[-1]
     assert final["event"] == "finished" and final["status"] == "fixed" and "+    return a + b" in str(final["diff"])
     assert tree_state(repo) == before
@@ -71,6 +74,7 @@ def test_unknown_workspace_and_bad_input_are_4xx(http: TestClient, tmp_path: Pat
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "workspace_not_found"
     bad = http.post("/v1/fix", json={"workspace": "app", "rounds": 0})
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    assert http.post("/v1/fix", json={"workspace": "app", "mutants": -1}).status_code == 400
     engine = http.post("/v1/fix", json={"workspace": "app", "engine": "gpt-9"})
     assert engine.status_code == 400 and "auto, codex, spark, upstream" in engine.json()["error"]["message"]
 
