@@ -269,13 +269,15 @@ class FixLoop:
         opts = self.options
         failing_ids = best.failed if self.command.pytest else []
         tried = 0
+        executed: dict[str, set[int] | None] = {}  # per file: the lines the failing tests ran (one coverage run)
         for target in localize(best, self.project, opts.allow_test_edits)[:2]:
             unit = target.unit
             before = self.project.text(unit.path)
             focus = focus_line(best, self.project, unit)
-            ran = executed_lines(self.ws.root, unit.path, failing_ids, opts.limits) if failing_ids else None
-            executed = ran[0] if ran is not None else None
-            for mutant in mutate.mutants(before, unit, focus, opts.mutants - tried, executed):
+            if unit.path not in executed:
+                ran = executed_lines(self.ws.root, unit.path, failing_ids, opts.limits) if failing_ids else None
+                executed[unit.path] = ran[0] if ran is not None else None
+            for mutant in mutate.mutants(before, unit, focus, opts.mutants - tried, executed[unit.path]):
                 if time.perf_counter() - started > opts.mutation_seconds:
                     break
                 tried += 1

@@ -16,6 +16,7 @@ the division's intent, what a removed module did.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -112,7 +113,14 @@ def _assigns_next(source: str, root: Path | None) -> bool:
         return True
     if root is None:
         return False
-    return any(_NEXT_ASSIGNED.search((root / path).read_text(errors="replace")) for path in python_files(root))
+    # Read once per state of the project, not once per module: keyed on each file's size and mtime.
+    files = tuple((path, (root / path).stat()) for path in python_files(root))
+    return _project_assigns_next(root, tuple((p, s.st_size, s.st_mtime_ns) for p, s in files))
+
+
+@functools.lru_cache(maxsize=16)
+def _project_assigns_next(root: Path, files: tuple[tuple[str, int, int], ...]) -> bool:
+    return any(_NEXT_ASSIGNED.search((root / path).read_text(errors="replace")) for path, _, _ in files)
 
 
 def _drop_constant_parameters(text: str) -> tuple[str, int]:
