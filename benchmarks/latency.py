@@ -295,7 +295,7 @@ def jump_replay(
                 records.append({"file": name, "line": p.index + 1, "jump": p.index - previous.index,
                                 "first_ms": first, "second_ms": second,
                                 "prompt_n": t1.get("prompt_n"), "cache_n": t1.get("cache_n"),
-                                "answer": t1.get("content"), "model": t1.get("model")})  # fmt: skip
+                                "answer": t1.get("content"), "model": t1.get("model"), "timings": t1})  # fmt: skip
                 print(f"\r  {len(records)} jumps, last {first:7.0f} / {second:5.0f} ms", end="", file=sys.stderr)
                 previous = p
     print(file=sys.stderr)

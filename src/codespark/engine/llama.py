@@ -52,8 +52,8 @@ def system_info() -> str:
 
 @contextmanager
 def _load_params(repack: bool) -> Iterator[None]:
-    """Load with llama.cpp's extra buffer types (weight repacking) on or off, and a context of two
-    sequences over one unified KV buffer (the second is scratch space for ``_fill``).
+    """Load with llama.cpp's extra buffer types (weight repacking) on or off, and a context of several
+    sequences over one unified KV buffer (sequence 0 is the cache; the others are scratch space for ``_fill``).
 
     llama-cpp-python 0.3.36 exposes neither ``use_extra_bufts`` nor ``n_seq_max``/``kv_unified``;
     ``Llama`` reads its parameters from ``llama_model_default_params()`` and
@@ -69,7 +69,7 @@ def _load_params(repack: bool) -> Iterator[None]:
 
     def context_params() -> Any:
         params = context_defaults()
-        params.n_seq_max = 2
+        params.n_seq_max = 1 + reuse.MAX_GAPS  # one scratch sequence per gap
         params.kv_unified = True  # one buffer: a sequence may use the whole context
         return params
 
@@ -130,9 +130,9 @@ class LlamaBackend:
         cancel = self._prefill_cancel
         return cancel is not None and cancel.cancelled
 
-    def _splice(self, kept: reuse.Plan, tokens: list[int]) -> None:
+    def _splice(self, kept: reuse.Plan, tokens: list[int], cancel: CancelToken | None = None) -> None:
         """Make the KV sequence hold ``tokens[:kept.end]``: drop the cells no run keeps, move each run to
-        its new positions, evaluate the gaps between runs."""
+        its new positions, evaluate the gaps between runs (``cancel``: see ``_fill``)."""
         llm = self._llm
         memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
         at = 0
@@ -150,35 +150,49 @@ class LlamaBackend:
         for run in moved:
             llama_cpp.llama_memory_seq_add(memory, 0, run.old + away, run.old + away + run.length, run.shift - away)
         try:
-            for start, end in kept.gaps():
-                self._fill(memory, tokens[start:end], start)
+            self._fill(memory, tokens, kept.gaps(), cancel)
         except RuntimeError:
-            llama_cpp.llama_memory_seq_rm(memory, 0, -1, -1)  # cells were moved: nothing left is trustworthy
-            llm.n_tokens = 0
+            # A cancelled warm-up stopped inside the gaps, or llama.cpp failed: keep only the common prefix.
+            keep = kept.prefix if cancel is not None and cancel.cancelled else 0
+            llama_cpp.llama_memory_seq_rm(memory, 0, keep, -1)
+            llm.n_tokens = keep
             raise
         llm.input_ids[: kept.end] = tokens[: kept.end]
         llm.n_tokens = kept.end
 
-    def _fill(self, memory: Any, gap: list[int], start: int) -> None:
-        """Evaluate ``gap`` at positions ``start`` on, in front of cells already at later positions.
+    def _fill(self, memory: Any, tokens: list[int], gaps: list[tuple[int, int]], cancel: CancelToken | None) -> None:
+        """Evaluate the ``gaps`` of ``tokens`` at their positions, in front of cells already at later positions,
+        all in one batch (small batches cost more per token: six small decodes were most of a jump's time).
 
-        llama.cpp accepts a batch only right after a sequence's last position, so the gap is evaluated
-        in scratch sequence 1, which shares the cells before ``start`` with sequence 0 (they are what the
-        gap attends to), and its cells are then given to sequence 0 as well."""
-        llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
-        if start > 0:
-            llama_cpp.llama_memory_seq_cp(memory, 0, 1, 0, start)
+        llama.cpp accepts a sequence's tokens only right after its last position, so gap ``k`` is evaluated
+        in scratch sequence ``k``, which shares sequence 0's cells before the gap (what it attends to; not the
+        other gaps of the batch, which is the same approximation the moved runs make), and its cells are then
+        given to sequence 0.  ``cancel``: the batch stops when it is cancelled (a background warm-up)."""
+        if not gaps:
+            return
+        for k, (start, _) in enumerate(gaps, 1):
+            llama_cpp.llama_memory_seq_rm(memory, k, -1, -1)
+            if start > 0:
+                llama_cpp.llama_memory_seq_cp(memory, 0, k, 0, start)
         batch = self._llm._batch
+        raw = batch.batch
+        n = 0
+        for k, (start, end) in enumerate(gaps, 1):
+            for position in range(start, end):
+                raw.token[n], raw.pos[n], raw.n_seq_id[n], raw.logits[n] = tokens[position], position, 1, False
+                raw.seq_id[n][0] = k
+                n += 1
+        raw.logits[n - 1] = True
+        raw.n_tokens = n
+        self._prefill_cancel = cancel
         try:
-            for i in range(0, len(gap), self._n_batch):
-                piece = gap[i : i + self._n_batch]
-                batch.set_batch(batch=piece, n_past=start + i, logits_all=False)
-                for k in range(len(piece)):
-                    batch.batch.seq_id[k][0] = 1
-                self._llm._ctx.decode(batch)
-            llama_cpp.llama_memory_seq_cp(memory, 1, 0, start, start + len(gap))
+            self._llm._ctx.decode(batch)
+            for k, (start, end) in enumerate(gaps, 1):
+                llama_cpp.llama_memory_seq_cp(memory, k, 0, start, end)
         finally:
-            llama_cpp.llama_memory_seq_rm(memory, 1, -1, -1)
+            self._prefill_cancel = None
+            for k in range(1, len(gaps) + 1):
+                llama_cpp.llama_memory_seq_rm(memory, k, -1, -1)
 
     def _text_of(self, token: int) -> str:
         if token < 0:
@@ -330,9 +344,16 @@ class LlamaBackend:
             llm.n_tokens = len(tokens)  # a warm-up that is cached already: nothing to do
             stats.cached_tokens = len(tokens)
             return True
-        kept = reuse.plan(old, tokens, self._min_run if params.reuse_runs else 0)
+        kept = reuse.plan(old, tokens, self._min_run if params.reuse_runs else 0, max_gap_tokens=min(64, self._n_batch))
         stats.cached_tokens, stats.shifted_tokens = kept.reused, kept.shifted
-        self._splice(kept, tokens)  # small gaps (``reuse.plan``), not cancelled: the runs after them stay valid
+        # The gaps (small: ``reuse.plan``) are not cancelled when an answer is wanted: a superseded keystroke's
+        # runs stay valid for the next one.  A warm-up's are: nobody waits for it, and the next keystroke does.
+        try:
+            self._splice(kept, tokens, cancel if params.max_tokens <= 0 else None)
+        except RuntimeError:
+            if cancel.cancelled:
+                return False
+            raise
         todo = tokens[kept.end :]
         self._prefill_cancel = cancel  # from here on a cancel stops inside a batch, keeping a valid prefix
         try:

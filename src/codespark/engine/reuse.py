@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+MAX_GAPS = 8  # gaps a plan leaves between runs (the backend evaluates each in its own scratch sequence)
+
 
 @dataclass(frozen=True)
 class Run:
@@ -84,14 +86,16 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def plan(old: Sequence[int], new: Sequence[int], min_run: int = 0, max_gaps: int = 8, max_gap_tokens: int = 64) -> Plan:
+def plan(
+    old: Sequence[int], new: Sequence[int], min_run: int = 0, max_gaps: int = MAX_GAPS, max_gap_tokens: int = 64
+) -> Plan:
     """The runs of ``old`` that serve ``new``: its common prefix, then (``min_run > 0``) each later
     run of at least ``min_run`` equal tokens, found greedily along ``new``.  A run may come from
     anywhere in ``old`` (text that moved above other text, an accepted answer now in the suffix),
     each cached token serving once; the continuation of the previous run is preferred, then the
     longest.  At most ``max_gaps`` gaps, of ``max_gap_tokens`` in all, are left between runs: gaps are
-    evaluated before the rest and cannot be cancelled (the runs after a half-filled gap would be
-    lost), so they stay small, and text mostly new is evaluated in order instead.  The last token of
+    evaluated before the rest, in one batch that a keystroke does not cancel (the runs after a half-filled
+    gap would be lost), so they stay small, and text mostly new is evaluated in order instead.  The last token of
     ``new`` is never covered: its logits are needed."""
     limit = len(new) - 1
     head = min(common_prefix(old, new), limit)
