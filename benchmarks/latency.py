@@ -37,6 +37,7 @@ the first and second keystroke after each jump (p50/p95), and the cold first key
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import statistics
 import sys
@@ -263,6 +264,11 @@ def jump_points(name: str, jumps: int) -> list[Point]:
     return points
 
 
+def _rest_of_line(answer: str) -> str:
+    """The first line of an answer, stripped: what the user sees completing the line."""
+    return answer.split("\n", 1)[0].strip()
+
+
 def jump_replay(
     base: str, jumps: int, step: int, n_predict: int, model: str | None, protocol: str, pause: float = 0.0
 ) -> dict[str, Any]:
@@ -292,10 +298,13 @@ def jump_replay(
                 time.sleep(pause)
                 first, t1 = keystroke(p, step, name)
                 second, _ = keystroke(p, 2 * step, name)
+                truth, said = p.lines[p.index].strip()[step:], _rest_of_line(t1.get("content") or "")
                 records.append({"file": name, "line": p.index + 1, "jump": p.index - previous.index,
                                 "first_ms": first, "second_ms": second,
                                 "prompt_n": t1.get("prompt_n"), "cache_n": t1.get("cache_n"),
-                                "answer": t1.get("content"), "model": t1.get("model"), "timings": t1})  # fmt: skip
+                                "answer": t1.get("content"), "model": t1.get("model"), "timings": t1,
+                                "line_exact": said == truth,
+                                "line_similarity": difflib.SequenceMatcher(None, said, truth).ratio()})  # fmt: skip
                 print(f"\r  {len(records)} jumps, last {first:7.0f} / {second:5.0f} ms", end="", file=sys.stderr)
                 previous = p
     print(file=sys.stderr)
@@ -306,6 +315,8 @@ def jump_replay(
 
     firsts, seconds = [r["first_ms"] for r in records], [r["second_ms"] for r in records]
     return {
+        "first_line_exact": sum(r["line_exact"] for r in records) / len(records),
+        "first_line_similarity": statistics.mean(r["line_similarity"] for r in records),
         "jumps": len(records),
         "first_p50_ms": statistics.median(firsts),
         "first_p95_ms": pct(firsts, 0.95),
@@ -397,7 +408,9 @@ def main() -> None:
         if args.jumps:
             print(f"{name}: after a jump, first keystroke p50 {result['first_p50_ms']:.0f} / p95 "
                   f"{result['first_p95_ms']:.0f} ms, second p50 {result['second_p50_ms']:.0f} / p95 "
-                  f"{result['second_p95_ms']:.0f} ms; cold first keystroke p50 {result['cold_first_p50_ms']:.0f} ms",
+                  f"{result['second_p95_ms']:.0f} ms; cold first keystroke p50 {result['cold_first_p50_ms']:.0f} ms; "
+                  f"first answers: the line exactly {result['first_line_exact']:.2f}, similarity "
+                  f"{result['first_line_similarity']:.2f}",
                   flush=True)  # fmt: skip
         print(
             f"{name}: TTFT p50 {result.get('ttft_p50_ms', float('nan')):.0f} ms, "

@@ -14,7 +14,7 @@ from codespark.engine.fake import FakeBackend
 from codespark.engine.fim import FimRequest
 from codespark.engine.loader import Engines
 from codespark.engine.reuse import Run, plan
-from codespark.engine.spark import align
+from codespark.engine.spark import JUMP_MIN_NEW_TOKENS, align, within_new
 from codespark.server.app import create_app
 
 
@@ -116,6 +116,53 @@ def test_alignment_keeps_half_the_prefix_and_8_suffix_lines_and_skips_other_file
     other = FimRequest(window(190).prefix, window(190).suffix, filename="b.py")
     assert align(other, FimRequest(opened.prefix, opened.suffix, filename="a.py")) == other
     assert align(window(190), None) == window(190)
+
+
+def _new_cost(window: FimRequest, previous: FimRequest) -> int:
+    known = set(previous.prefix.splitlines()) | set(previous.suffix.splitlines())
+    return sum(len(line) for line in (window.prefix + window.suffix).splitlines(keepends=True)
+               if line.rstrip("\n") not in known)  # fmt: skip
+
+
+def test_a_jump_window_cut_to_a_budget_drops_new_suffix_lines_first_then_keeps_the_nearest_prefix() -> None:
+    opened = window(200)
+    near = align(window(236), opened)  # new suffix lines only
+    assert _new_cost(near, opened) > 100
+    cut = within_new(near, opened, len, 100)
+    assert cut.prefix == near.prefix and near.suffix.startswith(cut.suffix) and cut.suffix.startswith("\n")
+    assert _new_cost(cut, opened) <= 100
+    assert within_new(near, opened, len, 10**6) == near  # within the budget: unchanged
+    far = align(window(250), opened)  # 17 new prefix lines right above the cursor
+    cut = within_new(far, opened, len, 100)
+    assert far.prefix.endswith(cut.prefix) and FILE[249] in cut.prefix and len(cut.prefix + cut.suffix) <= 100
+    assert cut.suffix == "\n"  # the cursor line's rest: every suffix line is new
+
+
+def test_a_far_jump_answers_within_the_client_budget_and_the_other_engine_warms_the_whole_window() -> None:
+    backends = {"spark": FakeBackend(model_id="small", reuse_min_run=32, n_ctx=16384),
+                "codex": FakeBackend(model_id="big", reuse_min_run=32, n_ctx=16384)}  # fmt: skip
+    engines = {route: Engine(backend) for route, backend in backends.items()}
+    app = create_app(Settings(), Engines(routes=dict(engines)))
+
+    def keystroke(cursor: int, typed: str, n_predict: int = 8) -> tuple[str, dict[str, int]]:
+        w = window(cursor)
+        body = {"input_prefix": w.prefix + typed, "input_suffix": w.suffix, "n_predict": n_predict,
+                "t_max_prompt_ms": 500}  # fmt: skip
+        r = client.post("/infill", json=body, headers={"X-Session": "far"})
+        assert r.status_code == 200, r.text
+        return r.headers["x-codespark-engine"], r.json()["timings"]
+
+    with TestClient(app, base_url="http://localhost") as client:
+        fim = app.state.codespark.fim
+        keystroke(200, "", n_predict=0)  # the editor's warm-up at file open fills both engines
+        route, jumped = keystroke(260, "l")  # 28 new prefix lines, 8 new suffix lines: ~860 tokens of the fake
+        assert jumped["prompt_n"] - jumped["cache_n"] <= JUMP_MIN_NEW_TOKENS + 16, jumped
+        deadline = time.monotonic() + 5
+        while (fim.warming or any(e.busy for e in engines.values())) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        other = backends["codex" if route == "spark" else "spark"]
+        warm = [prompt for prompt, p in zip(other.prompts, other.params, strict=True) if p.max_tokens == 0]
+        assert FILE[140] in warm[-1] and FILE[259] in warm[-1]  # the whole new window
 
 
 def test_a_cursor_jump_reuses_the_window_through_the_server() -> None:

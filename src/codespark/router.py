@@ -198,6 +198,11 @@ class Router:
             )
         return Decision("codex", routes["codex"], f"fim: neither fits {budget:.0f} ms (codex ~{codex:.0f}); quality")
 
+    def tokens_within(self, route: str, budget_ms: float, passes: int = 1) -> int:
+        """How many tokens ``route`` can evaluate in ``passes`` passes within ``budget_ms`` (``EngineSpeed``)."""
+        speed = self.speed[route]
+        return max(0, int((budget_ms - passes * speed.decode_ms) / speed.prefill_ms))
+
     def estimate(self, route: str, tokens: int, passes: int = 1) -> float:
         """Milliseconds to the first token on ``route`` for ``tokens`` to evaluate (busy engines cost more)."""
         return self._estimate(route, tokens, passes)

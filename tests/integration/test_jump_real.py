@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from codespark.config import load_settings
+from codespark.engine import reuse
 from codespark.engine.backend import CancelToken, GenerationStats, SamplingParams, Snapshot
 from codespark.engine.engine import Engine, GenerationRequest
 from codespark.engine.fim import FimRequest, build_prompt
@@ -106,3 +107,29 @@ def test_a_superseded_cold_prefill_frees_the_engine_at_once() -> None:
     engine.close()
     assert reason == "cancelled"
     assert queued_ms < 600, queued_ms  # a whole 512-token batch would be ~3 s on 2 cores
+
+
+def test_a_warm_up_stopped_inside_its_gaps_keeps_only_a_valid_prefix() -> None:
+    """A jump's gaps are evaluated in one batch before the rest; a background warm-up that is stopped there
+    (a keystroke arrived) drops the moved runs and keeps the common prefix, which answers exactly as a
+    fresh evaluation does."""
+    backend = _backend()
+    engine = Engine(backend)
+    opened = window(200)
+    _greedy(backend, engine, opened)
+    cached = backend.snapshot().tokens
+    moved = engine.tokenize_prompt(build_prompt(align(window(190), opened)))
+    kept = reuse.plan(cached, moved, 32)
+    assert kept.gaps() and kept.shifted > 0  # a real jump: runs to move, gaps in front of them
+    stopped = CancelToken()
+    stopped.cancel("a keystroke arrived")
+    assert (
+        list(backend.generate(moved, SamplingParams(max_tokens=0, reuse_runs=True), stopped, GenerationStats())) == []
+    )
+    left = backend.snapshot().tokens
+    assert left == moved[: kept.prefix]
+    params = SamplingParams(max_tokens=16)
+    after = b"".join(backend.token_bytes(t) for t in backend.generate(moved, params, CancelToken(), GenerationStats()))
+    backend.restore(Snapshot([], None, 0))
+    fresh = b"".join(backend.token_bytes(t) for t in backend.generate(moved, params, CancelToken(), GenerationStats()))
+    assert after == fresh and after.strip()

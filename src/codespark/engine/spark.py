@@ -37,7 +37,7 @@ import asyncio
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from codespark.engine.backend import CancelToken, SamplingParams
@@ -53,6 +53,7 @@ MAX_TYPED_CHARS = 600
 # A jump of a few tokens costs about six decode steps on both models (the key shift, the gap at the moved
 # <|fim_suffix|>, the tail, the first token; small batches cost more per token): docs/BENCHMARKS.md section 15.
 JUMP_PASSES = 6
+JUMP_MIN_NEW_TOKENS = 128  # a jump's window cut to the client's budget still evaluates this many new tokens
 _EDGE_LINES = 2  # lines that identify a window's edge
 _MIN_SUFFIX_LINES = 8  # an aligned suffix keeps at least these lines (the prefix keeps half of its own)
 
@@ -80,7 +81,7 @@ class _Anchor:
     suffix: str
     extra: tuple[object, ...]
     window: FimRequest | None = None  # the anchor's text as sent to the model: the aligned window
-    short: bool = False  # the window was fitted to a cold keystroke's few tokens (``plan(window_tokens=)``)
+    short: bool = False  # the window was cut to a budget (``plan(window_tokens=, max_new=)``): not the whole one
     partial: bool = False  # a background warm-up of it was stopped: only part of it may be cached
     fitted: FimRequest | None = None  # the anchor's request, when it fitted untrimmed
     tokens: list[int] | None = None  # build_prompt(fitted), tokenized
@@ -161,6 +162,30 @@ def align(window: FimRequest, previous: FimRequest | None) -> FimRequest:
     elif len(rows) > _MIN_SUFFIX_LINES and "".join(rows[-_EDGE_LINES:]) not in previous.prefix + previous.suffix:
         suffix = short  # past the previous window: every suffix line is new, so few of them
     return replace(window, prefix=prefix, suffix=suffix)
+
+
+def within_new(window: FimRequest, previous: FimRequest, count: Callable[[str], int], max_new: int) -> FimRequest:
+    """``window`` cut so that its lines ``previous`` lacks (what a jump must evaluate) cost at most ``max_new``
+    tokens.  New suffix lines go first, from the end (the line the cursor is on stays); then, if the new
+    prefix lines alone are too many (a jump down past the previous window), the prefix keeps only its last
+    lines within ``max_new``: the lines nearest the cursor, a short window like a cold keystroke's."""
+    known = set(previous.prefix.splitlines()) | set(previous.suffix.splitlines())
+
+    def cost(line: str) -> int:
+        return 0 if line.rstrip("\n") in known else count(line)
+
+    new_prefix = sum(cost(line) for line in window.prefix.splitlines(keepends=True))
+    rows = window.suffix.splitlines(keepends=True)
+    kept, spent = rows[:1], sum(cost(row) for row in rows[:1])
+    for row in rows[1:]:
+        if new_prefix + spent + cost(row) > max_new:
+            break
+        kept.append(row)
+        spent += cost(row)
+    cut = replace(window, suffix="".join(kept))
+    if new_prefix + spent <= max_new:
+        return cut
+    return fit(cut, count, max_new)
 
 
 def _last_lines(text: str, n: int) -> str:
@@ -328,18 +353,24 @@ class FimSessions:
         max_queue: int | None = None,
         min_indent: int = 0,
         window_tokens: int | None = None,
+        max_new: int | None = None,
     ) -> FimJob:
         """Prepare an anchored generation of ``req`` on ``engine`` (``max_queue``: see ``Engine.prepare``).
-        ``window_tokens``: when the anchor moves, fit its window to this many tokens (a short first window)."""
+        ``window_tokens``: when the anchor moves, fit its window to this many tokens (a short first window);
+        ``max_new``: when it moves, cut its window so the lines the last window lacked cost at most this many
+        (``within_new``: a jump within the client's budget)."""
         state = self._session(session)
         anchor = state.anchors.get(route)
         if anchor is None or not _keeps_anchor(anchor, req):
             previous = anchor.window if anchor is not None else None
             start = _anchor_request(req)
             window = align(start, previous)
+            whole = window
             if window_tokens is not None:
                 window = fit(window, engine.count_tokens, window_tokens)
-            anchor = _Anchor(start.prefix, req.suffix, req.extra, window=window, short=window_tokens is not None)
+            elif max_new is not None and previous is not None:
+                window = within_new(window, previous, engine.count_tokens, max_new)
+            anchor = _Anchor(start.prefix, req.suffix, req.extra, window=window, short=window != whole)
             state.anchors[route] = anchor
         typed = req.prefix[len(anchor.prefix) :]
         # Trailing spaces split tokens unnaturally: leave them to the model and drop them from its answer.

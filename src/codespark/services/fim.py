@@ -36,7 +36,7 @@ from codespark.engine import remote_fim
 from codespark.engine.backend import CancelToken, SamplingParams
 from codespark.engine.engine import Delta, Engine, Event, Finished, Prepared, Timings
 from codespark.engine.fim import ExtraFile, FimRequest, FimStops
-from codespark.engine.spark import FimSessions
+from codespark.engine.spark import JUMP_MIN_NEW_TOKENS, FimSessions
 from codespark.engine.text import TextAssembler
 from codespark.engine.upstream import Endpoint, Upstream
 from codespark.errors import CodesparkError, UpstreamError, UpstreamUnavailable
@@ -186,6 +186,7 @@ class FimService:
             decision = Decision("spark", routes["spark"], f"fim: a cold window: spark answers from the "
                                 f"{COLD_WINDOW_TOKENS} tokens around the cursor, codex warms the rest")  # fmt: skip
             window_tokens = COLD_WINDOW_TOKENS
+        max_new = self._jump_within_budget(call, decision, to_evaluate, passes) if window_tokens is None else None
         job = self.sessions.plan(
             decision.route,
             decision.engine,
@@ -198,6 +199,7 @@ class FimService:
             self.settings.fim_max_queue,
             call.min_indent,
             window_tokens,
+            max_new,
         )
         events = self.sessions.events(job, decision.engine, session)
         if pinned is None:  # a pinned client never uses the other engine: nothing to warm there
@@ -218,6 +220,21 @@ class FimService:
             and self.router.fim_policy == "auto"
             and self.router.estimate("codex", codex_tokens) > call.budget_ms
         )
+
+    def _jump_within_budget(
+        self, call: FimCall, decision: Decision, to_evaluate: dict[str, int], passes: dict[str, int]
+    ) -> int | None:
+        """At a cursor jump whose new lines miss the budget the client set even on the engine chosen, the new
+        tokens that fit it (at least ``JUMP_MIN_NEW_TOKENS``): the window is cut to them for this first answer
+        (``within_new``) and the other engine warms the whole one after it.  None: keep the whole window."""
+        route = decision.route
+        if call.budget_ms is None or call.params.max_tokens <= 0 or passes.get(route, 1) <= 1:
+            return None
+        if self.router.pinned(call.model) is not None or self.router.fim_policy != "auto":
+            return None
+        if self.router.estimate(route, to_evaluate[route], passes[route]) <= call.budget_ms:
+            return None
+        return max(JUMP_MIN_NEW_TOKENS, self.router.tokens_within(route, call.budget_ms, passes[route]))
 
     async def _then_warm(
         self,
