@@ -53,7 +53,7 @@ MAX_TYPED_CHARS = 600
 # A jump of a few tokens costs about six decode steps on both models (the key shift, the gap at the moved
 # <|fim_suffix|>, the tail, the first token; small batches cost more per token): docs/BENCHMARKS.md section 15.
 JUMP_PASSES = 6
-JUMP_MIN_NEW_TOKENS = 128  # a jump's window cut to the client's budget still evaluates this many new tokens
+JUMP_MIN_NEW_TOKENS = 64  # a jump's window cut to the client's budget still evaluates this many new tokens
 _EDGE_LINES = 2  # lines that identify a window's edge
 _MIN_SUFFIX_LINES = 8  # an aligned suffix keeps at least these lines (the prefix keeps half of its own)
 
