@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codespark.context.names import nonexistent
+from codespark.context.names import in_answer, nonexistent
 from tests.fix_repos import Scripted, make_repo
 from tests.test_fix import run_loop
 
@@ -59,3 +59,18 @@ def test_the_fix_loop_rejects_a_candidate_that_calls_what_does_not_exist(tmp_pat
     candidates = [e.data for e in events if e.kind == "candidate"]
     assert "math.square_root" in candidates[0]["reason"] and candidates[0]["outcome"] == "refused"
     assert events[-1].data["status"] == "fixed"
+
+
+def test_an_answer_is_checked_in_its_python_blocks_only() -> None:
+    answer = (
+        "Run:\n```bash\nimport nothing_here\n```\n"  # not Python
+        "```\nfrom collections import OrderedDictx\n```\n"  # unlabelled, parses as Python
+        "```text\nimport also_nothing\n```\n"
+        "```py\nimport os\nos.getcwdx()\n```\n"
+    )
+    found = in_answer(answer)
+    assert found == [
+        "block 2, line 1: from collections import OrderedDictx: collections has no 'OrderedDictx'",
+        "block 4, line 2: module 'os' has no attribute 'getcwdx'",
+    ]
+    assert in_answer("no code at all, and `import x` inline") == []

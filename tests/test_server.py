@@ -241,3 +241,22 @@ def test_a_fim_prompt_written_by_the_client_is_run_as_fim(client: TestClient, fa
     assert r.status_code == 200 and r.json()["choices"][0]["text"] == "a + b"
     cached = fake._cache
     assert fake.special_token("<|fim_middle|>") in cached and "fim_" not in bytes(t for t in cached if t < 256).decode()
+
+
+def test_chat_flags_code_that_imports_or_calls_what_does_not_exist(client: TestClient, fake: FakeBackend) -> None:
+    answer = "Use this:\n```python\nimport json\nimport jsonfastx\nfrom os import pathx\njson.loadz('1')\n```\n"
+    fake.replies["parse it"] = answer
+    fake.replies["plain"] = "```python\nimport json\nprint(json.loads('1'))\n```\n"
+    ask = {"model": "codex", "messages": [{"role": "user", "content": "parse it"}]}
+    body = client.post("/v1/chat/completions", json=ask).json()
+    assert body["choices"][0]["message"]["content"] == answer  # flagged, never rewritten
+    checks = body["codespark_checks"]
+    assert len(checks) == 3 and all(c.startswith("block 1, line ") for c in checks), checks
+    assert any("jsonfastx" in c for c in checks) and any("pathx" in c for c in checks)
+    assert any("'loadz'" in c for c in checks)
+    events = sse_payloads(client.post("/v1/chat/completions", json={**ask, "stream": True}).text)
+    finishing = [e for e in events[:-1] if isinstance(e, dict) and e["choices"][0].get("finish_reason")]
+    assert finishing[0]["codespark_checks"] == checks
+    clean = client.post("/v1/chat/completions", json={**ask, "messages": [{"role": "user", "content": "plain"}]})
+    assert "codespark_checks" not in clean.json()
+    assert "codespark_chat_answers_flagged_total 2.0" in client.get("/metrics").text

@@ -191,6 +191,12 @@ class Settings(BaseSettings):
         "columns from the schema; Python members after 'obj.' and imported names, from Jedi). 'members-only': "
         "Python members only. See docs/BENCHMARKS.md section 14.",
     )
+    chat_check_names: bool = Field(
+        True,
+        description="After a chat answer, check its Python code blocks for imports and module attributes that do "
+        "not exist (Jedi, against the repo and the installed packages) and list them in the response's "
+        "'codespark_checks'.",
+    )
     mgd_budget_ms: float = Field(
         30.0,
         ge=0,

@@ -42,6 +42,9 @@ class Metrics:
         self.typed_ahead = Counter(
             "codespark_typed_ahead_hits", "Keystrokes answered from a previous completion.", ["engine"], registry=r
         )
+        self.chat_checks = Counter(
+            "codespark_chat_answers_flagged", "Chat answers whose code names something that does not exist.", registry=r
+        )
         self.routes = Counter("codespark_route_decisions", "Router decisions.", ["engine", "reason"], registry=r)
         self.drafted = Counter(
             "codespark_spec_drafted_tokens",

@@ -57,6 +57,21 @@ def test_chat_with_the_models_own_template(server: Server) -> None:
     assert r.choices[0].finish_reason in ("stop", "length")
 
 
+def test_a_chat_answer_that_uses_a_module_that_does_not_exist_is_flagged(server: Server) -> None:
+    """The real 1.5B writes the import it is asked for; the check after generation says it does not exist
+    (the official client keeps the extension field in ``model_extra``)."""
+    r = server.client().chat.completions.create(
+        model="codex",
+        messages=[{"role": "user", "content": "Write a short Python snippet that imports the module "
+                   "`quickjsonparse_x` and calls quickjsonparse_x.parse('{}'). Only the code, in a python block."}],
+        max_tokens=80,
+        temperature=0,
+    )  # fmt: skip
+    assert "quickjsonparse_x" in (r.choices[0].message.content or "")
+    checks = (r.model_extra or {}).get("codespark_checks") or []
+    assert any("import quickjsonparse_x: no such module" in c for c in checks), (r.choices[0].message.content, checks)
+
+
 def test_streaming_chat(server: Server) -> None:
     stream = server.client().chat.completions.create(
         model="spark",

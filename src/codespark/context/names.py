@@ -11,8 +11,11 @@ Jedi cannot read (a C extension without stubs) is given the benefit of the doubt
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+_FENCE = re.compile(r"^```[ \t]*([\w+-]*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -90,3 +93,21 @@ def nonexistent(source: str, path: Path | None = None, root: Path | None = None)
             found.append(Unknown(node.lineno, f"{node.value.id}.{node.attr}", "unknown-attribute",
                                  f"module {module!r} has no attribute {node.attr!r}"))  # fmt: skip
     return sorted(found, key=lambda u: (u.line, u.name))
+
+
+def in_answer(text: str, root: Path | None = None) -> list[str]:
+    """What a chat answer's Python code blocks import or call that does not exist, one message each
+    (``block N, line L: ...``).  A block counts as Python when it is fenced as ``python``/``py``, or
+    unlabelled and parses as Python; other languages are not checked."""
+    found: list[str] = []
+    for n, match in enumerate(_FENCE.finditer(text), 1):
+        language, code = match.group(1).lower(), match.group(2)
+        if language not in ("python", "py", "python3", ""):
+            continue
+        if not language:
+            try:
+                ast.parse(code)
+            except SyntaxError:
+                continue
+        found += [f"block {n}, line {u.line}: {u.message}" for u in nonexistent(code, None, root)]
+    return found

@@ -164,6 +164,7 @@ class Finished:
     timings: Timings
     tool_calls: tuple[ToolCall, ...] = ()
     monitor_trail: tuple[tuple[str, Names], ...] = ()  # where a monitor constrained names, and to what
+    checks: tuple[str, ...] = ()  # after generation: what the answer names that does not exist (chat)
 
 
 Event = Delta | ToolCallDelta | Finished

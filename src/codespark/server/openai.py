@@ -184,9 +184,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
     route = decision.route
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def chunk(delta: ChatDelta, finish: str | None, usage_: Usage | None = None) -> ChatCompletionChunk:
+    def chunk(
+        delta: ChatDelta, finish: str | None, usage_: Usage | None = None, checks: tuple[str, ...] = ()
+    ) -> ChatCompletionChunk:
         choices = [ChatChunkChoice(delta=delta, finish_reason=finish)] if usage_ is None else []
-        return ChatCompletionChunk(id=ident, created=created, model=route, choices=choices, usage=usage_)
+        return ChatCompletionChunk(
+            id=ident, created=created, model=route, choices=choices, usage=usage_, codespark_checks=list(checks) or None
+        )
 
     def final(result: Finished) -> ChatCompletion:
         calls = [
@@ -201,10 +205,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
             model=route,
             choices=[ChatChoice(message=message, finish_reason=_finish_reason(result))],
             usage=usage(result.timings),
+            codespark_checks=list(result.checks) or None,
         )
 
     def finish(result: Finished) -> list[ChatCompletionChunk]:
-        last = [chunk(ChatDelta(), _finish_reason(result))]
+        last = [chunk(ChatDelta(), _finish_reason(result), checks=result.checks)]
         return [*last, chunk(ChatDelta(), None, usage(result.timings))] if include_usage else last
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -383,6 +383,8 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
+    # After generation: what the answer's Python code imports or calls that does not exist (codespark).
+    codespark_checks: list[str] | None = _omitted_if_none()
 
 
 class ChatDelta(BaseModel):
@@ -407,6 +409,7 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChatChunkChoice]
     usage: Usage | None = _omitted_if_none()
+    codespark_checks: list[str] | None = _omitted_if_none()  # on the chunk that finishes the answer
 
 
 class Infill(BaseModel):

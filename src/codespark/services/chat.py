@@ -15,6 +15,7 @@ from typing import Any
 
 from codespark import modes
 from codespark.config import Settings
+from codespark.context import names
 from codespark.context.service import RepoContext
 from codespark.engine import chat
 from codespark.engine.backend import SamplingParams
@@ -116,7 +117,22 @@ class ChatService:
         return tool_call_events(events, frozenset(t.name for t in tools)) if tools else events
 
     def _observed(self, decision: Decision, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+        if self.settings.chat_check_names:
+            events = self._checked(events)
         return observed(decision, events, self.metrics, self.router)
+
+    async def _checked(self, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+        """``events``, with the finished answer's Python code checked for names that do not exist (the SQL
+        assistant's validation step, for code): what it finds goes into ``Finished.checks``."""
+        root = self.repo.root if self.repo is not None else None
+        async with aclosing(events) as stream:
+            async for event in stream:
+                if isinstance(event, Finished) and "```" in event.text and event.finish_reason != "cancelled":
+                    found = await asyncio.to_thread(names.in_answer, event.text, root)
+                    if found and self.metrics is not None:
+                        self.metrics.chat_checks.inc()
+                    event = replace(event, checks=tuple(found))
+                yield event
 
     async def _repo_map(self, call: ChatCall) -> str:
         """The map of the server's repo, for a chat that names it, focused on the files it mentions."""
