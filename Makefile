@@ -100,6 +100,8 @@ bench-jumps: models
 	$(PY) benchmarks/latency.py --configs codespark llama-psm-0.5b-reuse256 llama-psm-1.5b-reuse256 --jumps 5 --quality-tasks 100 --out bench-out/jumps
 	$(PY) benchmarks/latency.py --configs codespark --jumps 5 --pause 3 --quality-tasks 0 --out bench-out/jumps-pause3
 	$(PY) benchmarks/jump_quality.py --tasks 60 --out bench-out/jump_quality.json
+	$(PY) benchmarks/window_quality.py --lines 36 --sizes 64 128 256 0 --json bench-out/window-quality.json
+	$(PY) benchmarks/prefill_batches.py --model spark > bench-out/prefill-batches.json
 
 fim-eval: models
 	$(PY) benchmarks/fim_quality.py --tasks 100
