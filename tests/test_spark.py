@@ -16,6 +16,7 @@ from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Engine, GenerationRequest
 from codespark.engine.fake import FakeBackend
 from codespark.engine.loader import Engines
+from codespark.engine.mask import Guide, Silent, Vocabulary
 from codespark.guard.auth import hash_key
 from codespark.server.app import create_app
 from tests.helpers import sse_payloads, uvicorn_thread
@@ -40,8 +41,9 @@ def test_typing_on_a_line_reuses_the_anchored_cache(client: TestClient) -> None:
     second = infill(client, PREFIX + "    files = [")
     timings = second["timings"]
     assert isinstance(timings, dict)
-    # Only the newly typed text is new: everything up to <|fim_middle|> and "    fil" is cached.
-    assert timings["prompt_n"] - timings["cache_n"] <= len("es = [")
+    # Only the newly typed text is new: everything up to <|fim_middle|> and "    fi" is cached (the last
+    # token of a word being typed, "l" here, was held back for token healing).
+    assert timings["prompt_n"] - timings["cache_n"] <= len("les = [")
 
 
 def test_typed_ahead_is_answered_without_a_forward_pass(fake: FakeBackend) -> None:
@@ -377,3 +379,18 @@ def test_keystrokes_go_to_spark_when_codex_is_queued_up_with_other_work() -> Non
         del job, job2  # their places are given back
         r = client.post("/infill", json={"input_prefix": "other\ny", "input_suffix": "", "n_predict": 4})
         assert r.headers["x-codespark-engine"] == "codex", r.headers["x-codespark-route-reason"]
+
+
+def test_a_word_being_typed_is_healed_its_last_token_spelled_again_under_a_mask() -> None:
+    """The prompt holds back the last token of a word being typed; the first generated tokens must spell it,
+    so the model finishes the word (``sel`` -> ``self``) instead of taking the fragment as a whole word."""
+    vocabulary = Vocabulary([b"self", b"sel", b"s", b"el", b"f", b" =", b"lf", b"e"])
+    guide = Guide(Silent(), vocabulary, heal=b"el")
+    allowed = guide.mask()
+    assert allowed is not None and list(allowed.nonzero()[0]) == [3, 7]  # "el" begins with it, "e" starts it
+    guide.push(b"e")
+    allowed = guide.mask()
+    assert allowed is not None and list(allowed.nonzero()[0]) == [6]  # "lf": "l" and more
+    guide.push(b"lf")
+    assert guide.mask() is None  # spelled: the rest is free
+    assert Vocabulary([b"x"]).spelling(b"q").all()  # nothing spells it: no dead end

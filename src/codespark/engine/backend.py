@@ -41,6 +41,8 @@ class SamplingParams:
     # Reuse cached runs out of place (engine/reuse.py: faster after a cursor jump, answers can differ);
     # off: only the common prefix is reused, and the result is exactly a fresh evaluation's.
     reuse_runs: bool = False
+    # Token healing: text the prompt held back from its end; the first tokens must spell it (engine/mask.py).
+    heal: str = ""
 
 
 class CancelToken:

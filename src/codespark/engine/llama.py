@@ -24,7 +24,7 @@ from llama_cpp import _internals
 
 from codespark.engine import reuse
 from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, Grammar, SamplingParams, Snapshot
-from codespark.engine.mask import Guide, Vocabulary, apply
+from codespark.engine.mask import Guide, Silent, Vocabulary, apply
 from codespark.engine.speculative import DraftBudget, Drafter
 from codespark.errors import EngineError, InvalidRequestError
 
@@ -388,7 +388,9 @@ class LlamaBackend:
         if params.max_tokens <= 0:
             return
         sampler = self._sampler(params)
-        guide = Guide(params.monitor, self.vocabulary()) if params.monitor is not None else None
+        guide = None
+        if params.monitor is not None or params.heal:
+            guide = Guide(params.monitor or Silent(), self.vocabulary(), heal=params.heal.encode())
         speculate = (
             self.drafter is not None
             and params.temperature <= 0.0

@@ -127,6 +127,9 @@ class Vocabulary:
                 continues_word[token] = True
                 if not _WORDISH.match(text, word.end()):  # "Type" or "Type(", not "Typeı"
                     self._add(token, word.group(0), word.end() == len(text), starts=False)
+        # Every token by its bytes, sorted: the tokens that spell held-back text (``spelling``).
+        self._by_bytes = sorted((piece, token) for token, piece in enumerate(pieces) if piece)
+        self._piece_keys = [piece for piece, _ in self._by_bytes]
         self._starts_nothing = ~starts_word  # whitespace, punctuation, numbers, stop tokens
         self._ends_word = ~continues_word  # what may follow a whole identifier
         self._cache: dict[Names, Mask] = {}
@@ -139,6 +142,23 @@ class Vocabulary:
             else:
                 table = index.continues_open if open_ else index.continues_closed
             table.setdefault(key, []).append(token)
+
+    def spelling(self, rest: bytes) -> Mask:
+        """The tokens that begin with ``rest`` or spell a start of it: what may come while text the prompt held
+        back (token healing) is written again.  Never all False."""
+        mask = np.zeros(self.size, dtype=np.bool_)
+        at = bisect.bisect_left(self._piece_keys, rest)
+        while at < len(self._piece_keys) and self._piece_keys[at].startswith(rest):
+            mask[self._by_bytes[at][1]] = True
+            at += 1
+        for k in range(1, len(rest)):
+            at = bisect.bisect_left(self._piece_keys, rest[:k])
+            while at < len(self._piece_keys) and self._piece_keys[at] == rest[:k]:
+                mask[self._by_bytes[at][1]] = True
+                at += 1
+        if not mask.any():
+            mask[:] = True
+        return mask
 
     def allowed(self, names: Names) -> Mask:
         """A boolean mask over the vocabulary of the tokens that may come next.  Never all False."""
@@ -178,6 +198,13 @@ class Vocabulary:
         return mask
 
 
+class Silent:
+    """A monitor that never constrains (a guide that only heals)."""
+
+    def names(self, text: str) -> Names | None:
+        return None
+
+
 class AfterHeal:
     """A monitor for a prompt that held ``heal`` back from its end (token healing): the model writes it
     first, so the monitor sees the generated text from after it, and nothing until it is written."""
@@ -202,11 +229,16 @@ class Guide:
     masked_steps: int = 0
     triggers: dict[str, int] = field(default_factory=dict)
     rejected: int = 0  # sampled tokens refused by ``accepts``
+    healed_steps: int = 0  # steps spent spelling ``heal``
     _last: Names | None = None
     trail: list[tuple[str, Names]] = field(default_factory=list)  # (text so far, names) at each new trigger
+    heal: bytes = b""  # held back from the prompt's end: spelled first, before the monitor has a say
 
     def mask(self) -> Mask | None:
         """The mask for the next token, or None where the monitor is silent."""
+        if len(self.pieces) < len(self.heal) and self.heal.startswith(self.pieces):
+            self.healed_steps += 1
+            return self.vocabulary.spelling(self.heal[len(self.pieces) :])
         text = self.pieces.decode("utf-8", errors="ignore")
         names = self.monitor.names(text)
         if names is None:

@@ -47,6 +47,7 @@ from codespark.engine.mask import AfterHeal, holds
 from codespark.metrics import Metrics
 
 _MEMBER_DOT = re.compile(r"[\w)\]]\.\Z")
+_WORD_END = re.compile(r"\w\Z")
 
 MAX_TYPED_LINES = 8
 MAX_TYPED_CHARS = 600
@@ -377,10 +378,19 @@ class FimSessions:
         shown = typed.rstrip(" \t")
         if params.monitor is not None and shown == typed and _MEMBER_DOT.search(shown):
             shown = shown[:-1]  # ``obj.``: the model writes ``.name`` as one token, checked by the monitor
-        heal = typed[len(shown) :]
-        if heal and params.monitor is not None:
-            params = replace(params, monitor=AfterHeal(params.monitor, heal))
         typed_tokens = engine.backend.tokenize(shown) if shown else []
+        if shown == typed and _WORD_END.search(shown) and typed_tokens:
+            # A word being typed: its last token is held back and spelled again under a mask, so the model can
+            # finish the word with its own tokens (``sel`` -> ``self``) instead of taking the fragment as a
+            # whole word (``sel = ...``).  docs/BENCHMARKS.md section 15.
+            last = engine.backend.token_bytes(typed_tokens[-1]).decode("utf-8", "ignore")
+            if last and shown.endswith(last) and _WORD_END.search(last):
+                shown, typed_tokens = shown[: -len(last)], typed_tokens[:-1]
+        heal = typed[len(shown) :]
+        if heal:
+            params = replace(params, heal=heal)
+            if params.monitor is not None:
+                params = replace(params, monitor=AfterHeal(params.monitor, heal))
         whole = anchor.window or FimRequest(anchor.prefix, req.suffix, req.extra, req.filename)
         room = engine.n_ctx - params.max_tokens - FIM_HEADROOM - len(typed_tokens)
         if anchor.tokens is not None and anchor.fitted == whole and len(anchor.tokens) <= room:
