@@ -229,7 +229,6 @@ class Guide:
     masked_steps: int = 0
     triggers: dict[str, int] = field(default_factory=dict)
     rejected: int = 0  # sampled tokens refused by ``accepts``
-    healed_steps: int = 0  # steps spent spelling ``heal``
     _last: Names | None = None
     trail: list[tuple[str, Names]] = field(default_factory=list)  # (text so far, names) at each new trigger
     heal: bytes = b""  # held back from the prompt's end: spelled first, before the monitor has a say
@@ -237,7 +236,6 @@ class Guide:
     def mask(self) -> Mask | None:
         """The mask for the next token, or None where the monitor is silent."""
         if len(self.pieces) < len(self.heal) and self.heal.startswith(self.pieces):
-            self.healed_steps += 1
             return self.vocabulary.spelling(self.heal[len(self.pieces) :])
         text = self.pieces.decode("utf-8", errors="ignore")
         names = self.monitor.names(text)
