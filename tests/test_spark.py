@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -15,8 +16,10 @@ from codespark.config import Settings
 from codespark.engine.backend import SamplingParams
 from codespark.engine.engine import Engine, GenerationRequest
 from codespark.engine.fake import FakeBackend
+from codespark.engine.fim import FimRequest
 from codespark.engine.loader import Engines
 from codespark.engine.mask import Guide, Silent, Vocabulary
+from codespark.engine.spark import FimSessions
 from codespark.guard.auth import hash_key
 from codespark.server.app import create_app
 from tests.helpers import sse_payloads, uvicorn_thread
@@ -394,3 +397,16 @@ def test_a_word_being_typed_is_healed_its_last_token_spelled_again_under_a_mask(
     guide.push(b"lf")
     assert guide.mask() is None  # spelled: the rest is free
     assert Vocabulary([b"x"]).spelling(b"q").all()  # nothing spells it: no dead end
+
+
+def test_healing_holds_back_a_word_but_not_a_member_the_monitor_constrains() -> None:
+    engine = Engine(FakeBackend())
+    sessions = FimSessions()
+    params = SamplingParams(max_tokens=8)
+    healed = sessions.plan("spark", engine, "a", FimRequest("def f(self):\n    sel", "\n"), params)
+    assert healed.prepared is not None and healed.prepared.request.heal == "l"  # the fake: a byte a token
+    member = FimRequest("def f(self):\n    self.na", "\n")
+    guarded = sessions.plan("spark", engine, "b", member, replace(params, monitor=Silent()))
+    assert guarded.prepared is not None and guarded.prepared.request.heal == ""
+    free = sessions.plan("spark", engine, "c", member, params)  # no monitor: healed as any word
+    assert free.prepared is not None and free.prepared.request.heal == "a"

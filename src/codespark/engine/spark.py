@@ -48,6 +48,7 @@ from codespark.metrics import Metrics
 
 _MEMBER_DOT = re.compile(r"[\w)\]]\.\Z")
 _WORD_END = re.compile(r"\w\Z")
+_MEMBER_PARTIAL = re.compile(r"[\w)\]]\.\w+\Z")
 
 MAX_TYPED_LINES = 8
 MAX_TYPED_CHARS = 600
@@ -379,10 +380,12 @@ class FimSessions:
         if params.monitor is not None and shown == typed and _MEMBER_DOT.search(shown):
             shown = shown[:-1]  # ``obj.``: the model writes ``.name`` as one token, checked by the monitor
         typed_tokens = engine.backend.tokenize(shown) if shown else []
-        if shown == typed and _WORD_END.search(shown) and typed_tokens:
+        member = params.monitor is not None and _MEMBER_PARTIAL.search(shown) is not None
+        if shown == typed and _WORD_END.search(shown) and typed_tokens and not member:
             # A word being typed: its last token is held back and spelled again under a mask, so the model can
             # finish the word with its own tokens (``sel`` -> ``self``) instead of taking the fragment as a
-            # whole word (``sel = ...``).  docs/BENCHMARKS.md section 15.
+            # whole word (``sel = ...``).  docs/BENCHMARKS.md section 15.  Not in a member being typed under a
+            # monitor (``self.na``): there the monitor's mask constrains the rest of the name to real members.
             last = engine.backend.token_bytes(typed_tokens[-1]).decode("utf-8", "ignore")
             if last and shown.endswith(last) and _WORD_END.search(last):
                 shown, typed_tokens = shown[: -len(last)], typed_tokens[:-1]
