@@ -35,11 +35,13 @@ from codespark.agent.sandbox import Limits
 from codespark.agent.testrun import TestCommand, detect
 from codespark.agent.workspace import Workspace
 from codespark.config import load_settings
+from codespark.context import names
 from codespark.engine.backend import SamplingParams
 from codespark.engine.chat import Message
 from codespark.engine.loader import load_engines
 from codespark.services.state import AppState
 
+NAMES_REFUSED = "uses names that do not exist"  # the loop's reason for a candidate refused before any test run
 PLAIN_PROMPT = (
     "Complete the following Python function. Reply with the whole function (and any imports it needs) "
     "in one ```python code block.\n\n```python\n{prompt}```"
@@ -55,11 +57,13 @@ async def run_loop(
         loop = FixLoop(workspace, command, [sampler], options)
         candidates = 0
         final: dict[str, Any] = {}
+        names_refused = 0
         mutation: dict[str, Any] = {"tried": 0, "fixed": None}
         async for event in loop.events():
             if event.kind == "candidate":
                 candidates += 1
                 d = event.data
+                names_refused += d["reason"].startswith(NAMES_REFUSED)
                 print(f"    round {d['round']} candidate {d['index'] + 1}: {d['outcome']}, {d['failing']} failing, "
                       f"{d['seconds']} s: {d['reason'][:100]}", file=sys.stderr, flush=True)  # fmt: skip
             if event.kind == "mutation":
@@ -71,7 +75,7 @@ async def run_loop(
         changed = {path: workspace.read(path) for path in final.get("changed", [])}
         fixed_by = None if final.get("status") != "fixed" else "mutation" if mutation["fixed"] else "model"
         return {**final, "candidates": candidates, "files": changed, "fixed_by": fixed_by,
-                "mutants_tried": mutation["tried"]}  # fmt: skip
+                "mutants_tried": mutation["tried"], "names_refused": names_refused}  # fmt: skip
     finally:
         workspace.close()
 
@@ -83,19 +87,21 @@ def hidden_pass(problem: humaneval.Problem, solution: str) -> bool:
     return done.ok
 
 
-async def plain_solution(sampler: Sampler, problem: humaneval.Problem, folder: Path) -> str:
-    """The engine's greedy answer, put in place of the stub (the stub stays when it cannot be parsed)."""
+async def plain_solution(sampler: Sampler, problem: humaneval.Problem, folder: Path) -> tuple[str, list[str]]:
+    """The engine's greedy answer, put in place of the stub (the stub stays when it cannot be parsed), and
+    what the chat check (``names.in_answer``, as ``codespark_checks`` on a chat answer) flags in it."""
     stub = humaneval.stub(problem)
     messages = [Message("user", PLAIN_PROMPT.format(prompt=problem.prompt))]
     answer = await sampler.sample(messages, SamplingParams(max_tokens=768))
+    flagged = names.in_answer(answer)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / humaneval.SOLUTION).write_text(stub)
     project = Project(folder)
     unit = next(u for u in units_of(stub, humaneval.SOLUTION) if u.name == problem.entry_point)
     try:
-        return replace_unit(project, unit, answer).after
+        return replace_unit(project, unit, answer).after, flagged
     except RefusedEdit:
-        return stub
+        return stub, flagged
 
 
 async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[dict[str, Any]]) -> dict[str, Any]:
@@ -109,10 +115,11 @@ async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[
             continue
         started = time.perf_counter()
         folder = cache / problem.task_id.replace("/", "_")
-        plain = await plain_solution(sampler, problem, folder)
+        plain, flagged = await plain_solution(sampler, problem, folder)
         plain_ok = hidden_pass(problem, plain)
         examples = humaneval.visible_examples(problem)
-        row: dict[str, Any] = {"task_id": problem.task_id, "plain": plain_ok, "visible": len(examples)}
+        row: dict[str, Any] = {"task_id": problem.task_id, "plain": plain_ok, "visible": len(examples),
+                               "plain_flagged": flagged}  # fmt: skip
         final = plain
         if examples:
             humaneval.write_workspace(problem, folder, plain)
@@ -121,7 +128,7 @@ async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[
             final = result["files"].get(humaneval.SOLUTION, plain)
             row.update(status=result["status"], rounds=result["rounds"], candidates=result["candidates"],
                        timeouts=result["timeouts"], endless=result["endless_tests"], fixed_by=result["fixed_by"],
-                       mutants_tried=result["mutants_tried"])  # fmt: skip
+                       mutants_tried=result["mutants_tried"], names_refused=result["names_refused"])  # fmt: skip
         else:
             row.update(status="no-visible-tests", rounds=0, candidates=0, timeouts=0, endless=0)
         row["loop"] = (final == plain and plain_ok) or (final != plain and hidden_pass(problem, final))
@@ -155,6 +162,19 @@ def summarize_humaneval(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "seconds_per_problem_mean": round(statistics.mean(r["seconds"] for r in rows), 1),
         "timeouts": sum(r["timeouts"] for r in rows),
         "endless_tests_stopped": sum(r["endless"] for r in rows),
+        **_names_summary(rows),
+    }
+
+
+def _names_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """#14's checks on this benchmark: plain chat answers the names check flags (and how many of those
+    really fail), and the loop's candidates refused for names that do not exist, before any test run."""
+    flagged = [r for r in rows if r.get("plain_flagged")]
+    return {
+        "plain_answers_flagged": len(flagged),
+        "plain_answers_flagged_that_fail_hidden": sum(not r["plain"] for r in flagged),
+        "candidates_refused_for_names": sum(r.get("names_refused", 0) for r in rows),
+        "problems_with_a_candidate_refused_for_names": sum(r.get("names_refused", 0) > 0 for r in rows),
     }
 
 
@@ -198,7 +218,8 @@ async def bench_faults(sampler: Sampler, args: argparse.Namespace, out: list[dic
         units = _changed_units(bug.faulty, fixed_text, bug.file)
         row = {"bug": bug.bug_id, "kind": bug.kind, "status": result["status"], "rounds": result["rounds"],
                "candidates": result["candidates"], "fixed_by": result["fixed_by"],
-               "mutants_tried": result["mutants_tried"], "tests_edited": edited_tests, "changed_units": units,
+               "mutants_tried": result["mutants_tried"], "names_refused": result["names_refused"],
+               "tests_edited": edited_tests, "changed_units": units,
                "only_faulty_function": units == [bug.function], "restored_original": fixed_text == bug.original,
                "timeouts": result["timeouts"], "endless": result["endless_tests"],
                "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
@@ -230,6 +251,7 @@ def summarize_faults(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "seconds_per_bug_median": round(statistics.median(r["seconds"] for r in rows), 1) if rows else 0,
         "timeouts": sum(r["timeouts"] for r in rows),
         "endless_tests_stopped": sum(r["endless"] for r in rows),
+        "candidates_refused_for_names": sum(r.get("names_refused", 0) for r in rows),
     }
 
 
