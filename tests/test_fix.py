@@ -277,11 +277,30 @@ def test_single_token_mutants_cover_the_common_slips_nearest_the_failing_line_fi
     fixed = next(m for m in found if m.what == "line 4: `<` → `<=`")
     assert fixed.text == source.replace("xs[i] < k", "xs[i] <= k")  # one token; the rest as it was
     other = next(u for u in units_of(source, "m.py") if u.name == "ratio")
-    swapped = [m for m in mutants(source, other, None, 1000) if "swapped" in m.what]
+    swapped = [m for m in mutants(source, other, None, 1000) if "arguments `a` and `b` swapped" in m.what]
     assert swapped and "divmod(b, a)[0] / 2  # é" in swapped[0].text  # byte columns past non-ASCII text
     assert {m.line for m in mutants(source, unit, 4, 1000, executed={3, 9})} == {3}  # what the failing run ran
     assert mutants("def broken(:\n", unit, None, 10) == []
     assert len(mutants(source, unit, None, 5)) == 5
+
+
+def test_single_token_mutants_cover_bitwise_negated_and_swapped_slips() -> None:
+    from codespark.agent.mutate import mutants
+
+    source = (
+        "def bits(n, digits, found):\n    count = 0\n    while n:\n        n ^= n - 1\n        count += n << 1\n"
+        "    out = ''\n    if found:\n        out = out + digits[count % 10]\n    ok = not found and True\n"
+        "    return max(count, len(out)) if ok else 2 ** count\n"
+    )
+    unit = next(u for u in units_of(source, "m.py") if u.name == "bits")
+    whats = {m.what for m in mutants(source, unit, focus=4, limit=1000)}
+    for expected in ("line 4: `^=` → `&=`", "line 4: `^=` → `|=`", "line 5: `<<` → `>>`", "line 3: `n` → `not n`",
+                     "line 8: operands `out` and `digits[count % 10]` swapped", "line 9: `not found` → `found`",
+                     "line 9: `True` → `False`", "line 10: `max` → `min`", "line 10: `ok` → `not ok`",
+                     "line 10: `**` → `*`", "line 8: operands `count` and `10` swapped"):  # fmt: skip
+        assert expected in whats, expected
+    assert not any("`-` → `^`" in w or "`^=` → `+=`" in w or "`<<` → `+`" in w for w in whats)  # in its family
+    assert all("operands `out + digits" not in w for w in whats)  # no swap that regroups an expression
 
 
 def test_single_token_repair_fixes_a_slip_before_the_model_is_asked(tmp_path: Path) -> None:

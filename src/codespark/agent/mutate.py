@@ -1,6 +1,7 @@
 """Single-token repairs, tried before the model: the slips people make most (a comparison one step off, the
-other arithmetic or boolean operator, a number or a bound off by one, two arguments swapped, another
-variable of the same function, a value computed and not returned), each one edit of the suspected unit.
+other arithmetic, bitwise or boolean operator, a condition negated, ``min`` for ``max``, a number or a bound
+off by one, a flag flipped, two arguments or operands swapped, another variable of the same function, a
+value computed and not returned), each one edit of the suspected unit.
 
 They are enumerated nearest the failing line first and checked by the tests like any candidate: the
 failing tests first, then the whole suite, and only a change that turns the suite green is kept.  No model
@@ -23,8 +24,17 @@ _COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "=="
 _COMPARE_ALTERNATIVES = {"<": ("<=", ">"), "<=": ("<", ">="), ">": (">=", "<"), ">=": (">", "<="),
                          "==": ("!=",), "!=": ("==",), "is": ("is not",), "is not": ("is",),
                          "in": ("not in",), "not in": ("in",)}  # fmt: skip
-_ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%"}
+# Binary operators, by family: a slip stays in its family (``^`` for ``&``, ``*`` for ``**``, ``>>`` for ``<<``).
+_FAMILIES = (
+    {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**"},
+    {ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^"},
+    {ast.LShift: "<<", ast.RShift: ">>"},
+)
+_FAMILY = {op: family for family in _FAMILIES for op in family}
+# Operands whose order matters (``+`` too: strings and lists); swapping them is one slip (``a - b``, ``s + c``).
+_ORDERED = (ast.Add, ast.Sub, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift)
 _BOOLEAN = {ast.And: "and", ast.Or: "or"}
+_OPPOSITE_CALLS = {"min": "max", "max": "min", "any": "all", "all": "any"}
 # On one line: a comparison or an operator first, then bounds and numbers, swapped arguments, a lost return,
 # and another variable last (there are many of those).
 _RANK = {"operator": 0, "bound": 1, "arguments": 2, "return": 3, "name": 4}
@@ -124,22 +134,24 @@ def _node_edits(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDef, n
                 changed = _between(text, operands[i], operands[i + 1], old, new)
                 if changed is not None:
                     yield line, "operator", f"`{old}` → `{new}`", changed
-    elif isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
-        old = _ARITHMETIC[type(node.op)]
-        for new in _ARITHMETIC.values():
-            changed = _between(text, node.left, node.right, old, new) if new != old else None
+    elif isinstance(node, ast.BinOp) and type(node.op) in _FAMILY:
+        yield from _binary_edits(text, node, line)
+    elif isinstance(node, ast.AugAssign) and type(node.op) in _FAMILY:
+        family = _FAMILY[type(node.op)]
+        old = family[type(node.op)]
+        for new in family.values():
+            changed = _between(text, node.target, node.value, old + "=", new + "=") if new != old else None
             if changed is not None:
-                yield line, "operator", f"`{old}` → `{new}`", changed
-        right = node.right
-        if isinstance(node.op, ast.Add | ast.Sub) and isinstance(right, ast.Constant) and right.value == 1:
-            start, end = text.span(node)
-            left = text.code(node.left)
-            yield line, "bound", f"`{text.code(node)}` → `{left}`", text.replace(start, end, left)
-    elif isinstance(node, ast.AugAssign) and type(node.op) in (ast.Add, ast.Sub):
-        old, new = ("+=", "-=") if isinstance(node.op, ast.Add) else ("-=", "+=")
-        changed = _between(text, node.target, node.value, old, new)
-        if changed is not None:
-            yield line, "operator", f"`{old}` → `{new}`", changed
+                yield line, "operator", f"`{old}=` → `{new}=`", changed
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        start, end = text.span(node)
+        operand = text.code(node.operand)
+        yield line, "operator", f"`{text.code(node)}` → `{operand}`", text.replace(start, end, operand)
+    elif isinstance(node, ast.If | ast.While | ast.IfExp) and not _negated(node.test):
+        start, end = text.span(node.test)
+        code = text.code(node.test)
+        wrapped = f"({code})" if isinstance(node.test, ast.BoolOp | ast.IfExp | ast.NamedExpr) else code
+        yield line, "operator", f"`{code}` → `not {wrapped}`", text.replace(start, end, f"not {wrapped}")
     elif isinstance(node, ast.BoolOp):
         old = _BOOLEAN[type(node.op)]
         new = "or" if old == "and" else "and"
@@ -152,6 +164,9 @@ def _node_edits(text: _Text, function: ast.FunctionDef | ast.AsyncFunctionDef, n
         for new_value in (node.value + 1, node.value - 1):
             if new_value >= 0:
                 yield line, "bound", f"`{node.value}` → `{new_value}`", text.replace(start, end, str(new_value))
+    elif isinstance(node, ast.Constant) and type(node.value) is bool:
+        start, end = text.span(node)
+        yield line, "bound", f"`{node.value}` → `{not node.value}`", text.replace(start, end, str(not node.value))
     elif isinstance(node, ast.Call):
         yield from _call_edits(text, node, line)
     elif isinstance(node, ast.Subscript):
@@ -179,8 +194,45 @@ def _value_dropped(statement: ast.Expr, function: ast.FunctionDef | ast.AsyncFun
     return not isinstance(value, ast.Call) or statement is function.body[-1]
 
 
+def _negated(test: ast.expr) -> bool:
+    """A condition whose negation another edit already makes: ``not x`` (dropping it), a comparison (its
+    operator's opposite)."""
+    return isinstance(test, ast.Compare) or (isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not))
+
+
+def _binary_edits(text: _Text, node: ast.BinOp, line: int) -> Iterator[tuple[int, str, str, str]]:
+    """Another operator of the same family, the operands swapped, ``x ± 1`` without the one."""
+    family = _FAMILY[type(node.op)]
+    old = family[type(node.op)]
+    for new in family.values():
+        changed = _between(text, node.left, node.right, old, new) if new != old else None
+        if changed is not None:
+            yield line, "operator", f"`{old}` → `{new}`", changed
+    if isinstance(node.op, _ORDERED) and ast.dump(node.left) != ast.dump(node.right):
+        (l_start, l_end), (r_start, r_end) = text.span(node.left), text.span(node.right)
+        left, right = text.code(node.left), text.code(node.right)
+        if _atomic(node.left) and _atomic(node.right):  # swapping ``a * b - c`` would change the grouping
+            swapped = text.replace(l_start, r_end, right + text.data[l_end:r_start].decode("utf-8") + left)
+            yield line, "arguments", f"operands `{left}` and `{right}` swapped", swapped
+    right_node = node.right
+    if isinstance(node.op, ast.Add | ast.Sub) and isinstance(right_node, ast.Constant) and right_node.value == 1:
+        start, end = text.span(node)
+        left = text.code(node.left)
+        yield line, "bound", f"`{text.code(node)}` → `{left}`", text.replace(start, end, left)
+
+
+def _atomic(node: ast.expr) -> bool:
+    """An operand that keeps its meaning on either side of any binary operator."""
+    return not isinstance(node, ast.BinOp | ast.BoolOp | ast.Compare | ast.IfExp | ast.Lambda | ast.UnaryOp
+                          | ast.NamedExpr | ast.Await)  # fmt: skip
+
+
 def _call_edits(text: _Text, call: ast.Call, line: int) -> Iterator[tuple[int, str, str, str]]:
     args = call.args
+    if isinstance(call.func, ast.Name) and call.func.id in _OPPOSITE_CALLS:
+        start, end = text.span(call.func)
+        new = _OPPOSITE_CALLS[call.func.id]
+        yield line, "operator", f"`{call.func.id}` → `{new}`", text.replace(start, end, new)
     for a, b in itertools.pairwise(args):
         if isinstance(a, ast.Starred) or isinstance(b, ast.Starred) or ast.dump(a) == ast.dump(b):
             continue
