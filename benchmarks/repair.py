@@ -48,6 +48,11 @@ PLAIN_PROMPT = (
 )
 
 
+def _options(args: argparse.Namespace) -> FixOptions:
+    return FixOptions(rounds=args.rounds, candidates=args.candidates, mutants=args.mutants, trust=args.trust,
+                      limits=Limits(timeout_s=60), test_timeout_s=5)  # fmt: skip
+
+
 async def run_loop(
     folder: Path, command: TestCommand, sampler: Sampler, options: FixOptions, cache: Path
 ) -> dict[str, Any]:
@@ -69,13 +74,14 @@ async def run_loop(
             if event.kind == "mutation":
                 mutation = dict(event.data)
                 print(f"    single-token repairs: {mutation['tried']} tried, {mutation['seconds']} s, fixed: "
-                      f"{mutation['fixed']}", file=sys.stderr, flush=True)  # fmt: skip
+                      f"{mutation['fixed']}, tests reject {mutation.get('rejected')}/{mutation.get('probed')} "
+                      f"of its neighbours", file=sys.stderr, flush=True)  # fmt: skip
             if event.kind == "finished":
                 final = dict(event.data)
         changed = {path: workspace.read(path) for path in final.get("changed", [])}
-        fixed_by = None if final.get("status") != "fixed" else "mutation" if mutation["fixed"] else "model"
-        return {**final, "candidates": candidates, "files": changed, "fixed_by": fixed_by,
-                "mutants_tried": mutation["tried"], "names_refused": names_refused}  # fmt: skip
+        return {**final, "candidates": candidates, "files": changed, "mutants_tried": mutation["tried"],
+                "mutant_found": mutation["fixed"] is not None, "mutant_trusted": mutation.get("trusted"),
+                "names_refused": names_refused}  # fmt: skip
     finally:
         workspace.close()
 
@@ -105,9 +111,8 @@ async def plain_solution(sampler: Sampler, problem: humaneval.Problem, folder: P
 
 
 async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[dict[str, Any]]) -> dict[str, Any]:
-    options = FixOptions(rounds=args.rounds, candidates=args.candidates, mutants=args.mutants,
-                         limits=Limits(timeout_s=60), test_timeout_s=5)  # fmt: skip
-    problems = humaneval.load(args.limit)
+    options = _options(args)
+    problems = [p for p in humaneval.load(args.limit) if not args.tasks or p.task_id in args.tasks]
     cache = Path(tempfile.mkdtemp(prefix="codespark-repair-"))
     done_ids = _resume(args, out, "task_id")
     for i, problem in enumerate(problems, 1):
@@ -128,7 +133,8 @@ async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[
             final = result["files"].get(humaneval.SOLUTION, plain)
             row.update(status=result["status"], rounds=result["rounds"], candidates=result["candidates"],
                        timeouts=result["timeouts"], endless=result["endless_tests"], fixed_by=result["fixed_by"],
-                       mutants_tried=result["mutants_tried"], names_refused=result["names_refused"])  # fmt: skip
+                       mutants_tried=result["mutants_tried"], names_refused=result["names_refused"],
+                       mutant_found=result["mutant_found"], mutant_trusted=result["mutant_trusted"])  # fmt: skip
         else:
             row.update(status="no-visible-tests", rounds=0, candidates=0, timeouts=0, endless=0)
         row["loop"] = (final == plain and plain_ok) or (final != plain and hidden_pass(problem, final))
@@ -162,8 +168,23 @@ def summarize_humaneval(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "seconds_per_problem_mean": round(statistics.mean(r["seconds"] for r in rows), 1),
         "timeouts": sum(r["timeouts"] for r in rows),
         "endless_tests_stopped": sum(r["endless"] for r in rows),
+        **_by_stage(rows),
         **_names_summary(rows),
     }
+
+
+def _by_stage(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What repaired the visible tests (the single-token stage or the model) and how many of those pass the
+    hidden ones; and the one-token fixes the stage found, with how many of them the tests vouched for."""
+    out: dict[str, Any] = {}
+    for by in ("mutation", "model"):
+        fixed = [r for r in rows if r["status"] == "fixed" and r.get("fixed_by") == by]
+        out[f"repaired_by_{by}"] = len(fixed)
+        out[f"repaired_by_{by}_passing_hidden"] = sum(r["loop"] for r in fixed)
+    found = [r for r in rows if r.get("mutant_found")]
+    out["one_token_fixes_found"] = len(found)
+    out["one_token_fixes_trusted"] = sum(bool(r.get("mutant_trusted")) for r in found)
+    return out
 
 
 def _names_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -197,8 +218,7 @@ def _changed_units(before: str, after: str, path: str) -> list[str]:
 
 
 async def bench_faults(sampler: Sampler, args: argparse.Namespace, out: list[dict[str, Any]]) -> dict[str, Any]:
-    options = FixOptions(rounds=args.rounds, candidates=args.candidates, mutants=args.mutants,
-                         limits=Limits(timeout_s=60), test_timeout_s=5)  # fmt: skip
+    options = _options(args)
     cache = Path(tempfile.mkdtemp(prefix="codespark-faults-"))
     bugs = faults.seed_bugs(faults.FaultChecker(cache / "check"), args.bugs, seed=args.seed)
     folder = cache / "detect"
@@ -219,6 +239,7 @@ async def bench_faults(sampler: Sampler, args: argparse.Namespace, out: list[dic
         row = {"bug": bug.bug_id, "kind": bug.kind, "status": result["status"], "rounds": result["rounds"],
                "candidates": result["candidates"], "fixed_by": result["fixed_by"],
                "mutants_tried": result["mutants_tried"], "names_refused": result["names_refused"],
+               "mutant_found": result["mutant_found"], "mutant_trusted": result["mutant_trusted"],
                "tests_edited": edited_tests, "changed_units": units,
                "only_faulty_function": units == [bug.function], "restored_original": fixed_text == bug.original,
                "timeouts": result["timeouts"], "endless": result["endless_tests"],
@@ -252,6 +273,8 @@ def summarize_faults(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "timeouts": sum(r["timeouts"] for r in rows),
         "endless_tests_stopped": sum(r["endless"] for r in rows),
         "candidates_refused_for_names": sum(r.get("names_refused", 0) for r in rows),
+        "one_token_fixes_found": sum(bool(r.get("mutant_found")) for r in rows),
+        "one_token_fixes_trusted": sum(bool(r.get("mutant_trusted")) for r in rows),
     }
 
 
@@ -281,11 +304,15 @@ def main() -> None:
     parser.add_argument("--part", choices=("humaneval", "faults"), required=True)
     parser.add_argument("--limit", type=int, default=None, help="HumanEval: the first N problems.")
     parser.add_argument("--bugs", type=int, default=100, help="Faults: how many bugs to seed.")
+    parser.add_argument("--tasks", nargs="+", default=None, help="HumanEval: only these task ids (HumanEval/90).")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mutants", type=int, default=80,
                         help="Single-token repairs tried before the model (0: the model only).")  # fmt: skip
+    parser.add_argument("--trust", type=float, default=FixOptions.trust,
+                        help="Share of a one-token fix's neighbours the tests must reject for it to end the search "
+                             "(0: the first green one-token fix ends it).")  # fmt: skip
     parser.add_argument("--engine", default="codex", choices=("codex", "spark"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--resume", action="store_true",
@@ -309,6 +336,7 @@ def main() -> None:
         engines.close()
     report = {"part": args.part, "cpu": cpu_name(), "engine": args.engine, "rounds": args.rounds,
               "candidates": args.candidates, "mutants": args.mutants,
+              "trust": args.trust,
               "wall_s": round(time.perf_counter() - started), "summary": summary, "rows": rows}  # fmt: skip
     print(json.dumps(report["summary"], indent=2))
     if args.json:

@@ -326,6 +326,53 @@ def test_single_token_repair_fixes_a_slip_before_the_model_is_asked(tmp_path: Pa
         ws.close()
 
 
+ADULT = {
+    "people.py": "def is_adult(age):\n    return age > 18\n",
+    "test_people.py": "from people import is_adult\n\n\ndef test_eighteen():\n    assert is_adult(18)\n",
+}
+
+
+def test_a_one_token_fix_the_tests_cannot_tell_apart_goes_on_to_the_model(tmp_path: Path) -> None:
+    # One example: `>=` turns it green, but so would `<=` or `> 17`; the tests cannot vouch for the fix,
+    # so the model is asked from the code as it was, and its green answer is kept.
+    model = "```python\ndef is_adult(age):\n    return not age < 18\n```"
+    root = make_repo(tmp_path / "r", ADULT)
+    sampler = Scripted([model])
+    events, ws = run_loop(root, tmp_path / "cache", sampler, mutants=80, rounds=1, candidates=1)
+    try:
+        mutation = next(e.data for e in events if e.kind == "mutation")
+        assert mutation["fixed"] == "line 2: `>` → `>=`" and not mutation["trusted"], mutation
+        assert mutation["probed"] > 0 and mutation["rejected"] < 0.8 * mutation["probed"]
+        assert "return age > 18" in sampler.prompts[0]  # the model sees the code as it was
+        final = events[-1].data
+        assert final["status"] == "fixed" and final["fixed_by"] == "model" and "not age < 18" in final["diff"]
+    finally:
+        ws.close()
+    # When no model answer turns it green, the one-token fix is kept after all.
+    root = make_repo(tmp_path / "r2", ADULT)
+    events, ws = run_loop(root, tmp_path / "cache2", Scripted([]), mutants=80, rounds=1, candidates=1)
+    try:
+        assert [e.data["fixed"] for e in events if e.kind == "fallback"] == ["line 2: `>` → `>=`"]
+        final = events[-1].data
+        assert final["status"] == "fixed" and final["fixed_by"] == "mutation" and "age >= 18" in final["diff"]
+    finally:
+        ws.close()
+
+
+def test_a_one_token_fix_tests_pin_down_ends_the_search(tmp_path: Path) -> None:
+    files = {**ADULT, "test_people.py": ADULT["test_people.py"] + "".join(
+        f"\n\ndef test_{age}():\n    assert is_adult({age}) is {age >= 18}\n" for age in (0, 17, 19, 40))}  # fmt: skip
+    root = make_repo(tmp_path / "r", files)
+    sampler = Scripted([])
+    events, ws = run_loop(root, tmp_path / "cache", sampler, mutants=80)
+    try:
+        mutation = next(e.data for e in events if e.kind == "mutation")
+        assert mutation["trusted"] and mutation["rejected"] >= 0.8 * mutation["probed"], mutation
+        assert events[-1].data["fixed_by"] == "mutation" and events[-1].data["rounds"] == 0 and not sampler.prompts
+    finally:
+        ws.close()
+
+
 # --- workspace: never lose work ------------------------------------------------------------------------
 
 

@@ -5,7 +5,11 @@
    to the cheap engine (spark when loaded) once.
 3. Single-token repairs (``mutate``): one edit of the suspected unit at a time (a comparison, an
    operator, a bound off by one, swapped arguments, another variable, a lost return), nearest the failing
-   line first, within a count and time budget; the first that turns the suite green is kept.
+   line first, within a count and time budget.  The first that turns the suite green is kept when the
+   tests can tell: most single edits of the repaired unit must make them fail again (``_test_power``).
+   Tests that cannot (one or two examples) would pass a coincidence as well as a fix, so the search goes
+   on to the model from the code as it was, and the one-token fix is kept only when no model answer
+   turns the suite green.
 4. Rounds: localize the unit to change; ask for ``candidates`` whole-unit rewrites (the first greedy,
    the rest sampled; they share the prompt's KV cache); test each on the failing tests while the next
    one is generated; run the whole suite for any that passes them.  The best candidate by tests failing
@@ -67,6 +71,8 @@ class FixOptions:
     escalate_after: int = 1  # rounds on one sampler before the next one in the ladder
     mutants: int = 80  # single-token repairs tried before the model (agent/mutate.py); 0: none
     mutation_seconds: float = 60.0  # and the time they may take
+    probes: int = 10  # single edits of a one-token fix tried to see whether the tests can tell it apart
+    trust: float = 0.8  # the share of those the tests must reject for the fix to end the search
     brief: str = ""  # what the caller knows of the failures (a migration: "written for Python 2…"), in the prompt
 
 
@@ -74,7 +80,7 @@ class FixOptions:
 class Event:
     """One step of a run, for the terminal view, ``--json`` lines and SSE."""
 
-    kind: str  # started | baseline | static | mutation | round | candidate | best | finished
+    kind: str  # started | baseline | static | mutation | round | candidate | best | fallback | finished
     data: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
@@ -97,6 +103,17 @@ def _failing(report: TestReport) -> int:
     if report.structured:
         return len(report.failed) + len(report.collect_errors) + (0 if report.run.ok or report.failed else 1)
     return 0 if report.green else 1
+
+
+@dataclass(frozen=True)
+class _Fallback:
+    """A one-token fix that turned the suite green but that the tests could not tell from its neighbours."""
+
+    path: str
+    unit: str
+    what: str
+    before: str
+    text: str
 
 
 @dataclass
@@ -132,6 +149,7 @@ class FixLoop:
         self.result: FixResult | None = None
         self.timeouts = 0  # test runs killed by the wall-clock timeout
         self.endless = 0  # single tests stopped by the per-test timeout (the run went on)
+        self.fixed_by: str | None = None  # static | mutation | model: what made the last improvement
         self._started = time.perf_counter()
 
     def _test(self, only: Sequence[str] = ()) -> TestReport:
@@ -160,13 +178,16 @@ class FixLoop:
         fixed = await self._static_pass(best)
         if fixed is not None:
             best = fixed
+            self.fixed_by = "static"
             ws.commit(f"codespark fix: imports for undefined names ({best.summary()})")
             yield Event("static", self._report_data(best))
+        fallback: _Fallback | None = None  # a one-token fix the tests could not vouch for
         if not best.green and opts.mutants > 0:
-            found, data = await _in_thread(self._mutation_pass, best)
+            found, data, fallback = await _in_thread(self._mutation_pass, best)
             yield Event("mutation", data)
             if found is not None:
                 best = found
+                self.fixed_by = "mutation"
                 ws.commit(f"codespark fix: {data['unit']}, {data['fixed']} ({best.summary()})")
         if best.green:
             self._finish("fixed", 0, best)
@@ -209,6 +230,7 @@ class FixLoop:
                     report = await self._run_tests()
                 if self._score(report, best, target.unit) < _failing(best):
                     best = report
+                    self.fixed_by = "model"
                     ws.commit(f"codespark fix round {round_no}: {chosen.edit.unit} ({best.summary()})")
                     earlier.clear()
                     stale = 0
@@ -222,6 +244,17 @@ class FixLoop:
             earlier[:] = earlier[-3:]
             if best.green:
                 break
+        if not best.green and fallback is not None:  # no model answer did better: the one-token fix after all
+            current = ws.read(fallback.path)
+            self._put(fallback.path, fallback.text)
+            report = await self._run_tests()
+            if report.green:
+                best = report
+                self.fixed_by = "mutation"
+                ws.commit(f"codespark fix: {fallback.unit}, {fallback.what} ({best.summary()})")
+                yield Event("fallback", {"unit": fallback.unit, "fixed": fallback.what, **self._report_data(best)})
+            else:  # the model's rounds changed what it relied on
+                self._put(fallback.path, current)
         self._finish("fixed" if best.green else "not-fixed", rounds, best)
         yield self._finished_event()
 
@@ -262,9 +295,11 @@ class FixLoop:
             self.project.forget(edit.path)
         return None
 
-    def _mutation_pass(self, best: TestReport) -> tuple[TestReport | None, dict[str, Any]]:
+    def _mutation_pass(self, best: TestReport) -> tuple[TestReport | None, dict[str, Any], _Fallback | None]:
         """Single edits of the two most suspected units, nearest the failing line first, within the count
-        and time budget: the first that turns the whole suite green is kept (written in the workspace)."""
+        and time budget.  The first that turns the whole suite green is kept (written in the workspace) when
+        the tests can tell it apart from its neighbours; otherwise it is put back and returned as the
+        fallback."""
         started = time.perf_counter()
         opts = self.options
         failing_ids = best.failed if self.command.pytest else []
@@ -281,22 +316,56 @@ class FixLoop:
                 if time.perf_counter() - started > opts.mutation_seconds:
                     break
                 tried += 1
-                self.ws.write(unit.path, mutant.text)
-                self.project.forget(unit.path)
-                green = False
-                try:
-                    sub = self._test(failing_ids) if failing_ids else None
-                    if sub is None or (sub.run.ok and not sub.failed):
-                        full = self._test()
-                        green = full.green
-                        if green:
-                            return full, {"tried": tried, "unit": unit.name, "fixed": mutant.what,
-                                          "seconds": self._since(started)}  # fmt: skip
-                finally:
-                    if not green:
-                        self.ws.write(unit.path, before)
-                        self.project.forget(unit.path)
-        return None, {"tried": tried, "unit": None, "fixed": None, "seconds": self._since(started)}
+                self._put(unit.path, mutant.text)
+                full = self._green(failing_ids)
+                if full is None:
+                    self._put(unit.path, before)
+                    continue
+                killed, probed = self._test_power(unit, mutant, before, failing_ids, executed[unit.path])
+                trusted = probed > 0 and killed >= opts.trust * probed
+                data = {"tried": tried, "unit": unit.name, "fixed": mutant.what, "probed": probed,
+                        "rejected": killed, "trusted": trusted, "seconds": self._since(started)}  # fmt: skip
+                if trusted:
+                    return full, data, None
+                self._put(unit.path, before)
+                return None, data, _Fallback(unit.path, unit.name, mutant.what, before, mutant.text)
+        data = {"tried": tried, "unit": None, "fixed": None, "seconds": self._since(started)}
+        return None, data, None
+
+    def _put(self, path: str, text: str) -> None:
+        self.ws.write(path, text)
+        self.project.forget(path)
+
+    def _green(self, failing_ids: Sequence[str]) -> TestReport | None:
+        """The whole suite's report when the code as it is now passes it (the failing tests first)."""
+        sub = self._test(failing_ids) if failing_ids else None
+        if sub is not None and not (sub.run.ok and not sub.failed):
+            return None
+        full = self._test()
+        return full if full.green else None
+
+    def _test_power(self, unit: Unit, fix: mutate.Mutant, original: str, failing_ids: Sequence[str],
+                    executed: set[int] | None) -> tuple[int, int]:  # fmt: skip
+        """Of up to ``probes`` single edits of the fixed unit (nearest the fix, in the lines the failing tests
+        ran, the original slip excluded), how many the tests reject, and how many were tried.  Tests that
+        reject most of them pin the unit down; tests that pass most would have passed a coincidence too.
+        Stops as soon as the answer is sure."""
+        opts = self.options
+        probes = [m for m in mutate.mutants(fix.text, unit, fix.line, opts.probes + 1, executed) if m.text != original]
+        probes = probes[: opts.probes]
+        killed = survived = 0
+        try:
+            for probe in probes:
+                self._put(unit.path, probe.text)
+                if self._green(failing_ids) is None:
+                    killed += 1
+                else:
+                    survived += 1
+                if killed >= opts.trust * len(probes) or survived > (1 - opts.trust) * len(probes):
+                    break
+        finally:
+            self._put(unit.path, fix.text)
+        return killed, killed + survived
 
     @staticmethod
     def _since(started: float) -> float:
@@ -435,9 +504,11 @@ class FixLoop:
     def _finished_event(self) -> Event:
         assert self.result is not None
         r = self.result
+        by = self.fixed_by if r.status == "fixed" else None
         return Event("finished", {"status": r.status, "rounds": r.rounds, "changed": r.changed, "diff": r.diff,
                                   "branch": r.branch, "seconds": r.seconds, "timeouts": self.timeouts,
-                                  "endless_tests": self.endless, **self._report_data(r.report)})  # fmt: skip
+                                  "endless_tests": self.endless, "fixed_by": by,
+                                  **self._report_data(r.report)})  # fmt: skip
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:

@@ -36,6 +36,8 @@ class FixView:
             self.lines.append(f"static fixes (imports): {escape(d['summary'])}")
         elif event.kind == "mutation":
             found = f"fixed {d['unit']}, {d['fixed']}" if d["fixed"] else "none turned the tests green"
+            if d["fixed"] and not d.get("trusted", True):
+                found += f" (the tests reject only {d['rejected']}/{d['probed']} of its neighbours: asking the model)"
             self.lines.append(f"single-token repairs: {d['tried']} tried in {d['seconds']:.0f} s, {escape(found)}")
         elif event.kind == "round":
             target = d.get("target") or "nothing to change"
@@ -45,6 +47,8 @@ class FixView:
             outcome = "[red]refused[/red]" if d["outcome"] == "refused" else f"{d['failing']} failing"
             self.rows.append((str(d["round"]), str(d["index"] + 1), d["engine"], outcome, escape(d["reason"][:90]),
                               f"{d['seconds']:.1f} s"))  # fmt: skip
+        elif event.kind == "fallback":
+            self.lines.append(f"  kept the single-token repair: {escape(d['unit'])}, {escape(d['fixed'])}")
         elif event.kind == "best":
             self.lines.append(f"  kept: {escape(d['unit'])} -> {escape(d['summary'])}")
         elif event.kind == "finished":
