@@ -42,6 +42,9 @@ from codespark.engine.loader import load_engines
 from codespark.services.state import AppState
 
 NAMES_REFUSED = "uses names that do not exist"  # the loop's reason for a candidate refused before any test run
+# The benchmark's workspaces need no pytest plugin; autoloading this environment's (hypothesis, schemathesis,
+# anyio) costs ~2.5 s a test run on a 2-core AMD EPYC (3.0 s against 0.46 s for one test).
+PYTEST = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest"
 PLAIN_PROMPT = (
     "Complete the following Python function. Reply with the whole function (and any imports it needs) "
     "in one ```python code block.\n\n```python\n{prompt}```"
@@ -81,9 +84,16 @@ async def run_loop(
         changed = {path: workspace.read(path) for path in final.get("changed", [])}
         return {**final, "candidates": candidates, "files": changed, "mutants_tried": mutation["tried"],
                 "mutant_found": mutation["fixed"] is not None, "mutant_trusted": mutation.get("trusted"),
-                "names_refused": names_refused}  # fmt: skip
+                "mutant_lines": mutation.get("lines", []), "names_refused": names_refused}  # fmt: skip
     finally:
         workspace.close()
+
+
+def _with_lines(text: str, lines: list[tuple[int, str]]) -> str:
+    out = text.splitlines()
+    for number, line in lines:
+        out[number - 1] = line
+    return "\n".join(out) + "\n"
 
 
 def hidden_pass(problem: humaneval.Problem, solution: str) -> bool:
@@ -128,16 +138,19 @@ async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[
         final = plain
         if examples:
             humaneval.write_workspace(problem, folder, plain)
-            command = detect(folder)
+            command = detect(folder, PYTEST)
             result = await run_loop(folder, command, sampler, options, cache / "runs")
             final = result["files"].get(humaneval.SOLUTION, plain)
             row.update(status=result["status"], rounds=result["rounds"], candidates=result["candidates"],
                        timeouts=result["timeouts"], endless=result["endless_tests"], fixed_by=result["fixed_by"],
                        mutants_tried=result["mutants_tried"], names_refused=result["names_refused"],
-                       mutant_found=result["mutant_found"], mutant_trusted=result["mutant_trusted"])  # fmt: skip
+                       mutant_found=result["mutant_found"], mutant_trusted=result["mutant_trusted"],
+                       mutant_lines=result["mutant_lines"])  # fmt: skip
         else:
             row.update(status="no-visible-tests", rounds=0, candidates=0, timeouts=0, endless=0)
         row["loop"] = (final == plain and plain_ok) or (final != plain and hidden_pass(problem, final))
+        if row.get("mutant_found"):  # before the trust rule the first green one-token fix was the answer
+            row["mutant_hidden"] = hidden_pass(problem, _with_lines(plain, row["mutant_lines"]))
         row["seconds"] = round(time.perf_counter() - started, 1)
         out.append(row)
         _checkpoint(args, row)
@@ -184,6 +197,13 @@ def _by_stage(rows: list[dict[str, Any]]) -> dict[str, Any]:
     found = [r for r in rows if r.get("mutant_found")]
     out["one_token_fixes_found"] = len(found)
     out["one_token_fixes_trusted"] = sum(bool(r.get("mutant_trusted")) for r in found)
+    out["one_token_fixes_passing_hidden"] = sum(bool(r.get("mutant_hidden")) for r in found)
+    untrusted = [r for r in found if not r.get("mutant_trusted")]
+    out["untrusted_one_token_fixes_passing_hidden"] = sum(bool(r.get("mutant_hidden")) for r in untrusted)
+    out["untrusted_rows_passing_hidden_now"] = sum(r["loop"] for r in untrusted)
+    # The same run as if the first green one-token fix had ended the search (the rule before trust):
+    before = sum(r.get("mutant_hidden", r["loop"]) if r.get("mutant_found") else r["loop"] for r in rows)
+    out["loop_pass@1_first_green_one_token_fix_kept"] = round(before / len(rows), 3) if rows else 0
     return out
 
 
@@ -223,7 +243,7 @@ async def bench_faults(sampler: Sampler, args: argparse.Namespace, out: list[dic
     bugs = faults.seed_bugs(faults.FaultChecker(cache / "check"), args.bugs, seed=args.seed)
     folder = cache / "detect"
     faults.write_project(bugs[0], folder)
-    command = detect(folder)
+    command = detect(folder, PYTEST)
     print(f"{len(bugs)} bugs seeded", file=sys.stderr, flush=True)
     done_ids = _resume(args, out, "bug")
     for i, bug in enumerate(bugs, 1):

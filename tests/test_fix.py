@@ -139,6 +139,8 @@ def test_detect_without_tests_says_what_to_do(tmp_path: Path) -> None:
         detect(tmp_path)
     assert detect(tmp_path, "make check").kind == "custom"
     assert detect(tmp_path, "python -m pytest -x").kind == "pytest"
+    assert detect(tmp_path, "DJANGO_SETTINGS_MODULE=s.dev PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 pytest").kind == "pytest"
+    assert detect(tmp_path, "X=pytest make test").kind == "custom"
 
 
 def test_unittest_output_is_read_without_pytest(tmp_path: Path) -> None:
@@ -342,6 +344,7 @@ def test_a_one_token_fix_the_tests_cannot_tell_apart_goes_on_to_the_model(tmp_pa
     try:
         mutation = next(e.data for e in events if e.kind == "mutation")
         assert mutation["fixed"] == "line 2: `>` → `>=`" and not mutation["trusted"], mutation
+        assert mutation["path"] == "people.py" and mutation["lines"] == [(2, "    return age >= 18")]
         assert mutation["probed"] > 0 and mutation["rejected"] < 0.8 * mutation["probed"]
         assert "return age > 18" in sampler.prompts[0]  # the model sees the code as it was
         final = events[-1].data

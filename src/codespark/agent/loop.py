@@ -323,8 +323,9 @@ class FixLoop:
                     continue
                 killed, probed = self._test_power(unit, mutant, before, failing_ids, executed[unit.path])
                 trusted = probed > 0 and killed >= opts.trust * probed
-                data = {"tried": tried, "unit": unit.name, "fixed": mutant.what, "probed": probed,
-                        "rejected": killed, "trusted": trusted, "seconds": self._since(started)}  # fmt: skip
+                data = {"tried": tried, "unit": unit.name, "fixed": mutant.what, "path": unit.path,
+                        "lines": _changed_lines(before, mutant.text), "probed": probed, "rejected": killed,
+                        "trusted": trusted, "seconds": self._since(started)}  # fmt: skip
                 if trusted:
                     return full, data, None
                 self._put(unit.path, before)
@@ -518,6 +519,12 @@ async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
     except asyncio.CancelledError:
         sandbox.terminate_all()
         raise
+
+
+def _changed_lines(before: str, after: str) -> list[tuple[int, str]]:
+    """The lines a one-token edit changed (it keeps the line count): (line number, new text)."""
+    old, new = before.splitlines(), after.splitlines()
+    return [(i, b) for i, (a, b) in enumerate(zip(old, new, strict=False), 1) if a != b]
 
 
 def _why(report: TestReport) -> str:

@@ -163,6 +163,8 @@ def _has_module(python: str, module: str) -> bool:
 
 def _is_pytest(command: str) -> bool:
     words = shlex.split(command)
+    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):  # `DJANGO_SETTINGS_MODULE=x pytest`
+        words = words[1:]
     return bool(words) and (Path(words[0]).name in ("pytest", "py.test") or words[1:3] == ["-m", "pytest"])
 
 
