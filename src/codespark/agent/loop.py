@@ -112,7 +112,6 @@ class _Fallback:
     path: str
     unit: str
     what: str
-    before: str
     text: str
 
 
@@ -224,8 +223,7 @@ class FixLoop:
             if improved:
                 assert chosen is not None and chosen.edit is not None and chosen.report is not None
                 report = chosen.report if chosen.full else None
-                ws.write(chosen.edit.path, chosen.edit.after)
-                self.project.forget(chosen.edit.path)
+                self._put(chosen.edit.path, chosen.edit.after)
                 if report is None:
                     report = await self._run_tests()
                 if self._score(report, best, target.unit) < _failing(best):
@@ -236,8 +234,7 @@ class FixLoop:
                     stale = 0
                     yield Event("best", {"round": round_no, "unit": chosen.edit.unit, **self._report_data(best)})
                 else:  # it passed the failing tests but broke others: back to the best so far
-                    ws.write(chosen.edit.path, chosen.edit.before)
-                    self.project.forget(chosen.edit.path)
+                    self._put(chosen.edit.path, chosen.edit.before)
                     improved = False
             if not improved:
                 stale += 1
@@ -285,14 +282,12 @@ class FixLoop:
         if not edits:
             return None
         for edit in edits:
-            self.ws.write(edit.path, edit.after)
-            self.project.forget(edit.path)
+            self._put(edit.path, edit.after)
         report = await self._run_tests()
         if _failing(report) < _failing(best):
             return report
         for edit in edits:  # no better: undo
-            self.ws.write(edit.path, edit.before)
-            self.project.forget(edit.path)
+            self._put(edit.path, edit.before)
         return None
 
     def _mutation_pass(self, best: TestReport) -> tuple[TestReport | None, dict[str, Any], _Fallback | None]:
@@ -329,11 +324,12 @@ class FixLoop:
                 if trusted:
                     return full, data, None
                 self._put(unit.path, before)
-                return None, data, _Fallback(unit.path, unit.name, mutant.what, before, mutant.text)
+                return None, data, _Fallback(unit.path, unit.name, mutant.what, mutant.text)
         data = {"tried": tried, "unit": None, "fixed": None, "seconds": self._since(started)}
         return None, data, None
 
     def _put(self, path: str, text: str) -> None:
+        """Write a file in the workspace and drop the project's parse of it."""
         self.ws.write(path, text)
         self.project.forget(path)
 
@@ -459,8 +455,7 @@ class FixLoop:
             return _Tried(index, None, None, False, "the same as an earlier candidate", baseline, 0.0)
         seen.add(edit.after)
         try:
-            self.ws.write(edit.path, edit.after)
-            self.project.forget(edit.path)
+            self._put(edit.path, edit.after)
             new_names = self._new_undefined(edit)
             if new_names:
                 reason = f"uses names that do not exist: {', '.join(new_names)}"
@@ -477,8 +472,7 @@ class FixLoop:
             score = self._score(full, best, unit)
             return _Tried(index, edit, full, True, _why(full), score, time.perf_counter() - started)
         finally:
-            self.ws.write(edit.path, edit.before)
-            self.project.forget(edit.path)
+            self._put(edit.path, edit.before)
 
     def _new_undefined(self, edit: Edit) -> list[str]:
         """Names the candidate uses that do not exist and the code before it did not use: undefined names,
@@ -486,11 +480,9 @@ class FixLoop:
         now = {p.name for p in static.problems(self.project, [edit.path]) if p.kind in static.NAME_KINDS}
         if not now:
             return []
-        self.ws.write(edit.path, edit.before)
-        self.project.forget(edit.path)
+        self._put(edit.path, edit.before)
         before = {p.name for p in static.problems(self.project, [edit.path]) if p.kind in static.NAME_KINDS}
-        self.ws.write(edit.path, edit.after)
-        self.project.forget(edit.path)
+        self._put(edit.path, edit.after)
         return sorted(now - before)
 
     def _report_data(self, report: TestReport) -> dict[str, Any]:
