@@ -55,10 +55,42 @@ def test_hidden_tests_never_reach_the_workspace_or_the_prompts(tmp_path: Path) -
 def test_visible_tests_come_from_the_docstring_only() -> None:
     problems = {p.task_id: p for p in humaneval.load()}
     with_examples = [p for p in problems.values() if humaneval.visible_examples(p)]
-    assert len(with_examples) >= 120
+    assert len(with_examples) >= 150
     tests = humaneval.visible_tests(problems["HumanEval/0"])
     assert "has_close_elements([1.0, 2.0, 3.0], 0.5) is False" in tests
     compile(tests, "test_visible.py", "exec")
+    for problem in with_examples:
+        compile(humaneval.visible_tests(problem), "test_visible.py", "exec")
+
+
+def _problem(doc: str, signature: str = "f(arr, k)") -> humaneval.Problem:
+    return humaneval.Problem("T/0", f'def {signature}:\n    """{doc}\n    """\n', "f", "")
+
+
+def test_examples_written_as_prose_become_visible_tests() -> None:
+    doc = """Examples:
+    * f([1, 2], 3) => [3]
+    for f([], 0) == [] (nothing to take)
+    f([5], 1) = [5].
+    For arr = [1, 4], k = 1 the output should be [4]
+    Input: arr = [2, 2], k = 2
+    Output: [2, 2] # both
+    Input: x = [9], y = 1
+    Output: [9]
+    f(m) = 1 + m, a definition and no example"""
+    assert humaneval.visible_examples(_problem(doc)) == [
+        ("f([1, 2], 3)", "[3]"), ("f([], 0)", "[]"), ("f([5], 1)", "[5]"), ("f(arr = [1, 4], k = 1)", "[4]"),
+        ("f(arr = [2, 2], k = 2)", "[2, 2]"), ("f([9], 1)", "[9]"),
+    ]  # fmt: skip
+    single = _problem("Input: 3\n    Output: (1, 2)\n    f('1.5') # returns 'No'", "f(n)")
+    assert humaneval.visible_examples(single) == [("f(3)", "(1, 2)"), ("f('1.5')", "'No'")]
+
+
+def test_prose_that_gives_one_call_two_results_yields_no_examples() -> None:
+    doc = """f(2, 1) = 1 + (2 / 2) = 2
+    f(2, 1) = [1, 2]
+    f(3, 1) = [1, 2, 8]"""
+    assert humaneval.visible_examples(_problem(doc)) == []
 
 
 def test_seeded_faults_change_one_function_and_fail_its_doctest(tmp_path: Path) -> None:

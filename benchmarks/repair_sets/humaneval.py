@@ -44,7 +44,6 @@ def _is_expr(text: str) -> bool:
     return True
 
 
-_ARROW = re.compile(r"^(?P<call>\w+\(.*\))\s*(?:==>|==|➞|=>|->|should return|returns?)\s*(?P<want>.+?)\s*\.?$")
 _WORDS = {"true": "True", "false": "False", "none": "None"}
 
 
@@ -58,8 +57,8 @@ def _want(text: str) -> str:
 
 def visible_examples(problem: Problem) -> list[tuple[str, str]]:
     """(call, expected) pairs from the docstring: ``>>>`` examples (a value on the next line, or a
-    comparison on the same one), and ``f(x) == y`` / ``f(x) ➞ y`` / ``f(x) => y`` lines.  An expected
-    value of ``""`` means the example is itself an assertion."""
+    comparison on the same one); without those, the examples written as prose (``_prose_examples``).
+    An expected value of ``""`` means the example is itself an assertion."""
     doc = _docstring(problem)
     found: list[tuple[str, str]] = []
     lines = [line.strip() for line in doc.splitlines()]
@@ -74,14 +73,96 @@ def visible_examples(problem: Problem) -> list[tuple[str, str]]:
             found.append((call, _want(following)))
         elif isinstance(ast.parse(call, mode="eval").body, ast.Compare):
             found.append((call, ""))
-    if not found:
-        for line in lines:
-            match = _ARROW.match(line)
-            if match and match.group("call").startswith(problem.entry_point + "("):
-                call, want = match.group("call"), _want(match.group("want"))
-                if _is_expr(call) and _is_expr(want):
-                    found.append((call, want))
-    return found
+    return found or _prose_examples(problem, lines)
+
+
+def _params(problem: Problem) -> list[str]:
+    tree = ast.parse(problem.prompt + STUB)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == problem.entry_point:
+            return [a.arg for a in node.args.args]
+    return []
+
+
+def _literal(text: str) -> str | None:
+    """``text`` as an expected value when it is a Python literal, else None; a trailing ``# comment`` or
+    ``(explanation)`` is dropped when the rest is one (``'No' (the name should start with a letter)``)."""
+    text = _want(text.split(" #", 1)[0])
+    if text.endswith(".") and not text.endswith(".."):
+        text = text[:-1]  # the sentence's full stop, not a float's
+    for candidate in (text, re.sub(r"\s*\([^()]*\)$", "", text)):
+        try:
+            ast.literal_eval(candidate)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        return candidate
+    return None
+
+
+def _call(problem: Problem, arguments: str) -> str | None:
+    """A call of the entry point from arguments written as in prose: ``lst = [1, 2], k = 3`` (by name, or
+    in order when the names are not the parameters') or a bare value; None when they do not parse."""
+    try:
+        node = ast.parse(f"_({arguments})", mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(node, ast.Call) or (node.args and node.keywords):
+        return None
+    params = _params(problem)
+    if node.keywords and not {k.arg for k in node.keywords} <= set(params):
+        if len(node.keywords) != len(params):
+            return None
+        return f"{problem.entry_point}({', '.join(ast.unparse(k.value) for k in node.keywords)})"
+    return f"{problem.entry_point}({arguments.strip()})"
+
+
+def _leading_call(problem: Problem, line: str) -> tuple[str, str] | None:
+    """``f(...)`` at the start of ``line`` (after a bullet, ``for`` or ``assert``), and the rest of it."""
+    line = re.sub(r"^(?:[*\-•]\s*|for\s+|assert\s+)", "", line, flags=re.IGNORECASE)
+    if not line.startswith(problem.entry_point + "("):
+        return None
+    ends = (i + 1 for i, char in enumerate(line) if char == ")")
+    end = next((e for e in ends if _is_expr(line[:e])), None)  # the first ")" that closes a whole call
+    return None if end is None else (line[:end], line[end:].strip())
+
+
+_SEPARATOR = re.compile(r"^(?:==>|==|➞|=>|->|=|#\s*(?:returns?|=>|->|==>)|should return|returns?)\s*(?P<want>.+)$")
+_FOR = re.compile(r"^for\s+(?P<args>.+?),?\s+the\s+(?:output|result)\s+should\s+be\s+(?P<want>.+)$", re.IGNORECASE)
+
+
+def _prose_examples(problem: Problem, lines: list[str]) -> list[tuple[str, str]]:
+    """Examples written as prose: ``f(x) ➞ y`` (``==``, ``=>``, ``->``, ``=``, ``# returns``; after a bullet,
+    ``for`` or ``assert``), ``For x = 1, y = 2 the output should be 3``, and ``Input:`` / ``Output:`` pairs."""
+    found: list[tuple[str, str]] = []
+    for i, line in enumerate(lines):
+        call: str | None = None
+        want: str | None = None
+        leading = _leading_call(problem, line)
+        if leading is not None:
+            match = _SEPARATOR.match(leading[1])
+            call, want = leading[0], _literal(match.group("want")) if match else None
+        elif (match := _FOR.match(line)) is not None:
+            arguments = match.group("args").split(",")
+            calls = (_call(problem, ",".join(arguments[:n])) for n in range(len(arguments), 0, -1))
+            call, want = next((c for c in calls if c is not None), None), _literal(match.group("want"))
+        elif line.lower().startswith("input:"):
+            following = next((rest for rest in lines[i + 1 :] if rest), "")
+            if following.lower().startswith("output:"):
+                call, want = _call(problem, line[6:]), _literal(following[7:])
+        if call is not None and want is not None:
+            found.append((call, want))
+    return _consistent(found)
+
+
+def _consistent(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Prose examples are used only when no call is given two different results: a docstring that does
+    is describing steps of a derivation, not giving examples."""
+    wants: dict[str, set[str]] = {}
+    for call, want in found:
+        wants.setdefault(call, set()).add(want)
+    if any(len(w) > 1 for w in wants.values()):
+        return []
+    return list(dict.fromkeys(found))
 
 
 def visible_tests(problem: Problem) -> str:
