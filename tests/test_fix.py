@@ -376,6 +376,21 @@ def test_a_one_token_fix_tests_pin_down_ends_the_search(tmp_path: Path) -> None:
         ws.close()
 
 
+def test_probes_stop_at_their_time_budget_and_an_unprobed_fix_is_not_trusted(tmp_path: Path) -> None:
+    files = {**ADULT, "test_people.py": ADULT["test_people.py"] + "".join(
+        f"\n\ndef test_{age}():\n    assert is_adult({age}) is {age >= 18}\n" for age in (0, 17, 19, 40))}  # fmt: skip
+    root = make_repo(tmp_path / "r", files)
+    sampler = Scripted([])  # the model has nothing: the one-token fix is kept as the fallback
+    events, ws = run_loop(root, tmp_path / "cache", sampler, mutants=80, rounds=1, candidates=1, probe_seconds=0)
+    try:
+        mutation = next(e.data for e in events if e.kind == "mutation")
+        assert mutation["probed"] == 0 and not mutation["trusted"], mutation
+        assert [e.kind for e in events].count("fallback") == 1 and sampler.prompts
+        assert events[-1].data["status"] == "fixed" and events[-1].data["fixed_by"] == "mutation"
+    finally:
+        ws.close()
+
+
 # --- workspace: never lose work ------------------------------------------------------------------------
 
 

@@ -73,6 +73,7 @@ class FixOptions:
     mutation_seconds: float = 60.0  # and the time they may take
     probes: int = 10  # single edits of a one-token fix tried to see whether the tests can tell it apart
     trust: float = 0.8  # the share of those the tests must reject for the fix to end the search
+    probe_seconds: float = 30.0  # and the time those may take
     brief: str = ""  # what the caller knows of the failures (a migration: "written for Python 2…"), in the prompt
 
 
@@ -346,13 +347,17 @@ class FixLoop:
         """Of up to ``probes`` single edits of the fixed unit (nearest the fix, in the lines the failing tests
         ran, the original slip excluded), how many the tests reject, and how many were tried.  Tests that
         reject most of them pin the unit down; tests that pass most would have passed a coincidence too.
-        Stops as soon as the answer is sure."""
+        Stops as soon as the answer is sure, and after ``probe_seconds`` (a slow suite: the answer is then
+        what the probes run so far say; none run: not trusted)."""
         opts = self.options
         probes = [m for m in mutate.mutants(fix.text, unit, fix.line, opts.probes + 1, executed) if m.text != original]
         probes = probes[: opts.probes]
         killed = survived = 0
+        deadline = time.perf_counter() + opts.probe_seconds
         try:
             for probe in probes:
+                if time.perf_counter() > deadline:
+                    break
                 self._put(unit.path, probe.text)
                 if self._green(failing_ids) is None:
                     killed += 1
