@@ -86,6 +86,14 @@ def test_examples_written_as_prose_become_visible_tests() -> None:
     assert humaneval.visible_examples(single) == [("f(3)", "(1, 2)"), ("f('1.5')", "'No'")]
 
 
+def test_an_example_naming_an_undefined_variable_is_not_a_test() -> None:
+    doc = """>>> f(abcd, 1)
+    True
+    >>> f('abcd', len([1]))
+    True"""
+    assert humaneval.visible_examples(_problem(doc)) == [("f('abcd', len([1]))", "True")]
+
+
 def test_prose_that_gives_one_call_two_results_yields_no_examples() -> None:
     doc = """f(2, 1) = 1 + (2 / 2) = 2
     f(2, 1) = [1, 2]

@@ -4,6 +4,7 @@ package's own ``check`` (the hidden tests) is run once, at the end, outside the 
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,15 @@ def visible_examples(problem: Problem) -> list[tuple[str, str]]:
             found.append((call, _want(following)))
         elif isinstance(ast.parse(call, mode="eval").body, ast.Compare):
             found.append((call, ""))
-    return found or _prose_examples(problem, lines)
+    return [e for e in found or _prose_examples(problem, lines) if _self_contained(problem, *e)]
+
+
+def _self_contained(problem: Problem, call: str, want: str) -> bool:
+    """Whether an example names nothing but the function and builtins (``is_happy(abcd)`` means a string
+    but names a variable: as a test it could only fail)."""
+    names = {n.id for text in (call, want) if text for n in ast.walk(ast.parse(text, mode="eval"))
+             if isinstance(n, ast.Name)}  # fmt: skip
+    return names <= {problem.entry_point, *dir(builtins)}
 
 
 def _params(problem: Problem) -> list[str]:
