@@ -29,12 +29,15 @@ def load(limit: int | None = None) -> list[Problem]:
     return problems[:limit] if limit else problems
 
 
-def _docstring(problem: Problem) -> str:
+def _function(problem: Problem) -> ast.FunctionDef | None:
     tree = ast.parse(problem.prompt + STUB)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef) and node.name == problem.entry_point:
-            return ast.get_docstring(node) or ""
-    return ""
+    found = (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == problem.entry_point)
+    return next(found, None)
+
+
+def _docstring(problem: Problem) -> str:
+    node = _function(problem)
+    return (ast.get_docstring(node) or "") if node is not None else ""
 
 
 def _is_expr(text: str) -> bool:
@@ -85,14 +88,6 @@ def _self_contained(problem: Problem, call: str, want: str) -> bool:
     return names <= {problem.entry_point, *dir(builtins)}
 
 
-def _params(problem: Problem) -> list[str]:
-    tree = ast.parse(problem.prompt + STUB)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef) and node.name == problem.entry_point:
-            return [a.arg for a in node.args.args]
-    return []
-
-
 def _literal(text: str) -> str | None:
     """``text`` as an expected value when it is a Python literal, else None; a trailing ``# comment`` or
     ``(explanation)`` is dropped when the rest is one (``'No' (the name should start with a letter)``)."""
@@ -117,7 +112,8 @@ def _call(problem: Problem, arguments: str) -> str | None:
         return None
     if not isinstance(node, ast.Call) or (node.args and node.keywords):
         return None
-    params = _params(problem)
+    node_def = _function(problem)
+    params = [a.arg for a in node_def.args.args] if node_def is not None else []
     if node.keywords and not {k.arg for k in node.keywords} <= set(params):
         if len(node.keywords) != len(params):
             return None
