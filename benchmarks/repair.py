@@ -67,7 +67,9 @@ async def run_loop(
         final: dict[str, Any] = {}
         names_refused = 0
         mutation: dict[str, Any] = {"tried": 0, "fixed": None}
+        static = False
         async for event in loop.events():
+            static |= event.kind == "static"
             if event.kind == "candidate":
                 candidates += 1
                 d = event.data
@@ -84,7 +86,8 @@ async def run_loop(
         changed = {path: workspace.read(path) for path in final.get("changed", [])}
         return {**final, "candidates": candidates, "files": changed, "mutants_tried": mutation["tried"],
                 "mutant_found": mutation["fixed"] is not None, "mutant_trusted": mutation.get("trusted"),
-                "mutant_lines": mutation.get("lines", []), "names_refused": names_refused}  # fmt: skip
+                "mutant_lines": mutation.get("lines", []), "names_refused": names_refused,
+                "static": static}  # fmt: skip
     finally:
         workspace.close()
 
@@ -145,11 +148,12 @@ async def bench_humaneval(sampler: Sampler, args: argparse.Namespace, out: list[
                        timeouts=result["timeouts"], endless=result["endless_tests"], fixed_by=result["fixed_by"],
                        mutants_tried=result["mutants_tried"], names_refused=result["names_refused"],
                        mutant_found=result["mutant_found"], mutant_trusted=result["mutant_trusted"],
-                       mutant_lines=result["mutant_lines"])  # fmt: skip
+                       mutant_lines=result["mutant_lines"], static=result["static"])  # fmt: skip
         else:
             row.update(status="no-visible-tests", rounds=0, candidates=0, timeouts=0, endless=0)
         row["loop"] = (final == plain and plain_ok) or (final != plain and hidden_pass(problem, final))
-        if row.get("mutant_found"):  # before the trust rule the first green one-token fix was the answer
+        if row.get("mutant_found") and not row.get("static"):  # before the trust rule the first green one-token
+            # fix was the answer (its lines are the plain answer's, unless the static pass changed the file first)
             row["mutant_hidden"] = hidden_pass(problem, _with_lines(plain, row["mutant_lines"]))
         row["seconds"] = round(time.perf_counter() - started, 1)
         out.append(row)
