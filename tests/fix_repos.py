@@ -69,3 +69,6 @@ class Scripted:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         return self.answers.pop(0) if self.answers else "I cannot help with that."
+
+    async def sample_many(self, messages: Sequence[Message], params: Sequence[SamplingParams]) -> list[str]:
+        return [await self.sample(messages, p) for p in params]

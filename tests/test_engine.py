@@ -63,3 +63,29 @@ def test_requests_are_serialized_and_report_cache() -> None:
     first, second = asyncio.run(main())
     assert first.text == second.text == "ab"
     assert second.timings.cached_tokens == len("prefix ")
+
+
+def test_run_many_answers_each_params_with_its_own_stops_and_limit() -> None:
+    fake = FakeBackend(default="abc\n```\nrest")
+    engine = Engine(fake)
+    job = engine.prepare(GenerationRequest(["q"], SamplingParams(max_tokens=50), stops=("\n```",)))
+    params = [SamplingParams(max_tokens=50), SamplingParams(max_tokens=2, temperature=0.8, seed=3)]
+
+    results = asyncio.run(engine.run_many(job, params))
+
+    assert [r.text for r in results] == ["abc", "ab"]
+    assert [r.finish_reason for r in results] == ["stop", "length"]
+    assert fake.prompts == ["q"]  # one evaluation of the prompt for both answers
+    assert fake.params[1].seed == 3
+    assert engine.pending == 0
+
+
+def test_run_many_groups_answers_that_do_not_fit_the_context_together() -> None:
+    fake = FakeBackend(default="xy", n_ctx=64)
+    engine = Engine(fake)
+    job = engine.prepare(GenerationRequest(["p" * 20], SamplingParams(max_tokens=20)))
+
+    results = asyncio.run(engine.run_many(job, [SamplingParams(max_tokens=20)] * 5))
+
+    assert [r.text for r in results] == ["xy"] * 5
+    assert len(fake.prompts) == 3  # 44 tokens of room: two answers of 20 at a time

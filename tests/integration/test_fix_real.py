@@ -86,3 +86,34 @@ def test_http_fix_streams_sse_from_a_real_server(tmp_path: Path) -> None:
     finally:
         stop(server)
     assert tree_state(root) == before
+
+
+def test_candidates_sampled_side_by_side_equal_those_sampled_one_at_a_time() -> None:
+    """Answers of one prompt decoded in one batch per step (``Engine.run_many``, the fix loop's candidates) are
+    the answers the same sampling gives alone: greedy and seeded alike."""
+    import asyncio
+
+    from codespark.config import Settings
+    from codespark.engine.backend import SamplingParams
+    from codespark.engine.chat import Message
+    from codespark.engine.loader import load_engines
+    from codespark.services.state import AppState
+
+    settings = Settings()
+    engines = load_engines(settings, only=("codex",))
+    try:
+        sampler = AppState.build(settings, engines).fix.samplers("codex")[0][0]
+        messages = [Message("user", "Write a Python function is_prime(n) in one ```python code block.")]
+        params = [
+            SamplingParams(max_tokens=48, temperature=0.0 if i == 0 else 0.9, top_p=0.95, seed=i) for i in range(3)
+        ]
+
+        async def both() -> tuple[list[str], list[str]]:
+            alone = [await sampler.sample(messages, p) for p in params]
+            return alone, await sampler.sample_many(messages, params)
+
+        alone, together = asyncio.run(both())
+    finally:
+        engines.close()
+    assert together == alone
+    assert len(set(together)) > 1  # the sampled ones are not all the greedy answer

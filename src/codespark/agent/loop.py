@@ -57,6 +57,10 @@ class Sampler(Protocol):
 
     async def sample(self, messages: Sequence[Message], params: SamplingParams) -> str: ...
 
+    async def sample_many(self, messages: Sequence[Message], params: Sequence[SamplingParams]) -> list[str]:
+        """One answer per ``params``, in order (a local engine samples them side by side)."""
+        ...
+
 
 @dataclass(frozen=True)
 class FixOptions:
@@ -386,7 +390,7 @@ class FixLoop:
     async def _candidates(
         self, sampler: Sampler, target: Target, best: TestReport, round_no: int, earlier: Sequence[str]
     ) -> AsyncGenerator[_Tried, None]:
-        """Generate and test ``candidates`` answers; the next is generated while one is tested.
+        """Generate and test ``candidates`` answers.
 
         Even candidates fix the current code; odd ones (for a function with a specification) write it anew
         from its signature and docstring, since a small model shown wrong code mostly writes it again."""
@@ -421,28 +425,34 @@ class FixLoop:
             return SamplingParams(max_tokens=budget, temperature=temperature, top_p=0.95,
                                   seed=opts.seed + 1000 * round_no + i)  # fmt: skip
 
-        def messages(i: int) -> list[Message]:
-            return fix if i % 2 == 0 else anew
-
-        pending = asyncio.create_task(sampler.sample(messages(0), params(0)))
+        # One request per prompt, its candidates sampled side by side (the prompt evaluated once); the second
+        # prompt's are generated while the first's are tested.
+        if anew is fix:
+            groups = [list(range(opts.candidates))]
+        else:
+            groups = [g for g in (list(range(0, opts.candidates, 2)), list(range(1, opts.candidates, 2))) if g]
+        pending = [
+            asyncio.create_task(sampler.sample_many(fix if g[0] % 2 == 0 else anew, [params(i) for i in g]))
+            for g in groups
+        ]
         seen: set[str] = set()
         try:
-            for i in range(opts.candidates):
+            for indices, task in zip(groups, pending, strict=True):
                 try:
-                    answer = await pending
+                    answers = await task
                 except CodesparkError as exc:  # the prompt does not fit, the engine is down: this round ends
-                    yield _Tried(i, None, None, False, f"no candidate: {exc.message}", _failing(best), 0.0)
+                    yield _Tried(indices[0], None, None, False, f"no candidate: {exc.message}", _failing(best), 0.0)
                     return
-                if i + 1 < opts.candidates:
-                    pending = asyncio.create_task(sampler.sample(messages(i + 1), params(i + 1)))
-                tried = await _in_thread(self._try, i, unit, answer, best, seen, frame)
-                yield tried
-                if tried.full and tried.report is not None and tried.report.green:
-                    break
+                for i, answer in zip(indices, answers, strict=False):
+                    tried = await _in_thread(self._try, i, unit, answer, best, seen, frame)
+                    yield tried
+                    if tried.full and tried.report is not None and tried.report.green:
+                        return
         finally:
-            if not pending.done():
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
+            for task in pending:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _try(self, index: int, unit: Unit, answer: str, best: TestReport, seen: set[str],
              frame: window.Window | None = None) -> _Tried:  # fmt: skip

@@ -15,6 +15,8 @@ from typing import Protocol
 
 from codespark.engine.mask import Monitor, Names
 
+MAX_PARALLEL = 8  # answers ``Backend.generate_many`` samples side by side from one prompt
+
 
 @dataclass(frozen=True)
 class Grammar:
@@ -149,4 +151,18 @@ class Backend(Protocol):
         set, after ``params.max_tokens`` tokens, or after a stop token (which is
         yielded).
         """
+        ...
+
+    def generate_many(
+        self,
+        tokens: Sequence[int],
+        params: Sequence[SamplingParams],
+        cancel: CancelToken,
+        stats: GenerationStats,
+        ended: Sequence[CancelToken],
+    ) -> Iterator[tuple[int, int]]:
+        """Evaluate ``tokens`` once and sample ``len(params)`` answers from it side by side (at most
+        ``MAX_PARALLEL``): yields ``(answer index, token)`` pairs.  Answer ``i`` stops after a stop token,
+        ``params[i].max_tokens`` tokens, or when the consumer sets ``ended[i]`` (its stop string); all stop
+        when ``cancel`` is set.  Grammars, monitors and healing are not supported here."""
         ...

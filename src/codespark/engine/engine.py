@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from codespark.engine.backend import Backend, CancelToken, GenerationStats, SamplingParams
+from codespark.engine.backend import MAX_PARALLEL, Backend, CancelToken, GenerationStats, SamplingParams
 from codespark.engine.mask import Names
 from codespark.engine.prompt import Prompt, Special
 from codespark.engine.session import SessionCache
@@ -358,6 +358,90 @@ class Engine:
             if isinstance(event, Finished):
                 return event
         raise EngineError("Generation ended without a result.")
+
+    async def run_many(
+        self, job: Prepared, params: Sequence[SamplingParams], cancel: CancelToken | None = None
+    ) -> list[Finished]:
+        """Sample one answer per ``params`` from ``job``'s prompt, side by side on the backend (the prompt is
+        evaluated once; ``Backend.generate_many``), each with the request's stop strings; in ``params``'s
+        order.  Leaving early (task cancelled) stops them all within one step."""
+        if not params:
+            return []
+        if job.place is None or job.place.released:
+            job = self.prepare(job.request, job.tokens)
+        place = job.place
+        assert place is not None
+        if self._background is not None:
+            self._background.cancel("preempted")
+        cancel = cancel or CancelToken()
+        place.cancel = cancel
+        loop = asyncio.get_running_loop()
+        try:
+            async with self._lock:
+                started = time.perf_counter()
+                future = loop.run_in_executor(self._worker, self._generate_many, job, list(params), cancel)
+                try:
+                    return await asyncio.shield(future)
+                except asyncio.CancelledError:
+                    cancel.cancel("client gone")
+                    await asyncio.gather(future, return_exceptions=True)
+                    raise
+                except CodesparkError:
+                    raise
+                except Exception as exc:
+                    raise EngineError(f"Generation failed: {exc}") from exc
+                finally:
+                    self._mean_s = 0.8 * self._mean_s + 0.2 * (time.perf_counter() - started)
+        finally:
+            place.release()
+
+    def _generate_many(self, job: Prepared, params: list[SamplingParams], cancel: CancelToken) -> list[Finished]:
+        """Worker thread: ``run_many``'s generation, in groups of at most ``MAX_PARALLEL`` answers whose
+        tokens fit the context beside the prompt."""
+        self.sessions.activate(None)
+        room = max(1, self.n_ctx - len(job.tokens))
+        out: list[Finished] = []
+        while len(out) < len(params) and not cancel.cancelled:
+            group: list[SamplingParams] = []
+            for p in params[len(out) :]:
+                if len(group) == MAX_PARALLEL or (group and sum(q.max_tokens for q in group) + p.max_tokens > room):
+                    break
+                group.append(p)
+            out.extend(self._generate_group(job, group, cancel))
+        return out
+
+    def _generate_group(self, job: Prepared, params: list[SamplingParams], cancel: CancelToken) -> list[Finished]:
+        req = job.request
+        stats = GenerationStats()
+        ended = [CancelToken() for _ in params]
+        texts = [TextAssembler(req.stops, req.policy) for _ in params]
+        reasons = ["length"] * len(params)
+        counts = [0] * len(params)
+        for i, token in self.backend.generate_many(job.tokens, params, cancel, stats, ended):
+            counts[i] += 1
+            if self.backend.is_stop_token(token):
+                reasons[i] = "stop"
+                ended[i].cancel("stop token")
+                continue
+            texts[i].push(self.backend.token_bytes(token))
+            if texts[i].stopped:
+                reasons[i] = "stop"
+                ended[i].cancel("stop string")
+        end = time.perf_counter()
+        prefill_done = stats.prefill_done or end
+        out = []
+        for i, text in enumerate(texts):
+            text.finish()
+            timings = Timings(
+                prompt_tokens=stats.prompt_tokens,
+                cached_tokens=stats.cached_tokens,
+                completion_tokens=counts[i],
+                prefill_ms=(prefill_done - stats.started) * 1000,
+                ttft_ms=(prefill_done - stats.started) * 1000,
+                decode_ms=(end - prefill_done) * 1000,
+            )
+            out.append(Finished(text.text, "cancelled" if cancel.cancelled else reasons[i], timings))
+        return out
 
     def _generate(self, run: _Run, tokens: list[int]) -> None:
         """Worker thread: the whole generation loop."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -136,3 +136,22 @@ class FakeBackend:
             self.generated_tokens += 1
             self.generating.set()
             yield token
+
+    def generate_many(
+        self,
+        tokens: Sequence[int],
+        params: Sequence[SamplingParams],
+        cancel: CancelToken,
+        stats: GenerationStats,
+        ended: Sequence[CancelToken],
+    ) -> Iterator[tuple[int, int]]:
+        """The scripted reply for every answer, a token of each in turn (as the real backend's batches)."""
+        longest = replace(params[0], max_tokens=max(p.max_tokens for p in params))
+        script = list(self.generate(tokens, longest, cancel, stats))  # the prompt and its reply, once
+        self.params.extend(params[1:])
+        for produced, token in enumerate(script):
+            for i, p in enumerate(params):
+                if cancel.cancelled:
+                    return
+                if produced < p.max_tokens and not ended[i].cancelled:
+                    yield i, token

@@ -23,7 +23,15 @@ import numpy as np
 from llama_cpp import _internals
 
 from codespark.engine import reuse
-from codespark.engine.backend import BackendInfo, CancelToken, GenerationStats, Grammar, SamplingParams, Snapshot
+from codespark.engine.backend import (
+    MAX_PARALLEL,
+    BackendInfo,
+    CancelToken,
+    GenerationStats,
+    Grammar,
+    SamplingParams,
+    Snapshot,
+)
 from codespark.engine.mask import Guide, Silent, Vocabulary, apply
 from codespark.engine.speculative import DraftBudget, Drafter
 from codespark.errors import EngineError, InvalidRequestError
@@ -53,7 +61,8 @@ def system_info() -> str:
 @contextmanager
 def _load_params(repack: bool) -> Iterator[None]:
     """Load with llama.cpp's extra buffer types (weight repacking) on or off, and a context of several
-    sequences over one unified KV buffer (sequence 0 is the cache; the others are scratch space for ``_fill``).
+    sequences over one unified KV buffer (sequence 0 is the cache; the others are scratch space for ``_fill``
+    and the answers of ``generate_many``).
 
     llama-cpp-python 0.3.36 exposes neither ``use_extra_bufts`` nor ``n_seq_max``/``kv_unified``;
     ``Llama`` reads its parameters from ``llama_model_default_params()`` and
@@ -69,7 +78,7 @@ def _load_params(repack: bool) -> Iterator[None]:
 
     def context_params() -> Any:
         params = context_defaults()
-        params.n_seq_max = 1 + reuse.MAX_GAPS  # one scratch sequence per gap
+        params.n_seq_max = 1 + max(reuse.MAX_GAPS, MAX_PARALLEL)  # one scratch sequence per gap or answer
         params.kv_unified = True  # one buffer: a sequence may use the whole context
         return params
 
@@ -414,6 +423,70 @@ class LlamaBackend:
             sampler.close()
             if guide is not None:
                 guide.report(stats)
+
+    def generate_many(
+        self,
+        tokens: Sequence[int],
+        params: Sequence[SamplingParams],
+        cancel: CancelToken,
+        stats: GenerationStats,
+        ended: Sequence[CancelToken],
+    ) -> Iterator[tuple[int, int]]:
+        """The prompt is evaluated once, in sequence 0 (the cache, as ``generate`` leaves it); answer ``i``
+        grows in scratch sequence ``i + 1``, which shares the prompt's cells, and one batch per step carries
+        the next token of every answer still running.  On a 2-core Xeon a step of 4 answers costs 2.1 times
+        a step of one (the weights are read once per step), so 4 answers take about half the time of 4 in a row."""
+        llm = self._llm
+        tokens = list(tokens)
+        if not tokens:
+            raise EngineError("Empty prompt: nothing to evaluate.")
+        if not 0 < len(params) <= MAX_PARALLEL:
+            raise EngineError(f"generate_many samples 1 to {MAX_PARALLEL} answers, not {len(params)}.")
+        if any(p.grammar is not None or p.monitor is not None or p.heal or p.max_tokens <= 0 for p in params):
+            raise EngineError("generate_many samples free answers of one token or more (no grammar, monitor, heal).")
+        old = llm.input_ids[: llm.n_tokens].tolist()
+        stats.prompt_tokens = len(tokens)
+        if not self._prefill(old, tokens, params[0], cancel, stats):
+            return
+        stats.prefill_done = time.perf_counter()
+        ctx = llm._ctx
+        memory = llama_cpp.llama_get_memory(ctx.ctx)
+        start = len(tokens)
+        samplers = [self._sampler(p) for p in params]
+        produced = [0] * len(params)
+        running: dict[int, int] = {}  # answer -> its last token, still to be evaluated
+        try:
+            for i, sampler in enumerate(samplers):  # the first tokens all come from the prompt's last logits
+                llama_cpp.llama_memory_seq_rm(memory, i + 1, -1, -1)
+                llama_cpp.llama_memory_seq_cp(memory, 0, i + 1, 0, start)
+                token = int(sampler.sample(ctx, -1))
+                produced[i] = 1
+                yield i, token
+                running[i] = token
+            raw = llm._batch.batch
+            while not cancel.cancelled:
+                running = {
+                    i: t for i, t in running.items()
+                    if not (self.is_stop_token(t) or ended[i].cancelled or produced[i] >= params[i].max_tokens
+                            or start + produced[i] >= llm.n_ctx())
+                }  # fmt: skip
+                if not running:
+                    return
+                order = list(running)
+                for n, i in enumerate(order):  # answer i's last token, at its position in sequence i + 1
+                    raw.token[n], raw.pos[n], raw.n_seq_id[n], raw.logits[n] = running[i], start + produced[i] - 1, 1, 1
+                    raw.seq_id[n][0] = i + 1
+                raw.n_tokens = len(order)
+                ctx.decode(llm._batch)
+                for n, i in enumerate(order):
+                    token = int(samplers[i].sample(ctx, n))
+                    produced[i] += 1
+                    running[i] = token
+                    yield i, token
+        finally:
+            for i, sampler in enumerate(samplers):
+                sampler.close()
+                llama_cpp.llama_memory_seq_rm(memory, i + 1, -1, -1)
 
     def _speculative(
         self,

@@ -34,7 +34,7 @@ from codespark.errors import EngineError, InvalidRequestError, UpstreamUnavailab
 from codespark.guard.ignore import NeverSend
 from codespark.metrics import Metrics
 from codespark.router import Decision, Router
-from codespark.services.observe import count_redactions, observed
+from codespark.services.observe import count_redactions, observe, observed
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,35 @@ class ChatService:
             return fallback, self._observed(fallback, self._local(fallback.engine, call, repo_map))
         names = frozenset(t.name for t in call.tools)
         return chosen, self._observed(chosen, tool_call_events(events, names) if call.calls_tools else events)
+
+    async def sample_many(self, call: ChatCall, params: Sequence[SamplingParams]) -> list[str]:
+        """Several answers to one chat without tools, one per ``params`` (its temperature, seed and
+        ``max_tokens``), in order.  On a local engine they are sampled side by side from one evaluation of
+        the prompt (``Engine.run_many``); an upstream gets one request each (the guard and the fallback as
+        for any chat)."""
+        chosen = modes.deep(self.router, None, call.model)
+        if chosen.upstream is not None or call.calls_tools or call.response_format is not None:
+            return [await self.answer(replace(call, params=p, max_tokens=p.max_tokens)) for p in params]
+        engine = chosen.engine
+        messages = _with_system_block(call, await self._repo_map(call), None)
+        prompt = chat.build_prompt(engine.backend.info, messages, ())
+        longest = max(params, key=lambda p: p.max_tokens)
+        job = engine.prepare(GenerationRequest(prompt=prompt, params=longest, stops=call.stops))
+        if self.metrics is not None:
+            self.metrics.routes.labels(chosen.route, chosen.reason.split(":")[0]).inc(len(params))
+        results = await engine.run_many(job, params)
+        for result in results:
+            observe(chosen.route, result, self.metrics, self.router, estimate=False)
+        return [result.text for result in results]
+
+    async def answer(self, call: ChatCall) -> str:
+        """The whole answer of one chat."""
+        _, events = await self.chat(call)
+        text = ""
+        async for event in events:
+            if isinstance(event, Finished):
+                text = event.text
+        return text
 
     def _local(self, engine: Engine, call: ChatCall, repo_map: str) -> AsyncGenerator[Event, None]:
         tools = call.tools if call.calls_tools else ()

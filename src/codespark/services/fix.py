@@ -17,7 +17,6 @@ from codespark.agent.workspace import Workspace
 from codespark.config import WorkspaceSettings
 from codespark.engine.backend import SamplingParams
 from codespark.engine.chat import Message
-from codespark.engine.engine import Finished
 from codespark.errors import (
     ConfigError,
     EngineError,
@@ -42,14 +41,14 @@ class ChatSampler:
         self.name = name
 
     async def sample(self, messages: Sequence[Message], params: SamplingParams) -> str:
+        return (await self.sample_many(messages, [params]))[0]
+
+    async def sample_many(self, messages: Sequence[Message], params: Sequence[SamplingParams]) -> list[str]:
         # The answer is one fenced block: stop at its closing fence instead of letting a small model ramble.
-        call = ChatCall(messages, params, max_tokens=params.max_tokens, stops=FENCE_STOPS, model=self.model)
-        _, events = await self.chat.chat(call)
-        text = ""
-        async for event in events:
-            if isinstance(event, Finished):
-                text = event.text
-        return text
+        call = ChatCall(messages, params[0], max_tokens=params[0].max_tokens, stops=FENCE_STOPS, model=self.model)
+        if len(params) == 1:
+            return [await self.chat.answer(call)]
+        return await self.chat.sample_many(call, params)
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,11 @@ def count_redactions(metrics: Metrics | None) -> Callable[[dict[str, int]], None
     return count
 
 
-def observe(route: str, result: Finished, metrics: Metrics | None, router: Router) -> None:
-    router.observe(route, result.timings)
+def observe(route: str, result: Finished, metrics: Metrics | None, router: Router, estimate: bool = True) -> None:
+    """Count ``result`` in the metrics and (``estimate``: a generation on its own, not one of a batch whose
+    answers share the steps) in the router's speed estimates."""
+    if estimate:
+        router.observe(route, result.timings)
     if metrics is None:
         return
     t = result.timings
