@@ -634,3 +634,29 @@ def test_a_prompt_that_does_not_fit_ends_the_round_not_the_run(tmp_path: Path) -
     reasons = [e.data["reason"] for e in events if e.kind == "candidate"]
     assert len(reasons) == 2 and all("maximum context length" in r for r in reasons)
     assert events[-1].data["status"] == "not-fixed"
+
+
+def test_a_fix_prompt_answered_with_the_code_it_showed_gives_way_to_candidates_written_anew(tmp_path: Path) -> None:
+    # A small model shown its wrong code mostly writes it again: once most of a round's fix-prompt answers
+    # are that code, the next round asks for all but one candidate anew from the signature and docstring.
+    files = {
+        "calc/__init__.py": "",
+        "calc/ops.py": 'def add(a, b):\n    """The sum of a and b."""\n    return a - b\n',
+        "tests/test_ops.py": "from calc.ops import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+    }
+    same = '```python\ndef add(a, b):\n    """The sum of a and b."""\n    return a - b\n```'
+    wrong = "```python\ndef add(a, b):\n    return a * b\n```"
+    root = make_repo(tmp_path / "r", files)
+    # Round 1: two fix-prompt answers (the code again), then two written anew (wrong); round 2: fixed.
+    sampler = Scripted([same, same, wrong, "```python\ndef add(a, b):\n    return b - a\n```", same,
+                        wrong, wrong, FIXED_ADD])  # fmt: skip
+    events, ws = run_loop(root, tmp_path / "cache", sampler, rounds=2, candidates=4)
+    try:
+        candidates = [e.data for e in events if e.kind == "candidate"]
+        assert [c["prompt"] for c in candidates if c["round"] == 1] == ["fix", "fix", "anew", "anew"]
+        assert [c["prompt"] for c in candidates if c["round"] == 2] == ["fix", "anew", "anew", "anew"]
+        assert "unchanged" in candidates[0]["reason"]
+        assert sum("Write it anew" in p for p in sampler.prompts[4:]) == 3
+        assert events[-1].data["status"] == "fixed"
+    finally:
+        ws.close()

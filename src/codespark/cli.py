@@ -346,7 +346,7 @@ def fix(
         bool, typer.Option("--apply", help="Put the fix into your tree (atomic; refuses on conflict).")
     ] = False,
     rounds: Annotated[int, typer.Option(min=1, max=20, help="Rounds of candidates at most.")] = 3,
-    candidates: Annotated[int, typer.Option(min=1, max=16, help="Candidates per round.")] = 4,
+    candidates: Annotated[int, typer.Option(min=1, max=16, help="Candidates per round.")] = 6,
     mutants: Annotated[
         int, typer.Option(min=0, max=1000, help="Single-token repairs tried before the model (0: the model only).")
     ] = 80,

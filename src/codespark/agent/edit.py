@@ -22,6 +22,10 @@ class RefusedEdit(Exception):
     """An answer that cannot be applied; the message says why (it is fed back to the model)."""
 
 
+class UnchangedEdit(RefusedEdit):
+    """An answer that is the unit as it already was."""
+
+
 @dataclass(frozen=True)
 class Edit:
     path: str
@@ -124,7 +128,7 @@ def replace_unit(project: Project, unit: Unit, answer: str, allow_test_edits: bo
     replaced = [*lines[: unit.start - 1], *helpers, new_unit, *lines[unit.end :]]
     after = _add_imports("".join(replaced), tree, old_tree)
     if after == before:
-        raise RefusedEdit(f"The answer leaves {unit.name} unchanged.")
+        raise UnchangedEdit(f"The answer leaves {unit.name} unchanged.")
     try:
         compile(after, unit.path, "exec", dont_inherit=True)
     except SyntaxError as exc:

@@ -10,10 +10,12 @@
    Tests that cannot (one or two examples) would pass a coincidence as well as a fix, so the search goes
    on to the model from the code as it was, and the one-token fix is kept only when no model answer
    turns the suite green.
-4. Rounds: localize the unit to change; ask for ``candidates`` whole-unit rewrites (the first greedy,
-   the rest sampled; they share the prompt's KV cache); test each on the failing tests while the next
-   one is generated; run the whole suite for any that passes them.  The best candidate by tests failing
-   is kept, committed as the round, and the next round starts from it.
+4. Rounds: localize the unit to change; ask for ``candidates`` whole-unit rewrites: the first greedy and
+   alone, the rest sampled side by side (one evaluation of each prompt, one batch per decoding step),
+   half from the current code and half anew from the specification (all but one anew once the current
+   code's prompt mostly comes back unchanged); test each on the failing tests while the next request
+   generates; run the whole suite for any that passes them.  The best candidate by tests failing is
+   kept, committed as the round, and the next round starts from it.
 5. Escalation: later rounds go to the next sampler (an upstream, when configured).
 
 Everything happens in a ``Workspace``; the user's tree is only written by ``Workspace.apply``.
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from codespark.agent import mutate, prompts, sandbox, static, window
-from codespark.agent.edit import Edit, RefusedEdit, replace_unit
+from codespark.agent.edit import Edit, RefusedEdit, UnchangedEdit, replace_unit
 from codespark.agent.localize import (
     Project,
     Target,
@@ -65,7 +67,7 @@ class Sampler(Protocol):
 @dataclass(frozen=True)
 class FixOptions:
     rounds: int = 3
-    candidates: int = 4
+    candidates: int = 6
     temperature: float = 0.8
     max_tokens: int = 768
     allow_test_edits: bool = False
@@ -129,6 +131,8 @@ class _Tried:
     reason: str
     failing: float  # estimated tests failing over the whole suite (see FixLoop._score)
     seconds: float
+    prompt: str = "fix"  # fix: from the current code | anew: from the specification
+    repeat: bool = False  # the code as it was, or an earlier candidate again
 
 
 class FixLoop:
@@ -200,6 +204,7 @@ class FixLoop:
         earlier: list[str] = []
         stale = 0
         rounds = 0
+        anew = False  # the fix prompt mostly came back as the code it showed: write the candidates anew
         for round_no in range(1, opts.rounds + 1):
             rounds = round_no
             targets = localize(best, self.project, opts.allow_test_edits)
@@ -215,11 +220,15 @@ class FixLoop:
                                   "why": target.why[:3], "engine": sampler.name,
                                   "candidates": opts.candidates})  # fmt: skip
             chosen: _Tried | None = None
-            async for tried in self._candidates(sampler, target, best, round_no, earlier):
+            fixing = repeats = 0
+            async for tried in self._candidates(sampler, target, best, round_no, earlier, anew):
+                fixing += tried.prompt == "fix"
+                repeats += tried.prompt == "fix" and tried.repeat
                 yield Event("candidate", {"round": round_no, "index": tried.index, "engine": sampler.name,
                                           "outcome": "refused" if tried.edit is None else "tested",
                                           "reason": tried.reason, "failing": tried.failing,
-                                          "full_suite": tried.full, "seconds": round(tried.seconds, 2)})  # fmt: skip
+                                          "full_suite": tried.full, "seconds": round(tried.seconds, 2),
+                                          "prompt": tried.prompt})  # fmt: skip
                 if tried.edit is not None and (chosen is None or tried.failing < chosen.failing):
                     chosen = tried
                 if tried.edit is None or tried.failing >= _failing(best):
@@ -243,6 +252,7 @@ class FixLoop:
                     improved = False
             if not improved:
                 stale += 1
+            anew = anew or (fixing >= 2 and repeats * 2 >= fixing)
             earlier[:] = earlier[-3:]
             if best.green:
                 break
@@ -388,12 +398,19 @@ class FixLoop:
         )  # fmt: skip
 
     async def _candidates(
-        self, sampler: Sampler, target: Target, best: TestReport, round_no: int, earlier: Sequence[str]
+        self,
+        sampler: Sampler,
+        target: Target,
+        best: TestReport,
+        round_no: int,
+        earlier: Sequence[str],
+        mostly_anew: bool = False,
     ) -> AsyncGenerator[_Tried, None]:
         """Generate and test ``candidates`` answers.
 
         Even candidates fix the current code; odd ones (for a function with a specification) write it anew
-        from its signature and docstring, since a small model shown wrong code mostly writes it again."""
+        from its signature and docstring, since a small model shown wrong code mostly writes it again.
+        ``mostly_anew`` (the fix prompt came back unchanged before): only the first fixes the code."""
         opts = self.options
         unit = target.unit
         focus = focus_line(best, self.project, unit)
@@ -425,19 +442,24 @@ class FixLoop:
             return SamplingParams(max_tokens=budget, temperature=temperature, top_p=0.95,
                                   seed=opts.seed + 1000 * round_no + i)  # fmt: skip
 
-        # One request per prompt, its candidates sampled side by side (the prompt evaluated once); the second
-        # prompt's are generated while the first's are tested.
+        # The first candidate alone (when it is right, nothing else is generated), then one request per prompt
+        # for the rest, its candidates sampled side by side from one evaluation of the prompt; each request's
+        # candidates are tested while the next request generates.
+        n = opts.candidates
+        plan: list[tuple[str, list[Message], list[int]]] = [("fix", fix, [0])]  # (prompt kind, chat, candidates)
         if anew is fix:
-            groups = [list(range(opts.candidates))]
+            plan.append(("fix", fix, list(range(1, n))))
+        elif mostly_anew:
+            plan.append(("anew", anew, list(range(1, n))))
         else:
-            groups = [g for g in (list(range(0, opts.candidates, 2)), list(range(1, opts.candidates, 2))) if g]
+            plan += [("fix", fix, list(range(2, n, 2))), ("anew", anew, list(range(1, n, 2)))]
+        plan = [step for step in plan if step[2]]
         pending = [
-            asyncio.create_task(sampler.sample_many(fix if g[0] % 2 == 0 else anew, [params(i) for i in g]))
-            for g in groups
+            asyncio.create_task(sampler.sample_many(chat, [params(i) for i in group])) for _, chat, group in plan
         ]
         seen: set[str] = set()
         try:
-            for indices, task in zip(groups, pending, strict=True):
+            for (kind, _, indices), task in zip(plan, pending, strict=True):
                 try:
                     answers = await task
                 except CodesparkError as exc:  # the prompt does not fit, the engine is down: this round ends
@@ -445,6 +467,7 @@ class FixLoop:
                     return
                 for i, answer in zip(indices, answers, strict=False):
                     tried = await _in_thread(self._try, i, unit, answer, best, seen, frame)
+                    tried.prompt = kind
                     yield tried
                     if tried.full and tried.report is not None and tried.report.green:
                         return
@@ -465,9 +488,10 @@ class FixLoop:
             else:
                 edit = replace_unit(self.project, unit, answer, self.options.allow_test_edits)
         except RefusedEdit as exc:
-            return _Tried(index, None, None, False, str(exc), baseline, time.perf_counter() - started)
+            repeat = isinstance(exc, UnchangedEdit)
+            return _Tried(index, None, None, False, str(exc), baseline, time.perf_counter() - started, repeat=repeat)
         if edit.after in seen:
-            return _Tried(index, None, None, False, "the same as an earlier candidate", baseline, 0.0)
+            return _Tried(index, None, None, False, "the same as an earlier candidate", baseline, 0.0, repeat=True)
         seen.add(edit.after)
         try:
             self._put(edit.path, edit.after)

@@ -30,7 +30,7 @@ class FixBody(_Request):
     workspace: str = Field(description="A workspace from the server's [[workspaces]] (its name, not a path).")
     engine: str = Field("auto", description="auto, codex, spark or upstream.")
     rounds: int = Field(3, ge=1, le=20)
-    candidates: int = Field(4, ge=1, le=16)
+    candidates: int = Field(6, ge=1, le=16)
     mutants: int = Field(80, ge=0, le=1000, description="Single-token repairs tried before the model (0: none).")
     apply: bool = Field(False, description="Put the fix into the tree (only where the workspace allows it).")
     stream: bool = Field(True, description="SSE events as the run goes (false: the final event as JSON).")
