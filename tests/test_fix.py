@@ -367,11 +367,28 @@ def test_a_one_token_fix_tests_pin_down_ends_the_search(tmp_path: Path) -> None:
         f"\n\ndef test_{age}():\n    assert is_adult({age}) is {age >= 18}\n" for age in (0, 17, 19, 40))}  # fmt: skip
     root = make_repo(tmp_path / "r", files)
     sampler = Scripted([])
-    events, ws = run_loop(root, tmp_path / "cache", sampler, mutants=80)
+    events, ws = run_loop(root, tmp_path / "cache", sampler, mutants=80, min_probes=3)  # 3 edits exist
     try:
         mutation = next(e.data for e in events if e.kind == "mutation")
         assert mutation["trusted"] and mutation["rejected"] >= 0.8 * mutation["probed"], mutation
         assert events[-1].data["fixed_by"] == "mutation" and events[-1].data["rounds"] == 0 and not sampler.prompts
+    finally:
+        ws.close()
+
+
+def test_a_one_token_fix_probed_fewer_than_min_probes_ways_gets_one_model_round(tmp_path: Path) -> None:
+    # Five examples reject all 3 other single edits of `return age >= 18`, but 3 is too little evidence
+    # (HumanEval/74 was such a fix, and wrong): the model gets one round, then the fix is kept.
+    files = {**ADULT, "test_people.py": ADULT["test_people.py"] + "".join(
+        f"\n\ndef test_{age}():\n    assert is_adult({age}) is {age >= 18}\n" for age in (0, 17, 19, 40))}  # fmt: skip
+    root = make_repo(tmp_path / "r", files)
+    sampler = Scripted([])
+    events, ws = run_loop(root, tmp_path / "cache", sampler, mutants=80, rounds=3, candidates=2)
+    try:
+        mutation = next(e.data for e in events if e.kind == "mutation")
+        assert mutation["probed"] == 3 and mutation["rejected"] == 3 and not mutation["trusted"], mutation
+        assert [e.kind for e in events].count("round") == 1 and len(sampler.prompts) == 2
+        assert events[-1].data["status"] == "fixed" and events[-1].data["fixed_by"] == "mutation"
     finally:
         ws.close()
 

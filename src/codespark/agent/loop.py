@@ -6,10 +6,10 @@
 3. Single-token repairs (``mutate``): one edit of the suspected unit at a time (a comparison, an
    operator, a bound off by one, swapped arguments, another variable, a lost return), nearest the failing
    line first, within a count and time budget.  The first that turns the suite green is kept when the
-   tests can tell: most single edits of the repaired unit must make them fail again (``_test_power``).
-   Tests that cannot (one or two examples) would pass a coincidence as well as a fix, so the search goes
-   on to the model from the code as it was, and the one-token fix is kept only when no model answer
-   turns the suite green.
+   tests can tell: most single edits of the repaired unit (and at least ``min_probes``) must make them fail
+   again (``_test_power``).  Tests that cannot (one or two examples) would pass a coincidence as well as a
+   fix, so the search goes on to the model, for one round, from the code as it was, and the one-token fix
+   is kept when no model answer turns the suite green.
 4. Rounds: localize the unit to change; ask for ``candidates`` whole-unit rewrites: the first greedy and
    alone, the rest sampled side by side (one evaluation of each prompt, one batch per decoding step),
    half from the current code and half anew from the specification (all but one anew once the current
@@ -79,6 +79,7 @@ class FixOptions:
     mutation_seconds: float = 60.0  # and the time they may take
     probes: int = 10  # single edits of a one-token fix tried to see whether the tests can tell it apart
     trust: float = 0.8  # the share of those the tests must reject for the fix to end the search
+    min_probes: int = 5  # and how many must have been tried (fewer is too little evidence to end it)
     probe_seconds: float = 30.0  # and the time those may take
     brief: str = ""  # what the caller knows of the failures (a migration: "written for Python 2…"), in the prompt
 
@@ -205,7 +206,8 @@ class FixLoop:
         stale = 0
         rounds = 0
         anew = False  # the fix prompt mostly came back as the code it showed: write the candidates anew
-        for round_no in range(1, opts.rounds + 1):
+        # With a green one-token fix in hand (the fallback), the model gets one round to find a better-founded one.
+        for round_no in range(1, (1 if fallback is not None else opts.rounds) + 1):
             rounds = round_no
             targets = localize(best, self.project, opts.allow_test_edits)
             if not targets:
@@ -332,7 +334,7 @@ class FixLoop:
                     self._put(unit.path, before)
                     continue
                 killed, probed = self._test_power(unit, mutant, before, failing_ids, executed[unit.path])
-                trusted = probed > 0 and killed >= opts.trust * probed
+                trusted = probed >= self._min_probes() and killed >= opts.trust * probed
                 data = {"tried": tried, "unit": unit.name, "fixed": mutant.what, "path": unit.path,
                         "lines": _changed_lines(before, mutant.text), "probed": probed, "rejected": killed,
                         "trusted": trusted, "seconds": self._since(started)}  # fmt: skip
@@ -361,6 +363,8 @@ class FixLoop:
         """Of up to ``probes`` single edits of the fixed unit (nearest the fix, in the lines the failing tests
         ran, the original slip excluded), how many the tests reject, and how many were tried.  Tests that
         reject most of them pin the unit down; tests that pass most would have passed a coincidence too.
+        Fewer than ``min_probes`` tried is too little evidence either way (HumanEval/74: a one-token fix
+        of a 5-line function that only 3 edits probed, all rejected, and that fails the hidden tests).
         Stops as soon as the answer is sure, and after ``probe_seconds`` (a slow suite: the answer is then
         what the probes run so far say; none run: not trusted)."""
         opts = self.options
@@ -377,11 +381,15 @@ class FixLoop:
                     killed += 1
                 else:
                     survived += 1
-                if killed >= opts.trust * len(probes) or survived > (1 - opts.trust) * len(probes):
+                sure = killed >= opts.trust * len(probes) and killed + survived >= self._min_probes()
+                if sure or survived > (1 - opts.trust) * len(probes):
                     break
         finally:
             self._put(unit.path, fix.text)
         return killed, killed + survived
+
+    def _min_probes(self) -> int:
+        return min(self.options.min_probes, self.options.probes)
 
     @staticmethod
     def _since(started: float) -> float:
