@@ -34,7 +34,7 @@ from codespark.errors import EngineError, InvalidRequestError, UpstreamUnavailab
 from codespark.guard.ignore import NeverSend
 from codespark.metrics import Metrics
 from codespark.router import Decision, Router
-from codespark.services.observe import count_redactions, observe, observed
+from codespark.services.observe import count_decision, count_redactions, observe, observed
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,7 @@ class ChatService:
         prompt = chat.build_prompt(engine.backend.info, messages, ())
         longest = max(params, key=lambda p: p.max_tokens)
         job = engine.prepare(GenerationRequest(prompt=prompt, params=longest, stops=call.stops))
-        if self.metrics is not None:
-            self.metrics.routes.labels(chosen.route, chosen.reason.split(":")[0]).inc(len(params))
+        count_decision(chosen, self.metrics, len(params))
         results = await engine.run_many(job, params)
         for result in results:
             observe(chosen.route, result, self.metrics, self.router, estimate=False)

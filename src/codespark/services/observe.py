@@ -14,8 +14,7 @@ def observed(
     decision: Decision, events: AsyncGenerator[Event, None], metrics: Metrics | None, router: Router
 ) -> AsyncGenerator[Event, None]:
     """Pass ``events`` through, counting the decision and recording the finished generation's numbers."""
-    if metrics is not None:
-        metrics.routes.labels(decision.route, decision.reason.split(":")[0]).inc()
+    count_decision(decision, metrics)
 
     async def gen() -> AsyncGenerator[Event, None]:
         async with aclosing(events) as stream:
@@ -25,6 +24,12 @@ def observed(
                 yield item
 
     return gen()
+
+
+def count_decision(decision: Decision, metrics: Metrics | None, requests: int = 1) -> None:
+    """The router's decision, by route and the kind of reason, for ``requests`` requests."""
+    if metrics is not None:
+        metrics.routes.labels(decision.route, decision.reason.split(":")[0]).inc(requests)
 
 
 def count_redactions(metrics: Metrics | None) -> Callable[[dict[str, int]], None]:
